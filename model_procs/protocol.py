@@ -1,0 +1,68 @@
+"""Wire protocol between the supervisor (ROUTER) and a model process (DEALER): tagged msgspec Structs.
+
+One union per direction, one module-level decoder each; both sides `match` on the decoded type.
+This module imports msgspec only, so the supervisor can use it without torch or funasr.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+# Exit codes are a protocol too: the supervisor tells a boot error from a crash by them.
+EXIT_OK = 0
+EXIT_LOAD_FAILED = 3
+EXIT_SUPERVISOR_GONE = 4
+
+
+class WorkerSpec(msgspec.Struct, frozen=True):
+    """Everything a model process needs to start; pickled once into the forkserver child."""
+
+    model_id: str
+    source: str               # absolute model directory, hub alias, or "generated:<size>"
+    device: str
+    threads: int
+    endpoint: str             # ipc:// address of the supervisor's ROUTER
+    identity: bytes           # this process's ZeroMQ routing id
+    supervisor_pid: int
+    cache_dir: str
+    spawned_at: float         # time.monotonic() in the supervisor (CLOCK_MONOTONIC is system-wide)
+
+
+# supervisor -> worker
+class Shutdown(msgspec.Struct, frozen=True, tag="shutdown"):
+    """Finish, release the model and exit 0."""
+
+
+ToWorker = Shutdown
+
+
+# worker -> supervisor
+class LoadTimings(msgspec.Struct, frozen=True):
+    """Where a load's time went, in ms, as the worker measured it."""
+
+    process_start_ms: float   # spawn request -> worker code running
+    imports_ms: float         # torch + funasr (≈0 when the forkserver preloaded them)
+    weights_ms: float         # AutoModel: build the classes, read the checkpoint
+    trim_ms: float            # malloc_trim(0)
+    warmup_ms: float          # one inference call
+    total_ms: float           # spawn request -> Ready sent
+
+
+class Ready(msgspec.Struct, frozen=True, tag="ready"):
+    pid: int
+    timings: LoadTimings
+    resolved_source: str      # the directory funasr loaded
+    source_was_cached: bool   # the model files were on disk before this load
+
+
+class LoadFailed(msgspec.Struct, frozen=True, tag="load_failed"):
+    pid: int
+    reason: str               # one line: what went wrong
+    hint: str                 # one line: what to set or do about it
+
+
+ToSupervisor = Ready | LoadFailed
+
+worker_decoder = msgspec.msgpack.Decoder(ToWorker)
+supervisor_decoder = msgspec.msgpack.Decoder(ToSupervisor)
+encoder = msgspec.msgpack.Encoder()

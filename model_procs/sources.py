@@ -1,0 +1,72 @@
+"""Turn a configured model source into a directory funasr can load, or say clearly why it cannot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+GENERATED_PREFIX = "generated:"
+
+
+class SourceUnavailable(Exception):
+    """The model's files cannot be had; `hint` says what to set."""
+
+    def __init__(self, reason: str, hint: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+
+def looks_like_path(source: str) -> bool:
+    return source.startswith(("/", ".", "~")) or os.sep in source
+
+
+def resolve_source(model_id: str, source: str, cache_dir: str) -> tuple[str, bool]:
+    """Return (model directory, whether it was already on disk)."""
+    if source.startswith(GENERATED_PREFIX):
+        return generated_dir(model_id, source.removeprefix(GENERATED_PREFIX), cache_dir)
+    if looks_like_path(source):
+        return local_dir(model_id, source), True
+    return hub_dir(model_id, source, cache_dir)
+
+
+def generated_dir(model_id: str, size: str, cache_dir: str) -> tuple[str, bool]:
+    from scripts.make_models import DONE_MARKER, SIZES, ensure_model, model_dir
+
+    if size not in SIZES:
+        raise SourceUnavailable(f"unknown generated size '{size}'", f"use one of: generated:{', generated:'.join(SIZES)}")
+    root = Path(cache_dir) / "generated"
+    cached = (model_dir(root, model_id, size) / DONE_MARKER).exists()
+    return str(ensure_model(root, model_id, size)), cached
+
+
+def local_dir(model_id: str, source: str) -> str:
+    path = Path(source).expanduser().resolve()
+    hint = (f"set [models.{model_id}] source in the config to a FunASR model directory "
+            "(config.yaml + model.pt), or to a hub alias where the network allows")
+    if not path.is_dir():
+        raise SourceUnavailable(f"model directory {path} does not exist", hint)
+    missing = [name for name in ("config.yaml", "model.pt") if not (path / name).is_file()]
+    if missing:
+        raise SourceUnavailable(f"model directory {path} lacks {', '.join(missing)}", hint)
+    return str(path)
+
+
+def hub_dir(model_id: str, alias: str, cache_dir: str) -> tuple[str, bool]:
+    """Download (or find in the cache) a hub model through funasr's own ModelScope resolution."""
+    from funasr.download.download_model_from_hub import download_model
+    from funasr.download.name_maps_from_hub import name_maps_ms
+
+    hub_root = Path(os.environ.get("MODELSCOPE_CACHE", Path(cache_dir) / "hub"))
+    cached = (hub_root / "models" / name_maps_ms.get(alias, alias)).is_dir()
+    try:
+        resolved = download_model(model=alias, disable_update=True).get("model_path", "")
+    except Exception as exc:  # funasr/modelscope raise many kinds here; all mean "not available"
+        resolved, cached = "", False
+        reason = f"hub model '{alias}' could not be fetched: {exc}"
+    else:
+        reason = f"hub model '{alias}' could not be fetched (no network to the model hub?)"
+    if not resolved or not (Path(resolved) / "model.pt").is_file():
+        raise SourceUnavailable(reason, f"set [models.{model_id}] source in the config to a local FunASR model "
+                                        "directory (config.yaml + model.pt), or pre-fill the cache directory")
+    return resolved, cached

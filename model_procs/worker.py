@@ -1,0 +1,121 @@
+"""The model process: connect to the supervisor, load the engine, say Ready, serve until told to stop.
+
+Runs as a forkserver child whose parent is the forkserver, not the supervisor, so PDEATHSIG cannot tie its
+life to the supervisor's: a thread watches the supervisor's pidfd and exits the process when it goes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import select
+import threading
+import time
+
+import zmq
+
+from model_procs import protocol
+from model_procs.protocol import LoadFailed, LoadTimings, Ready, Shutdown, WorkerSpec
+from model_procs.sources import SourceUnavailable, resolve_source
+
+log = logging.getLogger(__name__)
+
+
+def watch_supervisor(supervisor_pid: int) -> None:
+    """Exit at once (no cleanup to run: the kernel frees everything) when the supervisor process ends."""
+    try:
+        pidfd = os.pidfd_open(supervisor_pid)
+    except ProcessLookupError:
+        os._exit(protocol.EXIT_SUPERVISOR_GONE)
+
+    def wait_and_exit() -> None:
+        select.select([pidfd], [], [])
+        os._exit(protocol.EXIT_SUPERVISOR_GONE)
+
+    threading.Thread(target=wait_and_exit, name="supervisor-watch", daemon=True).start()
+
+
+def malloc_trim() -> float:
+    """Give back the heap funasr's loader leaves behind (it holds ~3 copies of the weights while loading)."""
+    started = time.monotonic()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+    return (time.monotonic() - started) * 1000
+
+
+def load(spec: WorkerSpec, started: float):
+    """Resolve the source, build and warm the engine; return (engine, Ready)."""
+    imports_began = time.monotonic()
+    import torch  # noqa: F401  (already imported when the forkserver preloaded it)
+
+    from model_procs.engines import build_engine
+
+    torch.set_num_threads(spec.threads)
+    weights_began = time.monotonic()
+    model_dir, cached = resolve_source(spec.model_id, spec.source, spec.cache_dir)
+    engine = build_engine(spec.model_id, model_dir, spec.device, spec.threads)
+    weights_done = time.monotonic()
+    trim_ms = malloc_trim()
+    warmup_began = time.monotonic()
+    engine.warm_up()
+    done = time.monotonic()
+    timings = LoadTimings(
+        process_start_ms=(started - spec.spawned_at) * 1000,
+        imports_ms=(weights_began - imports_began) * 1000,
+        weights_ms=(weights_done - weights_began) * 1000,
+        trim_ms=trim_ms,
+        warmup_ms=(done - warmup_began) * 1000,
+        total_ms=(done - spec.spawned_at) * 1000,
+    )
+    return engine, Ready(pid=os.getpid(), timings=timings, resolved_source=model_dir, source_was_cached=cached)
+
+
+def connect(spec: WorkerSpec) -> tuple[zmq.Context, zmq.Socket]:
+    context = zmq.Context()
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.IDENTITY, spec.identity)
+    socket.setsockopt(zmq.LINGER, 2000)  # let the last message (Ready/LoadFailed) out before exit
+    socket.connect(spec.endpoint)
+    return context, socket
+
+
+def serve(socket: zmq.Socket, engine) -> None:
+    """Answer the supervisor until it says Shutdown. Undecodable frames are logged and dropped."""
+    while True:
+        frame = socket.recv()
+        try:
+            message = protocol.worker_decoder.decode(frame)
+        except Exception:
+            log.warning("dropped an undecodable message (%d bytes)", len(frame))
+            continue
+        match message:
+            case Shutdown():
+                return
+
+
+def run_worker(spec: WorkerSpec) -> None:
+    """Process entry point (the forkserver child's target)."""
+    started = time.monotonic()
+    watch_supervisor(spec.supervisor_pid)
+    os.environ.setdefault("MODELSCOPE_CACHE", os.path.join(spec.cache_dir, "hub"))
+    context, socket = connect(spec)
+    try:
+        engine, ready = load(spec, started)
+    except SourceUnavailable as exc:
+        fail(socket, context, exc.reason, exc.hint)
+    except Exception as exc:  # any loader error is reported, not raised: the supervisor decides what next
+        fail(socket, context, f"{type(exc).__name__}: {exc}", "check that the source is a FunASR model of this kind")
+    socket.send(protocol.encoder.encode(ready))
+    serve(socket, engine)
+    socket.close()
+    context.term()
+
+
+def fail(socket: zmq.Socket, context: zmq.Context, reason: str, hint: str) -> None:
+    socket.send(protocol.encoder.encode(LoadFailed(pid=os.getpid(), reason=reason, hint=hint)))
+    socket.close()
+    context.term()
+    os._exit(protocol.EXIT_LOAD_FAILED)

@@ -1,0 +1,179 @@
+"""The Supervisor: the typed, thread-safe facade the API calls. Lifecycle rules live here and in `loading`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+from model_procs.protocol import LoadFailed, Ready
+from supervisor.catalog import CATALOG, MODEL_IDS, funasr_version
+from supervisor.config import ModelConfig
+from supervisor.errors import SupervisorError, model_not_found
+from supervisor.io_loop import IoLoop
+from supervisor.jobs import JobRegistry, LoadGroup, LoadJob
+from supervisor.loading import Loader
+from supervisor.memory import private_dirty_mb
+from supervisor.slot import ModelSlot
+from supervisor.states import ModelStatus
+from supervisor.views import UnloadView
+from supervisor.workers import LoadFailedError, Spawner, WorkerHandle, describe_exit
+
+log = logging.getLogger(__name__)
+
+ALL = "all"
+MAX_TIMEOUT_S = 3600.0
+
+
+class Supervisor:
+    def __init__(self, models: dict[str, ModelConfig], cache_dir: Path, stop_grace_s: float = 2.0) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.started_at = time.time()
+        self.version = funasr_version()
+        self.slots = {model_id: ModelSlot(CATALOG[model_id], models[model_id]) for model_id in MODEL_IDS}
+        self.jobs = JobRegistry()
+        self._loop = IoLoop(self._on_message)
+        self._spawner = Spawner(self._loop, str(self.cache_dir))
+        self._loader = Loader(self._spawner, self.jobs, self._on_worker_exit, stop_grace_s)
+        self._stop_grace_s = stop_grace_s
+        self._closed = False
+
+    # -- life of the supervisor itself -------------------------------------------------------------
+    def start(self) -> None:
+        """Start the I/O thread now and the forkserver in the background (it preloads torch+funasr: seconds)."""
+        self._loop.start()
+        threading.Thread(target=self._boot_forkserver, name="forkserver-boot", daemon=True).start()
+
+    def _boot_forkserver(self) -> None:
+        log.info("forkserver: booting with torch and funasr preloaded")
+        log.info("forkserver: ready in %.1f s (pid %s)", self._spawner.boot(), self._spawner.forkserver_pid())
+
+    def close(self) -> None:
+        """Unload every model, stop the I/O thread and the forkserver. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        for model_id in MODEL_IDS:
+            self.unload(model_id)
+        self._loop.stop()
+        self._spawner.shutdown()
+        log.info("supervisor: closed")
+
+    def is_alive(self) -> bool:
+        return self._loop.is_alive()
+
+    # -- requests ----------------------------------------------------------------------------------
+    def resolve(self, model_type: str, allow_all: bool = True) -> list[str]:
+        if model_type == ALL and allow_all:
+            return list(MODEL_IDS)
+        if model_type not in self.slots:
+            raise model_not_found(model_type, list(MODEL_IDS))
+        return [model_type]
+
+    def request_load(self, model_type: str, force_reload: bool = False,
+                     timeout_s: float = 300.0) -> LoadJob | LoadGroup:
+        """Start (or join) the load of one model or of `all`; returns at once with the job to watch."""
+        if self._closed:
+            raise SupervisorError("CONFLICT", "Server is shutting down", "retry against a running server")
+        model_ids = self.resolve(model_type)
+        jobs = [self._loader.request(self.slots[m], force_reload, timeout_s) for m in model_ids]
+        if model_type != ALL:
+            return jobs[0]
+        group = LoadGroup(jobs)
+        self.jobs.add(group)
+        return group
+
+    def await_load(self, job: LoadJob | LoadGroup) -> None:
+        """Block until the job ends; raise its error if it did not complete."""
+        for single in job.jobs if isinstance(job, LoadGroup) else [job]:
+            single.done.wait(single.timeout_s + 30)  # the driver ends it by its deadline; this is a backstop
+            if single.error_code:
+                raise SupervisorError(single.error_code, f"Loading {single.model_id} failed: {single.error}",
+                                      single.details or "", model_type=single.model_id, load_id=single.load_id)
+
+    def job(self, load_id: str) -> LoadJob | LoadGroup:
+        found = self.jobs.get(load_id)
+        if found is None:
+            raise SupervisorError("LOAD_NOT_FOUND", "Load not found",
+                                  f"No load with id '{load_id}' is known (ids are kept for the last 512 loads)")
+        return found
+
+    def unload(self, model_type: str) -> UnloadView:
+        """Stop the model's process (ask → SIGTERM → SIGKILL) and report what that returned. Idempotent."""
+        began = time.monotonic()
+        freed, was_loaded = 0.0, False
+        for model_id in self.resolve(model_type):
+            slot_freed, slot_was_loaded = self._unload_slot(self.slots[model_id])
+            freed += slot_freed
+            was_loaded |= slot_was_loaded
+        remaining = [m for m, s in self.slots.items() if s.status is ModelStatus.LOADED]
+        return UnloadView(model_type=model_type, memory_freed_mb=round(freed, 1),
+                          unload_time_ms=round((time.monotonic() - began) * 1000, 1),
+                          models_remaining=remaining, was_loaded=was_loaded)
+
+    def _unload_slot(self, slot: ModelSlot) -> tuple[float, bool]:
+        while True:
+            with slot.lock:
+                job = slot.job
+                if job is not None and not job.done.is_set():
+                    job.cancel_requested = True
+                    if slot.candidate is not None:
+                        slot.candidate.signal(signal.SIGKILL)  # the load's driver reaps it
+                elif slot.status is ModelStatus.UNLOADING:
+                    job = None
+                else:
+                    return self._begin_unload(slot)
+            if job is not None:
+                job.done.wait()
+            else:
+                slot.unloaded.wait()
+
+    def _begin_unload(self, slot: ModelSlot) -> tuple[float, bool]:
+        """Called with the lock held; the slow stop happens after it is released."""
+        if slot.status is not ModelStatus.LOADED:
+            if slot.status is ModelStatus.FAILED:
+                slot.transition(ModelStatus.UNLOADED, "unload requested")
+            return 0.0, False
+        worker = slot.worker
+        freed = private_dirty_mb(worker.pid)
+        slot.unloaded.clear()
+        slot.transition(ModelStatus.UNLOADING, "unload requested")
+        slot.lock.release()
+        try:
+            how = self._spawner.stop(worker, self._stop_grace_s)
+        finally:
+            slot.lock.acquire()
+        slot.worker = None
+        slot.transition(ModelStatus.UNLOADED, f"process {worker.pid} stopped ({how}), {freed:.1f} MB returned")
+        slot.unloaded.set()
+        return freed, True
+
+    # -- events from the I/O thread ----------------------------------------------------------------
+    def _on_message(self, identity: bytes, message: Ready | LoadFailed) -> None:
+        worker = self._spawner.handles.get(identity)
+        if worker is None:
+            log.warning("dropped %s from unknown process %r", type(message).__name__, identity)
+            return
+        if worker.ready.done():
+            log.warning("model %s: unexpected %s from pid %d", worker.model_id, type(message).__name__, worker.pid)
+            return
+        match message:
+            case Ready():
+                worker.ready.set_result(message)
+            case LoadFailed(reason=reason, hint=hint):
+                log.warning("model %s: pid %d could not load: %s", worker.model_id, worker.pid, reason)
+                worker.ready.set_exception(LoadFailedError(reason, hint))
+
+    def _on_worker_exit(self, worker: WorkerHandle) -> None:
+        slot = self.slots[worker.model_id]
+        with slot.lock:
+            if slot.worker is not worker or slot.status is ModelStatus.UNLOADING:
+                return  # a load that failed, or an unload we asked for: those paths report it
+            slot.worker = None
+            slot.last_error = f"model process {worker.pid} {describe_exit(worker.exitcode)}"
+            if slot.status is ModelStatus.LOADED:
+                slot.transition(ModelStatus.FAILED, slot.last_error)
+            log.error("model %s: %s", slot.model_id, slot.last_error)
