@@ -94,6 +94,11 @@ class Supervisor:
                 raise SupervisorError(single.error_code, f"Loading {single.model_id} failed: {single.error}",
                                       single.details or "", model_type=single.model_id, load_id=single.load_id)
 
+    def estimated_load_ms(self, model_id: str) -> int:
+        """The last measured load time, or the catalog's estimate before the first load."""
+        slot = self.slots[model_id]
+        return int(slot.load_time_ms) if slot.load_time_ms is not None else slot.entry.estimated_load_ms
+
     def job(self, load_id: str) -> LoadJob | LoadGroup:
         found = self.jobs.get(load_id)
         if found is None:

@@ -69,7 +69,7 @@ class LoadGroup:
     def __init__(self, jobs: list[LoadJob]) -> None:
         self.load_id = new_load_id()
         self.jobs = jobs
-        self.created_at = utc_now()
+        self.created_at = min(job.created_at for job in jobs)
 
     @property
     def status(self) -> JobStatus:

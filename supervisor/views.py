@@ -51,7 +51,7 @@ class ModelView(msgspec.Struct, frozen=True, omit_defaults=True):
     metrics: ModelMetrics | None = None
 
 
-class JobView(msgspec.Struct, frozen=True):
+class JobView(msgspec.Struct, frozen=True, omit_defaults=True):
     """`GET /model/load/{load_id}`."""
 
     load_id: str

@@ -1,0 +1,30 @@
+"""`create_app(supervisor)`: the Falcon WSGI app, with dependencies injected and one error envelope."""
+
+from __future__ import annotations
+
+import falcon
+import falcon.media
+
+from api.errors import handle_supervisor_error, handle_unexpected, serialize_falcon_error
+from api.media import MsgspecJSONHandler
+from api.resources import LoadStatusResource, ModelInfoResource, ModelLoadResource, ModelUnloadResource
+from supervisor.core import Supervisor
+from supervisor.errors import SupervisorError
+
+
+def create_app(supervisor: Supervisor) -> falcon.App:
+    app = falcon.App()
+    json_handler = MsgspecJSONHandler()
+    app.req_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler})
+    app.resp_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler})
+    app.req_options.strip_url_path_trailing_slash = True
+
+    app.add_route("/model/info", ModelInfoResource(supervisor))
+    app.add_route("/model/load", ModelLoadResource(supervisor))
+    app.add_route("/model/load/{load_id}", LoadStatusResource(supervisor))
+    app.add_route("/model/unload/{model_type}", ModelUnloadResource(supervisor))
+
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(SupervisorError, handle_supervisor_error)
+    app.set_error_serializer(serialize_falcon_error)
+    return app

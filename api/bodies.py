@@ -1,0 +1,83 @@
+"""HTTP request and response bodies, as msgspec Structs (separate from the wire protocol's messages)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from supervisor.reporting import CacheInfo, SystemInfo
+from supervisor.views import JobView, ModelView
+
+Timeout = Annotated[float, msgspec.Meta(gt=0, le=3600, description="seconds to wait for the model to be ready")]
+
+
+# -- requests ---------------------------------------------------------------------------------------
+class InfoRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    detailed: bool = False
+    include_metrics: bool = False
+
+
+class LoadRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    model_type: str
+    force_reload: bool = False
+    async_load: bool = True
+    timeout: Timeout = 300.0
+
+
+# -- responses --------------------------------------------------------------------------------------
+class InfoResponse(msgspec.Struct, frozen=True):
+    success: bool
+    timestamp: datetime
+    available_models: dict[str, ModelView]
+    system_info: SystemInfo
+    model_cache: CacheInfo
+
+
+class LoadAccepted(msgspec.Struct, frozen=True, omit_defaults=True):
+    """202 for an async load (200 when the model was already loaded)."""
+
+    success: bool
+    message: str
+    model_type: str
+    load_id: str
+    async_: bool = msgspec.field(name="async")
+    estimated_load_time: int
+    current_status: str
+    load_ids: dict[str, str] | None = None  # `all`: one load_id per model
+
+
+class LoadCompleted(msgspec.Struct, frozen=True, omit_defaults=True):
+    """200 for a sync load, once the model is ready."""
+
+    success: bool
+    message: str
+    model_type: str
+    load_id: str
+    load_time_ms: float | None
+    memory_usage_mb: float
+    model_version: str
+    status: str
+    models: dict[str, LoadCompleted] | None = None  # `all`: each model's own result
+
+
+class UnloadResponse(msgspec.Struct, frozen=True):
+    success: bool
+    message: str
+    model_type: str
+    memory_freed_mb: float
+    unload_time_ms: float
+    models_remaining: list[str]
+
+
+class JobResponse(msgspec.Struct, frozen=True):
+    success: bool
+    job: JobView
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    success: bool
+    error: str
+    error_code: str
+    details: str

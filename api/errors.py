@@ -1,0 +1,53 @@
+"""The error envelope (DESIGN.md §5) for every failure: ours, Falcon's own, and anything unexpected."""
+
+from __future__ import annotations
+
+import logging
+
+import falcon
+import msgspec
+
+from api.bodies import ErrorBody
+from supervisor.errors import SupervisorError
+
+log = logging.getLogger(__name__)
+
+HTTP_STATUS = {
+    "INVALID_REQUEST": 400, "UNAUTHORIZED": 401, "MODEL_NOT_FOUND": 404, "LOAD_NOT_FOUND": 404,
+    "STREAM_NOT_FOUND": 404, "ROUTE_NOT_FOUND": 404, "METHOD_NOT_ALLOWED": 405, "CONFLICT": 409,
+    "STREAM_LOST": 410, "PAYLOAD_TOO_LARGE": 413, "UNSUPPORTED_MEDIA": 415, "INSUFFICIENT_MEMORY": 507,
+    "LOAD_FAILED": 500, "MODEL_CRASHED": 502, "MODEL_NOT_READY": 503, "LOAD_TIMEOUT": 504,
+    "INFERENCE_TIMEOUT": 504, "INTERNAL": 500,
+}
+# Falcon's own errors (unknown route, wrong method, ...) mapped onto our codes.
+FALCON_CODES = {404: "ROUTE_NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE",
+                415: "UNSUPPORTED_MEDIA", 401: "UNAUTHORIZED", 409: "CONFLICT"}
+
+
+def envelope(code: str, message: str, details: str, **context) -> dict:
+    """The typed envelope plus context fields (such as `available_models`) the error carries."""
+    body = ErrorBody(success=False, error=message, error_code=code, details=details)
+    return msgspec.structs.asdict(body) | context
+
+
+def handle_supervisor_error(req: falcon.Request, resp: falcon.Response, exc: SupervisorError, params) -> None:
+    resp.status = HTTP_STATUS.get(exc.code, 500)
+    resp.media = envelope(exc.code, exc.message, exc.details, **exc.context)
+    if exc.code == "MODEL_NOT_READY":
+        resp.set_header("Retry-After", str(exc.context.get("retry_after_s", 5)))
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params) -> None:
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    resp.status = 500
+    resp.media = envelope("INTERNAL", "Internal server error", "The server logged the cause; please report it")
+
+
+def serialize_falcon_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    status = exc.status_code
+    code = FALCON_CODES.get(status, "INVALID_REQUEST" if 400 <= status < 500 else "INTERNAL")
+    details = exc.description or ("No such route; see the README for the API" if status == 404 else "")
+    if status == 405:
+        details = f"{req.method} is not allowed on {req.path}"
+    resp.content_type = falcon.MEDIA_JSON
+    resp.media = envelope(code, exc.title or "Error", details)

@@ -1,0 +1,68 @@
+"""`funasr-supervisor serve`: start the supervisor and the HTTP API; SIGTERM/SIGINT unload everything and exit 0."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from supervisor.config import DEFAULT_CACHE_DIR, ConfigError, load_config
+from supervisor.core import Supervisor
+
+log = logging.getLogger("funasr_supervisor")
+
+HTTP_THREADS = 16  # sync loads hold a thread for their whole load; keep room for /model/info
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="funasr-supervisor", description="Process-per-model FunASR server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP API and the model supervisor")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
+    serve.add_argument("--models", default=None,
+                       help="'demo' (small generated models) or a TOML config path; default: the real FunASR "
+                            "models by hub alias")
+    serve.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
+                       help=f"model cache: generated and downloaded models (default: {DEFAULT_CACHE_DIR})")
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser.parse_args(argv)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from waitress import create_server
+
+    from api.app import create_app
+
+    try:
+        models = load_config(args.models)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    supervisor = Supervisor(models, args.cache_dir)
+    server = create_server(create_app(supervisor), host=args.host, port=args.port, threads=HTTP_THREADS)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())  # the handler only records; the main thread acts
+    supervisor.start()
+    threading.Thread(target=server.run, name="waitress", daemon=True).start()
+    log.info("serving on http://%s:%d (models: %s, cache: %s)", args.host, server.effective_port,
+             args.models or "hub aliases", args.cache_dir)
+    stop.wait()
+    log.info("shutting down: unloading every model")
+    supervisor.close()
+    server.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
