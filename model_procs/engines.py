@@ -21,7 +21,7 @@ def load_automodel(model_dir: str, device: str, threads: int):
     from funasr import AutoModel
 
     return AutoModel(model=model_dir, disable_update=True, device=device, ncpu=threads,
-                     disable_pbar=True, disable_log=True)
+                     disable_pbar=True, disable_log=True, log_level="WARNING")
 
 
 class PunctuationEngine:

@@ -100,6 +100,8 @@ def run_worker(spec: WorkerSpec) -> None:
     """Process entry point (the forkserver child's target)."""
     started = time.monotonic()
     watch_supervisor(spec.supervisor_pid)
+    logging.basicConfig(level=logging.WARNING,
+                        format=f"%(asctime)s %(levelname)s model {spec.model_id}[%(process)d] %(name)s: %(message)s")
     os.environ.setdefault("MODELSCOPE_CACHE", os.path.join(spec.cache_dir, "hub"))
     context, socket = connect(spec)
     try:

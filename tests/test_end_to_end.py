@@ -1,0 +1,69 @@
+"""A real `funasr-supervisor serve` subprocess on a loopback port, driven by the reference's own client."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import psutil
+import requests
+
+from tests.helpers import alive, descendants, wait_for
+from tests.reference_client import ModelManager
+
+
+def test_reference_client_flows(server):
+    manager = ModelManager(server.url)
+    ready, message = manager.check_model_readiness()
+    assert ready is False and "Unloaded models: streaming_asr, punctuation" == message
+
+    assert manager.ensure_model_loaded("streaming_asr") is True
+    wait_for(lambda: manager.check_model_readiness(["streaming_asr"])[0], timeout=60)
+    assert manager.load_model("punctuation", async_load=False) is True
+    assert manager.check_model_readiness() == (True, "All required models are loaded and ready")
+
+    status = manager.get_model_status(detailed=True)
+    pids = {m: info["pid"] for m, info in status["available_models"].items()}
+    assert all(alive(pid) for pid in pids.values()) and len(set(pids.values())) == 2
+
+    assert manager.optimize_memory_usage(keep_models=["streaming_asr"]) is True
+    after = manager.get_model_status()["available_models"]
+    assert after["streaming_asr"]["loaded"] is True and after["punctuation"]["loaded"] is False
+    assert not alive(pids["punctuation"])
+    assert manager.ensure_model_loaded("not_a_model") is False
+
+
+def test_sigterm_unloads_everything_and_exits_zero(server):
+    requests.post(server.url + "/model/load", json={"model_type": "all", "async_load": False}, timeout=120)
+    children = descendants(server.proc.pid)
+    assert len(children) >= 3  # forkserver + two model processes
+    assert server.stop(signal.SIGTERM) == 0
+    wait_for(lambda: not any(alive(pid) for pid in children), timeout=5)
+    log = server.log_path.read_text()
+    assert "unloading every model" in log and "supervisor: closed" in log
+
+
+def test_sigkill_takes_every_worker_and_the_forkserver_within_two_seconds(server):
+    requests.post(server.url + "/model/load", json={"model_type": "all", "async_load": False}, timeout=120)
+    workers = [info["pid"] for info in requests.get(server.url + "/model/info").json()["available_models"].values()]
+    children = descendants(server.proc.pid)
+    assert set(workers) <= children and len(children) >= 3
+    processes = [psutil.Process(pid) for pid in children]
+    killed_at = time.monotonic()
+    server.proc.kill()
+    wait_for(lambda: not any(alive(p.pid) for p in processes), timeout=2.0, interval=0.01)
+    assert time.monotonic() - killed_at <= 2.0
+
+
+def test_load_is_sync_and_async_over_http(server):
+    sync = requests.post(server.url + "/model/load", data='{"model_type":"punctuation","async_load":false}',
+                         timeout=120)  # form-encoded, like `curl -d`
+    assert sync.status_code == 200 and sync.json()["status"] == "loaded"
+    assert sync.json()["memory_usage_mb"] > 0 and sync.json()["load_time_ms"] > 0
+    accepted = requests.post(server.url + "/model/load", json={"model_type": "streaming_asr"}, timeout=30)
+    assert accepted.status_code == 202
+    load_id = accepted.json()["load_id"]
+    wait_for(lambda: requests.get(f"{server.url}/model/load/{load_id}").json()["job"]["status"] == "completed",
+             timeout=60)
+    unloaded = requests.delete(server.url + "/model/unload/streaming_asr", timeout=30).json()
+    assert unloaded["memory_freed_mb"] > 0 and unloaded["models_remaining"] == ["punctuation"]

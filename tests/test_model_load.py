@@ -1,0 +1,134 @@
+"""POST /model/load, GET /model/load/{id}, DELETE /model/unload/{model_type}: jobs, joins, reloads, errors."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from supervisor.config import ModelConfig, load_config
+from supervisor.core import Supervisor
+from tests.helpers import alive, wait_for
+
+
+def job_status(client, load_id: str) -> str:
+    resp = client.simulate_get(f"/model/load/{load_id}")
+    assert resp.status_code == 200, resp.json
+    return resp.json["job"]["status"]
+
+
+def test_async_load_reports_its_job_until_completed(client):
+    resp = client.simulate_post("/model/load", json={"model_type": "punctuation"})
+    assert resp.status_code == 202
+    body = resp.json
+    assert body["async"] is True and body["current_status"] == "loading" and body["load_id"].startswith("load_")
+    assert body["estimated_load_time"] > 0
+    wait_for(lambda: job_status(client, body["load_id"]) == "completed", timeout=60)
+    job = client.simulate_get(f"/model/load/{body['load_id']}").json["job"]
+    assert job["model_type"] == "punctuation" and job["finished_at"] and job["error"] is None
+    again = client.simulate_post("/model/load", json={"model_type": "punctuation"})
+    assert again.status_code == 200 and again.json["current_status"] == "loaded"
+
+
+def test_concurrent_loads_of_one_model_share_one_process(client, sup):
+    results = []
+
+    def load() -> None:
+        results.append(client.simulate_post("/model/load", json={"model_type": "streaming_asr"}).json)
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({r["load_id"] for r in results}) == 1
+    wait_for(lambda: sup.slots["streaming_asr"].status.value == "loaded", timeout=60)
+    assert sup.slots["streaming_asr"].loads == 1 or len(sup._spawner.handles) == 1
+    workers = [h for h in sup._spawner.handles.values() if h.model_id == "streaming_asr"]
+    assert len(workers) == 1
+
+
+def test_force_reload_starts_a_new_process_and_stops_the_old(client):
+    first = client.simulate_post("/model/load", json={"model_type": "punctuation", "async_load": False})
+    assert first.status_code == 200 and first.json["status"] == "loaded"
+    old_pid = client.simulate_get("/model/info").json["available_models"]["punctuation"]["pid"]
+    second = client.simulate_post("/model/load", json={"model_type": "punctuation", "async_load": False,
+                                                       "force_reload": True})
+    assert second.status_code == 200
+    new_pid = client.simulate_get("/model/info").json["available_models"]["punctuation"]["pid"]
+    assert new_pid != old_pid and alive(new_pid)
+    wait_for(lambda: not alive(old_pid), timeout=10)
+
+
+def test_load_all_loads_both(client):
+    resp = client.simulate_post("/model/load", json={"model_type": "all", "async_load": False})
+    assert resp.status_code == 200, resp.json
+    assert resp.json["model_type"] == "all" and set(resp.json["models"]) == {"streaming_asr", "punctuation"}
+    models = client.simulate_get("/model/info").json["available_models"]
+    assert all(m["loaded"] for m in models.values())
+    unloaded = client.simulate_delete("/model/unload/all").json
+    assert unloaded["models_remaining"] == [] and unloaded["memory_freed_mb"] > 0
+
+
+def test_unknown_model_is_404_with_available_models(client):
+    for resp in (client.simulate_post("/model/load", json={"model_type": "whisper"}),
+                 client.simulate_delete("/model/unload/whisper")):
+        assert resp.status_code == 404
+        assert resp.json["error_code"] == "MODEL_NOT_FOUND"
+        assert resp.json["available_models"] == ["streaming_asr", "punctuation"]
+        assert "whisper" in resp.json["details"]
+
+
+@pytest.mark.parametrize("body", [b"{not json", b'{"model_type": 3}', b"{}", b'{"force_reload": true}',
+                                  b'{"model_type": "punctuation", "timeout": 0}',
+                                  b'{"model_type": "punctuation", "timeout": 1e308}',
+                                  b'{"model_type": "punctuation", "async_load": "no"}', b"[1, 2]"])
+def test_bad_load_bodies_are_400(client, body):
+    resp = client.simulate_post("/model/load", body=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    assert resp.json["error_code"] == "INVALID_REQUEST" and resp.json["success"] is False
+
+
+def test_unloading_a_model_that_is_not_loaded_is_fine(client):
+    resp = client.simulate_delete("/model/unload/punctuation")
+    assert resp.status_code == 200 and resp.json["memory_freed_mb"] == 0
+
+
+def test_unknown_load_id_is_404(client):
+    resp = client.simulate_get("/model/load/load_0")
+    assert resp.status_code == 404 and resp.json["error_code"] == "LOAD_NOT_FOUND"
+
+
+def test_timeout_on_a_full_size_load_kills_its_process(cache_dir, full_punctuation_dir, supervisor):
+    config = load_config("demo") | {"punctuation": ModelConfig(source=str(full_punctuation_dir))}
+    other = Supervisor(config, cache_dir)
+    other.start()
+    try:
+        job = other.request_load("punctuation", timeout_s=0.001)
+        assert job.done.wait(30)
+        assert job.error_code == "LOAD_TIMEOUT"
+        assert other.slots["punctuation"].status.value == "failed"
+        assert "timeout" in other.slots["punctuation"].last_error
+        assert not [h for h in other._spawner.handles.values()]
+    finally:
+        other.close()
+
+
+def test_missing_source_fails_the_load_and_the_server_keeps_serving(cache_dir, tmp_path, supervisor):
+    config = load_config("demo") | {"punctuation": ModelConfig(source=str(tmp_path / "no-such-model"))}
+    other = Supervisor(config, cache_dir)
+    other.start()
+    try:
+        from api.app import create_app
+        import falcon.testing
+        client = falcon.testing.TestClient(create_app(other))
+        resp = client.simulate_post("/model/load", json={"model_type": "punctuation", "async_load": False})
+        assert resp.status_code == 500 and resp.json["error_code"] == "LOAD_FAILED"
+        assert "does not exist" in resp.json["error"]
+        assert "source" in resp.json["details"]
+        info = client.simulate_get("/model/info").json["available_models"]["punctuation"]
+        assert info["status"] == "failed" and "does not exist" in info["last_error"]
+        ok = client.simulate_post("/model/load", json={"model_type": "streaming_asr", "async_load": False})
+        assert ok.status_code == 200 and ok.json["status"] == "loaded"
+    finally:
+        other.close()
