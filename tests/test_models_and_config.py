@@ -1,0 +1,83 @@
+"""Generated models load through funasr and transcribe; configs fail early and clearly; the API stays torch-free."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from supervisor.config import ConfigError, load_config
+from tests.helpers import REPO
+
+TRANSCRIBE_TINY = """
+import json, sys, time
+import funasr, numpy as np
+from model_procs.engines import build_engine
+from scripts.make_models import ensure_model
+root = sys.argv[1]
+asr_dir = str(ensure_model(root, "streaming_asr", "tiny"))
+began = time.monotonic()  # the load alone: imports are paid once by the forkserver in the product
+asr = build_engine("streaming_asr", asr_dir, "cpu", 1)
+load_s = time.monotonic() - began
+audio = (np.random.default_rng(1).standard_normal(16000 * 3) * 0.1).astype(np.float32)
+text = "".join(asr.feed("s", audio[i:i + 9600], i + 9600 >= len(audio)) for i in range(0, len(audio), 9600))
+punc = build_engine("punctuation", str(ensure_model(root, "punctuation", "tiny")), "cpu", 1)
+print(json.dumps({"load_s": load_s, "text": text, "punctuated": punc.punctuate("今天天气很好我们去公园")}))
+"""
+
+
+def test_tiny_models_load_fast_and_produce_text(tmp_path):
+    """Runs in a subprocess: this test process is an API process and must never import torch."""
+    out = subprocess.run([sys.executable, "-c", TRANSCRIBE_TINY, str(tmp_path)], cwd=REPO, check=True,
+                         capture_output=True, text=True, timeout=300)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["load_s"] < 1.0
+    assert len(result["text"]) >= 3
+    assert result["punctuated"].startswith("今天") and len(result["punctuated"]) >= len("今天天气很好我们去公园")
+    for model_id in ("streaming_asr", "punctuation"):
+        files = {p.name for p in (tmp_path / f"{model_id}-tiny").iterdir()}
+        assert {"config.yaml", "model.pt", "tokens.json"} <= files
+
+
+def test_api_and_supervisor_never_import_torch_or_funasr():
+    code = ("import sys, api.app, supervisor.cli, supervisor.core; "
+            "bad = [m for m in ('torch', 'funasr') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True).returncode == 0
+
+
+def test_supervisor_process_itself_holds_no_torch_after_loads(client):
+    assert client.simulate_post("/model/load", json={"model_type": "all", "async_load": False}).status_code == 200
+    assert "torch" not in sys.modules and "funasr" not in sys.modules
+
+
+def test_config_rejects_unknown_keys_and_models(tmp_path):
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[models.punctuation]\nsource = "/m"\nthreds = 2\n')
+    with pytest.raises(ConfigError, match="threds"):
+        load_config(str(typo))
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('[models.whisper]\nsource = "/m"\n')
+    with pytest.raises(ConfigError, match="whisper"):
+        load_config(str(unknown))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(str(tmp_path / "missing.toml"))
+
+
+def test_config_fills_defaults_from_the_catalog(tmp_path):
+    path = tmp_path / "models.toml"
+    path.write_text('[models.streaming_asr]\nsource = "/models/asr"\nthreads = 2\n')
+    config = load_config(str(path))
+    assert config["streaming_asr"].source == "/models/asr" and config["streaming_asr"].threads == 2
+    assert config["punctuation"].source == "ct-punc" and config["punctuation"].threads == 1
+    assert load_config("demo")["punctuation"].source == "generated:tiny"
+
+
+def test_serve_refuses_a_bad_config_at_start_up(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nport = 1\n")
+    run = subprocess.run([sys.executable, "-m", "supervisor.cli", "serve", "--models", str(bad)], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "server" in run.stderr and "invalid config" in run.stderr
