@@ -26,7 +26,8 @@ class ModelInfoResource:
         sup = self.supervisor
         return InfoResponse(
             success=True, timestamp=utc_now(),
-            available_models={m: model_view(slot, sup.version, request.detailed, request.include_metrics)
+            available_models={m: model_view(slot, sup.version, request.detailed, request.include_metrics,
+                                            sup.inference.streams.open_count(m))
                               for m, slot in sup.slots.items()},
             system_info=system_info(sup.started_at),
             model_cache=cache_info(sup.cache_dir, list(sup.slots.values())),

@@ -10,6 +10,7 @@ SAMPLE_RATE = 16000
 CHUNK_SAMPLES = 9600          # 600 ms, the streaming Paraformer's chunk_size [0, 10, 5]
 STREAM_OPTIONS = {"chunk_size": [0, 10, 5], "encoder_chunk_look_back": 4, "decoder_chunk_look_back": 1}
 WARMUP_TEXT = "今天天气很好我们一起去公园散步吧"
+PCM_SCALE = 1.0 / 32768
 
 
 class Engine(Protocol):
@@ -22,6 +23,11 @@ def load_automodel(model_dir: str, device: str, threads: int):
 
     return AutoModel(model=model_dir, disable_update=True, device=device, ncpu=threads,
                      disable_pbar=True, disable_log=True, log_level="WARNING")
+
+
+def pcm_to_float(pcm: bytes) -> np.ndarray:
+    """16-bit little-endian PCM to float32 in [-1, 1), as funasr's frontends expect."""
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) * PCM_SCALE
 
 
 class PunctuationEngine:
@@ -38,23 +44,53 @@ class PunctuationEngine:
         self.punctuate(WARMUP_TEXT)
 
 
+class AudioStream:
+    """One live stream: the model's cache (tensors, never sent over the wire), unfed samples, text so far."""
+
+    def __init__(self) -> None:
+        self.cache: dict = {}
+        self.pending = np.zeros(0, dtype=np.float32)
+        self.text = ""
+
+
 class StreamingAsrEngine:
-    """Paraformer-zh-streaming: the model's cache dict lives here, one per stream, never crosses the wire."""
+    """Paraformer-zh-streaming fed in exact 600 ms chunks, whatever sizes the audio arrives in."""
 
     def __init__(self, model) -> None:
         self.model = model
-        self.caches: dict[str, dict] = {}
+        self.streams: dict[str, AudioStream] = {}
 
-    def feed(self, stream_id: str, samples: np.ndarray, is_final: bool) -> str:
-        cache = self.caches.setdefault(stream_id, {})
-        result = self.model.generate(input=samples, cache=cache, is_final=is_final, disable_pbar=True,
-                                     **STREAM_OPTIONS)
+    def feed(self, stream_id: str, samples: np.ndarray, is_final: bool) -> tuple[str, str]:
+        """Returns (text new from this call, all text so far); a final feed flushes and ends the stream."""
+        stream = self.streams.setdefault(stream_id, AudioStream())
+        audio = np.concatenate([stream.pending, samples])
+        usable = len(audio) if is_final else len(audio) - len(audio) % CHUNK_SAMPLES
+        new_text = []
+        for start in range(0, usable, CHUNK_SAMPLES):
+            last = is_final and start + CHUNK_SAMPLES >= usable
+            new_text.append(self._chunk(stream, audio[start:start + CHUNK_SAMPLES], last))
+        if is_final and usable == 0:
+            new_text.append(self._chunk(stream, np.zeros(0, dtype=np.float32), True))
+        stream.pending = audio[usable:]
+        stream.text += "".join(new_text)
         if is_final:
-            self.caches.pop(stream_id, None)
+            del self.streams[stream_id]
+        return "".join(new_text), stream.text
+
+    def _chunk(self, stream: AudioStream, chunk: np.ndarray, is_final: bool) -> str:
+        result = self.model.generate(input=chunk, cache=stream.cache, is_final=is_final, disable_pbar=True,
+                                     **STREAM_OPTIONS)
         return "".join(item.get("text", "") for item in result)
 
+    def drop(self, stream_id: str) -> None:
+        self.streams.pop(stream_id, None)
+
+    def transcribe(self, samples: np.ndarray) -> str:
+        """A whole recording through the same streaming path as a live stream, so both give the same text."""
+        return self.feed("__transcribe__", samples, is_final=True)[0]
+
     def warm_up(self) -> None:
-        self.feed("__warmup__", np.zeros(CHUNK_SAMPLES, dtype=np.float32), is_final=True)
+        self.transcribe(np.zeros(CHUNK_SAMPLES, dtype=np.float32))
 
 
 ENGINES = {"streaming_asr": StreamingAsrEngine, "punctuation": PunctuationEngine}

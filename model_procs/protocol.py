@@ -33,7 +33,33 @@ class Shutdown(msgspec.Struct, frozen=True, tag="shutdown"):
     """Finish, release the model and exit 0."""
 
 
-ToWorker = Shutdown
+class Punctuate(msgspec.Struct, frozen=True, tag="punctuate"):
+    request_id: int
+    text: str
+
+
+class StreamFeed(msgspec.Struct, frozen=True, tag="stream_feed"):
+    """Raw 16-bit LE mono 16 kHz PCM for one stream; the worker buffers it to 600 ms chunks."""
+
+    request_id: int
+    stream_id: str
+    pcm: bytes
+    is_final: bool = False
+
+
+class StreamDrop(msgspec.Struct, frozen=True, tag="stream_drop"):
+    request_id: int
+    stream_id: str
+
+
+class Transcribe(msgspec.Struct, frozen=True, tag="transcribe"):
+    """A whole recording, streamed through the model in 600 ms chunks inside the worker."""
+
+    request_id: int
+    pcm: bytes
+
+
+ToWorker = Shutdown | Punctuate | StreamFeed | StreamDrop | Transcribe
 
 
 # worker -> supervisor
@@ -61,7 +87,19 @@ class LoadFailed(msgspec.Struct, frozen=True, tag="load_failed"):
     hint: str                 # one line: what to set or do about it
 
 
-ToSupervisor = Ready | LoadFailed
+class Reply(msgspec.Struct, frozen=True, tag="reply"):
+    request_id: int
+    text: str                 # punctuated text, new stream text, or a transcript
+    partial_text: str = ""    # streams: all text so far
+    compute_ms: float = 0.0   # time spent in the model
+
+
+class RequestFailed(msgspec.Struct, frozen=True, tag="request_failed"):
+    request_id: int
+    message: str
+
+
+ToSupervisor = Ready | LoadFailed | Reply | RequestFailed
 
 worker_decoder = msgspec.msgpack.Decoder(ToWorker)
 supervisor_decoder = msgspec.msgpack.Decoder(ToSupervisor)

@@ -13,10 +13,12 @@ import select
 import threading
 import time
 
+import msgspec
 import zmq
 
 from model_procs import protocol
-from model_procs.protocol import LoadFailed, LoadTimings, Ready, Shutdown, WorkerSpec
+from model_procs.protocol import (LoadFailed, LoadTimings, Punctuate, Ready, Reply, RequestFailed, Shutdown,
+                                  StreamDrop, StreamFeed, Transcribe, WorkerSpec)
 from model_procs.sources import SourceUnavailable, resolve_source
 
 log = logging.getLogger(__name__)
@@ -88,12 +90,37 @@ def serve(socket: zmq.Socket, engine) -> None:
         frame = socket.recv()
         try:
             message = protocol.worker_decoder.decode(frame)
-        except Exception:
+        except msgspec.DecodeError:
             log.warning("dropped an undecodable message (%d bytes)", len(frame))
             continue
-        match message:
-            case Shutdown():
-                return
+        if isinstance(message, Shutdown):
+            return
+        began = time.monotonic()
+        try:
+            text, partial = answer(engine, message)
+            reply = Reply(request_id=message.request_id, text=text, partial_text=partial,
+                          compute_ms=(time.monotonic() - began) * 1000)
+        except Exception as exc:  # a request that breaks the model fails alone; the process serves on
+            log.exception("request %s failed", type(message).__name__)
+            reply = RequestFailed(request_id=message.request_id, message=f"{type(exc).__name__}: {exc}")
+        socket.send(protocol.encoder.encode(reply))
+
+
+def answer(engine, message) -> tuple[str, str]:
+    """Run one request on the engine: (text, partial text)."""
+    from model_procs.engines import pcm_to_float  # numpy: the worker's import, not the supervisor's
+
+    match message:
+        case Punctuate(text=text):
+            return engine.punctuate(text), ""
+        case StreamFeed(stream_id=stream_id, pcm=pcm, is_final=is_final):
+            return engine.feed(stream_id, pcm_to_float(pcm), is_final)
+        case StreamDrop(stream_id=stream_id):
+            engine.drop(stream_id)
+            return "", ""
+        case Transcribe(pcm=pcm):
+            return engine.transcribe(pcm_to_float(pcm)), ""
+    raise TypeError(f"{type(message).__name__} is not a request")
 
 
 def run_worker(spec: WorkerSpec) -> None:

@@ -38,11 +38,11 @@ def serve(args: argparse.Namespace) -> int:
     from api.app import create_app
 
     try:
-        models = load_config(args.models)
+        config = load_config(args.models)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    supervisor = Supervisor(models, args.cache_dir)
+    supervisor = Supervisor(config, args.cache_dir)
     server = create_server(create_app(supervisor), host=args.host, port=args.port, threads=HTTP_THREADS)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

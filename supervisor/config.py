@@ -20,45 +20,61 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     source: str = ""
     device: str = "cpu"
     threads: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
+    autoload: bool = True            # a request for an unloaded model loads it (cold start)
+    keep_alive_s: Annotated[float, msgspec.Meta(ge=-1)] = 300.0   # idle this long -> unloaded; -1 never
+    required: bool = False           # reported when not loaded; preloaded first
+    preload: bool = False            # load at start-up
+    priority: int = 0                # preload order, highest first (after required)
 
 
-class ConfigFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
+    load_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 300.0  # cold starts and preloads
+    stream_expiry_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
+    max_audio_mb: Annotated[float, msgspec.Meta(gt=0, le=2048)] = 50.0
+    max_text_kb: Annotated[float, msgspec.Meta(gt=0, le=10240)] = 64.0
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     models: dict[str, ModelConfig] = {}
+    server: ServerSettings = ServerSettings()
 
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says which key and why."""
 
 
-def with_defaults(models: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+def with_defaults(config: Config) -> Config:
     """Every catalog model gets a config; an empty source means the model's hub alias."""
-    unknown = sorted(set(models) - set(CATALOG))
+    unknown = sorted(set(config.models) - set(CATALOG))
     if unknown:
         raise ConfigError(f"unknown model(s) in [models]: {', '.join(unknown)}; known: {', '.join(CATALOG)}")
-    result = {}
+    models = {}
     for model_id, entry in CATALOG.items():
-        config = models.get(model_id, ModelConfig())
-        if not config.source:
-            config = msgspec.structs.replace(config, source=entry.hub_alias)
-        result[model_id] = config
-    return result
+        model = config.models.get(model_id, ModelConfig())
+        models[model_id] = model if model.source else msgspec.structs.replace(model, source=entry.hub_alias)
+    return msgspec.structs.replace(config, models=models)
 
 
-def load_config(spec: str | None) -> dict[str, ModelConfig]:
+def load_config(spec: str | None) -> Config:
     """`None` → the real FunASR models by hub alias; `demo` → generated tiny models; else a TOML path."""
     if spec is None:
-        return with_defaults({})
+        return with_defaults(Config())
     if spec == DEMO:
-        return with_defaults({model_id: ModelConfig(source="generated:tiny") for model_id in CATALOG})
+        return with_defaults(Config(models={m: ModelConfig(source="generated:tiny") for m in CATALOG}))
     path = Path(spec)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
     try:
-        parsed = msgspec.toml.decode(data, type=ConfigFile)
+        return with_defaults(msgspec.toml.decode(data, type=Config))
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid config {path}: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
-    return with_defaults(dict(parsed.models))
+
+
+def with_models(config: Config, **models: ModelConfig) -> Config:
+    """A copy of `config` with some models' settings replaced (tests and the benchmark use it)."""
+    return msgspec.structs.replace(config, models=config.models | models)

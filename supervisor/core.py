@@ -10,11 +10,13 @@ from pathlib import Path
 
 from model_procs.protocol import LoadFailed, Ready
 from supervisor.catalog import CATALOG, MODEL_IDS, funasr_version
-from supervisor.config import ModelConfig
+from supervisor.config import Config
 from supervisor.errors import SupervisorError, model_not_found
 from supervisor.io_loop import IoLoop
 from supervisor.jobs import JobRegistry, LoadGroup, LoadJob
+from supervisor.inference import Inference
 from supervisor.loading import Loader
+from supervisor.policy import Housekeeper, preload
 from supervisor.memory import private_dirty_mb
 from supervisor.slot import ModelSlot
 from supervisor.states import ModelStatus
@@ -28,42 +30,48 @@ MAX_TIMEOUT_S = 3600.0
 
 
 class Supervisor:
-    def __init__(self, models: dict[str, ModelConfig], cache_dir: Path, stop_grace_s: float = 2.0) -> None:
+    def __init__(self, config: Config, cache_dir: Path, stop_grace_s: float = 2.0) -> None:
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.started_at = time.time()
         self.version = funasr_version()
-        self.slots = {model_id: ModelSlot(CATALOG[model_id], models[model_id]) for model_id in MODEL_IDS}
+        self.settings = config.server
+        self.slots = {model_id: ModelSlot(CATALOG[model_id], config.models[model_id]) for model_id in MODEL_IDS}
         self.jobs = JobRegistry()
-        self._loop = IoLoop(self._on_message)
-        self._spawner = Spawner(self._loop, str(self.cache_dir))
+        self.loop = IoLoop(self._on_message)
+        self._spawner = Spawner(self.loop, str(self.cache_dir))
         self._loader = Loader(self._spawner, self.jobs, self._on_worker_exit, stop_grace_s)
         self._stop_grace_s = stop_grace_s
         self._closed = False
+        self.inference = Inference(self)
+        self._housekeeper = Housekeeper(self)
 
     # -- life of the supervisor itself -------------------------------------------------------------
     def start(self) -> None:
         """Start the I/O thread now and the forkserver in the background (it preloads torch+funasr: seconds)."""
-        self._loop.start()
-        threading.Thread(target=self._boot_forkserver, name="forkserver-boot", daemon=True).start()
+        self.loop.start()
+        self._housekeeper.start()
+        threading.Thread(target=self._boot, name="supervisor-boot", daemon=True).start()
 
-    def _boot_forkserver(self) -> None:
+    def _boot(self) -> None:
         log.info("forkserver: booting with torch and funasr preloaded")
         log.info("forkserver: ready in %.1f s (pid %s)", self._spawner.boot(), self._spawner.forkserver_pid())
+        preload(self)
 
     def close(self) -> None:
         """Unload every model, stop the I/O thread and the forkserver. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        self._housekeeper.stop()
         for model_id in MODEL_IDS:
             self.unload(model_id)
-        self._loop.stop()
+        self.loop.stop()
         self._spawner.shutdown()
         log.info("supervisor: closed")
 
     def is_alive(self) -> bool:
-        return self._loop.is_alive()
+        return self.loop.is_alive()
 
     # -- requests ----------------------------------------------------------------------------------
     def resolve(self, model_type: str, allow_all: bool = True) -> list[str]:
@@ -136,16 +144,16 @@ class Supervisor:
             else:
                 slot.unloaded.wait()
 
-    def _begin_unload(self, slot: ModelSlot) -> tuple[float, bool]:
+    def _begin_unload(self, slot: ModelSlot, reason: str = "unload requested") -> tuple[float, bool]:
         """Called with the lock held; the slow stop happens after it is released."""
         if slot.status is not ModelStatus.LOADED:
             if slot.status is ModelStatus.FAILED:
-                slot.transition(ModelStatus.UNLOADED, "unload requested")
+                slot.transition(ModelStatus.UNLOADED, reason)
             return 0.0, False
         worker = slot.worker
         freed = private_dirty_mb(worker.pid)
         slot.unloaded.clear()
-        slot.transition(ModelStatus.UNLOADING, "unload requested")
+        slot.transition(ModelStatus.UNLOADING, reason)
         slot.lock.release()
         try:
             how = self._spawner.stop(worker, self._stop_grace_s)
@@ -155,6 +163,22 @@ class Supervisor:
         slot.transition(ModelStatus.UNLOADED, f"process {worker.pid} stopped ({how}), {freed:.1f} MB returned")
         slot.unloaded.set()
         return freed, True
+
+    def unload_if_idle(self, slot: ModelSlot) -> None:
+        """Scale to zero: unload a model idle past keep_alive_s, never one with a request or stream open."""
+        with slot.lock:
+            keep_alive = slot.config.keep_alive_s
+            if (slot.status is not ModelStatus.LOADED or keep_alive < 0 or slot.usage.idle_for() < keep_alive
+                    or self.inference.streams.open_count(slot.model_id)):
+                return
+            idle = slot.usage.idle_for()
+            slot.usage.idle_unloads += 1
+            freed, _ = self._begin_unload(slot, f"idle for {idle:.1f} s (keep_alive_s={keep_alive:g})")
+        log.info("model %s: unloaded after idling, %.1f MB returned", slot.model_id, freed)
+
+    def after_request(self, slot: ModelSlot) -> None:
+        if slot.config.keep_alive_s == 0:
+            self._housekeeper.nudge()
 
     # -- events from the I/O thread ----------------------------------------------------------------
     def _on_message(self, identity: bytes, message: Ready | LoadFailed) -> None:
@@ -173,6 +197,7 @@ class Supervisor:
                 worker.ready.set_exception(LoadFailedError(reason, hint))
 
     def _on_worker_exit(self, worker: WorkerHandle) -> None:
+        self.loop.fail_pending(worker.identity, f"process {worker.pid} {describe_exit(worker.exitcode)}")
         slot = self.slots[worker.model_id]
         with slot.lock:
             if slot.worker is not worker or slot.status is ModelStatus.UNLOADING:

@@ -6,11 +6,13 @@ here. Other threads `submit` a callable (queue + an inproc wake-up) and never to
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
 import tempfile
 import threading
+from concurrent.futures import Future
 from typing import Callable
 
 import msgspec
@@ -23,6 +25,10 @@ log = logging.getLogger(__name__)
 MessageHandler = Callable[[bytes, protocol.Ready | protocol.LoadFailed], None]
 
 
+class PeerGone(Exception):
+    """The model process a request was sent to is gone (crashed, unloaded, or never reachable)."""
+
+
 class IoLoop:
     def __init__(self, on_message: MessageHandler) -> None:
         self._on_message = on_message
@@ -31,6 +37,7 @@ class IoLoop:
         self._context = zmq.Context()
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a gone process fails now, not silently
         self._router.bind(self.endpoint)
         self._wake_address = f"inproc://wake-{id(self)}"
         self._wake_pull = self._context.socket(zmq.PULL)
@@ -43,6 +50,8 @@ class IoLoop:
         self._poller.register(self._router, zmq.POLLIN)
         self._poller.register(self._wake_pull, zmq.POLLIN)
         self._watched: dict[int, Callable[[], None]] = {}
+        self._pending: dict[int, tuple[bytes, Future]] = {}  # request id -> (worker identity, reply future)
+        self._request_ids = itertools.count(1)
         self._running = True
         self._thread = threading.Thread(target=self._run, name="supervisor-io", daemon=True)
 
@@ -61,6 +70,33 @@ class IoLoop:
     def send(self, identity: bytes, message: msgspec.Struct) -> None:
         frame = protocol.encoder.encode(message)
         self.submit(lambda: self._send_now(identity, frame))
+
+    def new_request_id(self) -> int:
+        return next(self._request_ids)
+
+    def request(self, identity: bytes, message: msgspec.Struct) -> Future:
+        """Send a request (it carries `request_id`); the future gets the Reply or RequestFailed."""
+        future: Future = Future()
+        frame = protocol.encoder.encode(message)
+
+        def send() -> None:
+            self._pending[message.request_id] = (identity, future)
+            if not self._send_now(identity, frame):
+                self._pending.pop(message.request_id, None)
+                future.set_exception(PeerGone("the model process is not reachable"))
+        self.submit(send)
+        return future
+
+    def forget(self, request_id: int) -> None:
+        """A caller gave up waiting (deadline): drop the pending entry so it cannot leak."""
+        self.submit(lambda: self._pending.pop(request_id, None))
+
+    def fail_pending(self, identity: bytes, reason: str) -> None:
+        """On the I/O thread, when a process exits: every request it still owed fails at once."""
+        for request_id, (owner, future) in list(self._pending.items()):
+            if owner == identity:
+                del self._pending[request_id]
+                future.set_exception(PeerGone(reason))
 
     def watch(self, fd: int, on_ready: Callable[[], None]) -> None:
         """Call `on_ready` on the I/O thread once `fd` becomes readable (a process sentinel: it exited)."""
@@ -83,11 +119,13 @@ class IoLoop:
         except OSError:
             pass
 
-    def _send_now(self, identity: bytes, frame: bytes) -> None:
+    def _send_now(self, identity: bytes, frame: bytes) -> bool:
         try:
             self._router.send_multipart([identity, frame], zmq.NOBLOCK)
+            return True
         except zmq.ZMQError as exc:  # the peer is gone or its queue is full: the exit watch reports it
             log.warning("could not send to %r: %s", identity, exc)
+            return False
 
     def _run(self) -> None:
         while self._running:
@@ -129,10 +167,20 @@ class IoLoop:
             except msgspec.DecodeError as exc:
                 log.warning("dropped an undecodable message from %r: %s", identity, exc)
                 continue
+            if isinstance(message, (protocol.Reply, protocol.RequestFailed)):
+                self._resolve(identity, message)
+                continue
             try:
                 self._on_message(identity, message)
             except Exception:
                 log.exception("handling %s from %r failed", type(message).__name__, identity)
+
+    def _resolve(self, identity: bytes, message: protocol.Reply | protocol.RequestFailed) -> None:
+        owner, future = self._pending.pop(message.request_id, (None, None))
+        if future is None or owner != identity:
+            log.warning("dropped a reply to unknown request %d from %r", message.request_id, identity)
+            return
+        future.set_result(message)
 
     def _fire_watch(self, fd: int) -> None:
         self._poller.unregister(fd)

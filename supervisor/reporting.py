@@ -36,7 +36,8 @@ class CacheInfo(msgspec.Struct, frozen=True):
     cache_hit_rate: float
 
 
-def model_view(slot: ModelSlot, version: str, detailed: bool = False, include_metrics: bool = False) -> ModelView:
+def model_view(slot: ModelSlot, version: str, detailed: bool = False, include_metrics: bool = False,
+               open_streams: int = 0) -> ModelView:
     """One model's current state; cheap by default (RSS only), Private_Dirty only when `detailed`."""
     with slot.lock:
         worker = slot.candidate if slot.status is ModelStatus.LOADING and slot.candidate else slot.worker
@@ -50,21 +51,28 @@ def model_view(slot: ModelSlot, version: str, detailed: bool = False, include_me
             status=slot.status.value, pid=worker.pid if worker else None,
             memory_usage_mb=round(rss_mb(serving.pid), 1) if serving else 0.0,
             load_time_ms=round(slot.load_time_ms, 1) if slot.load_time_ms is not None else None,
-            last_used=None, total_requests=0, success_rate=1.0,
-            restarts=slot.restarts, last_error=slot.last_error,
-            details=details(slot) if detailed else None,
-            metrics=ModelMetrics(loads=slot.loads, restarts=slot.restarts, cache_hits=slot.cache_hits)
-            if include_metrics else None,
+            last_used=slot.usage.last_used, total_requests=slot.usage.total,
+            success_rate=slot.usage.success_rate(), restarts=slot.restarts, last_error=slot.last_error,
+            required=slot.config.required,
+            details=details(slot, open_streams) if detailed else None,
+            metrics=metrics(slot) if include_metrics else None,
         )
 
 
-def details(slot: ModelSlot) -> ModelDetails:
+def details(slot: ModelSlot, open_streams: int) -> ModelDetails:
     return ModelDetails(
         source=slot.config.source, resolved_source=slot.resolved_source, device=slot.config.device,
         threads=slot.config.threads,
         memory_unique_mb=round(slot.unique_memory_mb(), 1) if slot.status is ModelStatus.LOADED else None,
-        load_phases_ms=slot.timings,
+        load_phases_ms=slot.timings, config=slot.config, open_streams=open_streams,
     )
+
+
+def metrics(slot: ModelSlot) -> ModelMetrics:
+    usage = slot.usage
+    return ModelMetrics(loads=slot.loads, restarts=slot.restarts, cache_hits=slot.cache_hits,
+                        cold_starts=usage.cold_starts, idle_unloads=usage.idle_unloads, in_flight=usage.in_flight,
+                        requests_by_outcome=dict(usage.outcomes), latency=usage.percentiles())
 
 
 def job_view(job: LoadJob | LoadGroup) -> JobView:

@@ -12,6 +12,7 @@ from supervisor.config import ModelConfig
 from supervisor.jobs import LoadJob
 from supervisor.memory import private_dirty_mb
 from supervisor.states import ModelStatus, check_transition
+from supervisor.usage import UsageStats
 from supervisor.workers import WorkerHandle
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class ModelSlot:
         self.resolved_source: str | None = None
         self.loads = 0
         self.cache_hits = 0
+        self.usage = UsageStats()
         self._unique_mb: tuple[float, float] | None = None  # (read at, MB)
 
     @property

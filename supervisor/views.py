@@ -7,6 +7,8 @@ from datetime import datetime
 import msgspec
 
 from model_procs.protocol import LoadTimings
+from supervisor.config import ModelConfig
+from supervisor.usage import LatencyPercentiles
 
 
 class ModelDetails(msgspec.Struct, frozen=True):
@@ -18,12 +20,19 @@ class ModelDetails(msgspec.Struct, frozen=True):
     threads: int
     memory_unique_mb: float | None      # Private_Dirty: what unloading returns
     load_phases_ms: LoadTimings | None
+    config: ModelConfig                  # autoload, keep_alive_s, required, preload, priority, ...
+    open_streams: int
 
 
 class ModelMetrics(msgspec.Struct, frozen=True):
     loads: int
     restarts: int
     cache_hits: int
+    cold_starts: int
+    idle_unloads: int
+    in_flight: int
+    requests_by_outcome: dict[str, int]
+    latency: LatencyPercentiles | None
 
 
 class ModelView(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -47,6 +56,7 @@ class ModelView(msgspec.Struct, frozen=True, omit_defaults=True):
     success_rate: float
     restarts: int
     last_error: str | None
+    required: bool
     details: ModelDetails | None = None
     metrics: ModelMetrics | None = None
 
@@ -75,3 +85,33 @@ class UnloadView(msgspec.Struct, frozen=True):
     unload_time_ms: float
     models_remaining: list[str]
     was_loaded: bool
+
+
+class PunctuationResult(msgspec.Struct, frozen=True):
+    text: str
+    processing_ms: float
+    cold_start: bool
+
+
+class StreamOpened(msgspec.Struct, frozen=True):
+    stream_id: str
+    sample_rate: int
+    chunk_ms: int
+    expires_in_s: float
+    cold_start: bool
+
+
+class StreamText(msgspec.Struct, frozen=True, omit_defaults=True):
+    text: str                        # new text from this call (the final text, for finish)
+    partial_text: str                # all text so far
+    punctuated_text: str | None = None
+    processing_ms: float = 0.0
+
+
+class Transcript(msgspec.Struct, frozen=True):
+    text: str
+    punctuated_text: str | None
+    audio_ms: float
+    processing_ms: float
+    rtf: float                       # processing time / audio duration
+    cold_start: bool

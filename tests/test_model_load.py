@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config import ModelConfig, load_config
+from supervisor.config import ModelConfig, load_config, with_models
 from supervisor.core import Supervisor
 from tests.helpers import alive, wait_for
 
@@ -100,7 +100,7 @@ def test_unknown_load_id_is_404(client):
 
 
 def test_timeout_on_a_full_size_load_kills_its_process(cache_dir, full_punctuation_dir, supervisor):
-    config = load_config("demo") | {"punctuation": ModelConfig(source=str(full_punctuation_dir))}
+    config = with_models(load_config("demo"), punctuation=ModelConfig(source=str(full_punctuation_dir)))
     other = Supervisor(config, cache_dir)
     other.start()
     try:
@@ -115,7 +115,7 @@ def test_timeout_on_a_full_size_load_kills_its_process(cache_dir, full_punctuati
 
 
 def test_missing_source_fails_the_load_and_the_server_keeps_serving(cache_dir, tmp_path, supervisor):
-    config = load_config("demo") | {"punctuation": ModelConfig(source=str(tmp_path / "no-such-model"))}
+    config = with_models(load_config("demo"), punctuation=ModelConfig(source=str(tmp_path / "no-such-model")))
     other = Supervisor(config, cache_dir)
     other.start()
     try:

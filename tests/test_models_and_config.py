@@ -22,9 +22,10 @@ began = time.monotonic()  # the load alone: imports are paid once by the forkser
 asr = build_engine("streaming_asr", asr_dir, "cpu", 1)
 load_s = time.monotonic() - began
 audio = (np.random.default_rng(1).standard_normal(16000 * 3) * 0.1).astype(np.float32)
-text = "".join(asr.feed("s", audio[i:i + 9600], i + 9600 >= len(audio)) for i in range(0, len(audio), 9600))
+text = "".join(asr.feed("s", audio[i:i + 7000], i + 7000 >= len(audio))[0] for i in range(0, len(audio), 7000))
+whole = asr.transcribe(audio)
 punc = build_engine("punctuation", str(ensure_model(root, "punctuation", "tiny")), "cpu", 1)
-print(json.dumps({"load_s": load_s, "text": text, "punctuated": punc.punctuate("今天天气很好我们去公园")}))
+print(json.dumps({"load_s": load_s, "text": text, "whole": whole, "punctuated": punc.punctuate("今天天气很好我们去公园")}))
 """
 
 
@@ -35,6 +36,7 @@ def test_tiny_models_load_fast_and_produce_text(tmp_path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["load_s"] < 1.0
     assert len(result["text"]) >= 3
+    assert result["whole"] == result["text"]  # uneven pieces, same 600 ms chunks inside: same text
     assert result["punctuated"].startswith("今天") and len(result["punctuated"]) >= len("今天天气很好我们去公园")
     for model_id in ("streaming_asr", "punctuation"):
         files = {p.name for p in (tmp_path / f"{model_id}-tiny").iterdir()}
@@ -68,16 +70,17 @@ def test_config_rejects_unknown_keys_and_models(tmp_path):
 def test_config_fills_defaults_from_the_catalog(tmp_path):
     path = tmp_path / "models.toml"
     path.write_text('[models.streaming_asr]\nsource = "/models/asr"\nthreads = 2\n')
-    config = load_config(str(path))
-    assert config["streaming_asr"].source == "/models/asr" and config["streaming_asr"].threads == 2
-    assert config["punctuation"].source == "ct-punc" and config["punctuation"].threads == 1
-    assert load_config("demo")["punctuation"].source == "generated:tiny"
+    models = load_config(str(path)).models
+    assert models["streaming_asr"].source == "/models/asr" and models["streaming_asr"].threads == 2
+    assert models["punctuation"].source == "ct-punc" and models["punctuation"].threads == 1
+    assert models["punctuation"].keep_alive_s == 300 and models["punctuation"].autoload is True
+    assert load_config("demo").models["punctuation"].source == "generated:tiny"
 
 
 def test_serve_refuses_a_bad_config_at_start_up(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text("[server]\nport = 1\n")
+    bad.write_text("[server]\nport = 1\n")  # port is a flag, not a config key
     run = subprocess.run([sys.executable, "-m", "supervisor.cli", "serve", "--models", str(bad)], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
-    assert "server" in run.stderr and "invalid config" in run.stderr
+    assert "port" in run.stderr and "invalid config" in run.stderr
