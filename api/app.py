@@ -7,6 +7,8 @@ import falcon.media
 
 from api.errors import handle_supervisor_error, handle_unexpected, serialize_falcon_error
 from api.media import MsgspecJSONHandler
+from api.inference import (PunctuationResource, StreamAudioResource, StreamFinishResource, StreamResource,
+                           StreamsResource, TranscribeResource)
 from api.resources import LoadStatusResource, ModelInfoResource, ModelLoadResource, ModelUnloadResource
 from supervisor.core import Supervisor
 from supervisor.errors import SupervisorError
@@ -23,6 +25,12 @@ def create_app(supervisor: Supervisor) -> falcon.App:
     app.add_route("/model/load", ModelLoadResource(supervisor))
     app.add_route("/model/load/{load_id}", LoadStatusResource(supervisor))
     app.add_route("/model/unload/{model_type}", ModelUnloadResource(supervisor))
+    app.add_route("/punctuation", PunctuationResource(supervisor))
+    app.add_route("/asr/streams", StreamsResource(supervisor))
+    app.add_route("/asr/streams/{stream_id}", StreamResource(supervisor))
+    app.add_route("/asr/streams/{stream_id}/audio", StreamAudioResource(supervisor))
+    app.add_route("/asr/streams/{stream_id}/finish", StreamFinishResource(supervisor))
+    app.add_route("/asr/transcribe", TranscribeResource(supervisor))
 
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(SupervisorError, handle_supervisor_error)

@@ -81,3 +81,54 @@ class ErrorBody(msgspec.Struct, frozen=True):
     error: str
     error_code: str
     details: str
+
+
+# -- inference ----------------------------------------------------------------------------------------
+class PunctuateRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    text: Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class PunctuateResponse(msgspec.Struct, frozen=True):
+    success: bool
+    text: str
+    model_type: str
+    processing_ms: float
+    cold_start: bool
+
+
+class StreamOpenRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    punctuate: bool = False
+
+
+class StreamOpenResponse(msgspec.Struct, frozen=True):
+    success: bool
+    stream_id: str
+    sample_rate: int
+    chunk_ms: int
+    expires_in_s: float
+    cold_start: bool
+
+
+class StreamTextResponse(msgspec.Struct, frozen=True, omit_defaults=True):
+    success: bool
+    stream_id: str
+    text: str
+    partial_text: str
+    processing_ms: float
+    punctuated_text: str | None = None
+
+
+class StreamClosedResponse(msgspec.Struct, frozen=True):
+    success: bool
+    stream_id: str
+    message: str
+
+
+class TranscribeResponse(msgspec.Struct, frozen=True):
+    success: bool
+    text: str
+    punctuated_text: str | None
+    audio_ms: float
+    processing_ms: float
+    rtf: float
+    cold_start: bool

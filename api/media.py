@@ -8,6 +8,7 @@ import falcon
 import falcon.media
 import msgspec
 
+from api.audio import read_limited
 from supervisor.errors import SupervisorError
 
 T = TypeVar("T")
@@ -26,18 +27,13 @@ class MsgspecJSONHandler(falcon.media.BaseHandler):
         return msgspec.json.decode(stream.read())
 
 
-def read_body(req: falcon.Request, body_type: type[T], optional: bool = False) -> T:
+def read_body(req: falcon.Request, body_type: type[T], optional: bool = False,
+              limit: int = MAX_JSON_BYTES) -> T:
     """Decode the request body into `body_type`; every way it can be wrong is an INVALID_REQUEST (or 413).
 
     Any content type is read as JSON, since `curl -d` sends form-encoded by default.
     """
-    if req.content_length is not None and req.content_length > MAX_JSON_BYTES:
-        raise SupervisorError("PAYLOAD_TOO_LARGE", "Request body too large",
-                              f"JSON bodies are limited to {MAX_JSON_BYTES} bytes")
-    raw = req.bounded_stream.read(MAX_JSON_BYTES + 1)
-    if len(raw) > MAX_JSON_BYTES:
-        raise SupervisorError("PAYLOAD_TOO_LARGE", "Request body too large",
-                              f"JSON bodies are limited to {MAX_JSON_BYTES} bytes")
+    raw = read_limited(req, limit, "JSON body")
     if not raw.strip():
         if optional:
             return body_type()
@@ -48,3 +44,5 @@ def read_body(req: falcon.Request, body_type: type[T], optional: bool = False) -
         raise SupervisorError("INVALID_REQUEST", "Invalid request body", str(exc)) from None
     except msgspec.DecodeError as exc:
         raise SupervisorError("INVALID_REQUEST", "Malformed JSON", f"The body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SupervisorError("INVALID_REQUEST", "Body is not UTF-8", f"JSON must be UTF-8: {exc}") from None

@@ -73,9 +73,17 @@ class WorkerHandle:
 
 
 class Spawner:
-    """Owns the forkserver: booted once, it imports torch and funasr so each new model process starts warm."""
+    """Uses the forkserver: booted once, it imports torch and funasr so each new model process starts warm.
+
+    The forkserver is per OS process, so Spawners in one process share it; the last one closed stops it.
+    """
+
+    _users = 0
+    _users_lock = threading.Lock()
 
     def __init__(self, loop: IoLoop, cache_dir: str) -> None:
+        with Spawner._users_lock:
+            Spawner._users += 1
         self._loop = loop
         self.handles: dict[bytes, WorkerHandle] = {}   # by ZeroMQ identity, for routing replies
         self._cache_dir = cache_dir
@@ -121,8 +129,11 @@ class Spawner:
         handle.wait_exited(10)
 
     def shutdown(self) -> None:
-        """Stop the forkserver (it would also exit on its own once we are gone)."""
-        forkserver._forkserver._stop()
+        """Stop the forkserver when no other Spawner uses it (it would also exit on its own once we are gone)."""
+        with Spawner._users_lock:
+            Spawner._users -= 1
+            if Spawner._users == 0:
+                forkserver._forkserver._stop()
 
     def stop(self, handle: WorkerHandle, grace_s: float) -> str:
         """Ask, then SIGTERM, then SIGKILL; returns how it ended. The process is reaped when this returns."""

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 import falcon.testing
+import msgspec
 import pytest
 
 from api.app import create_app
-from supervisor.config import load_config
+from supervisor.config import load_config, with_models
 from supervisor.core import Supervisor
 from tests.helpers import REPO, ServerProcess, alive, descendants, wait_for
 
@@ -62,6 +63,26 @@ def no_orphans(request):
             if "supervisor" in request.fixturenames else None
         return not (new - {forkserver})
     wait_for(only_long_lived_left, timeout=15)
+
+
+@pytest.fixture
+def make_supervisor(cache_dir):
+    """Build extra supervisors with changed settings (they share the process's forkserver); closed after."""
+    made = []
+
+    def make(server: dict | None = None, **models: dict) -> Supervisor:
+        base = load_config("demo")
+        config = with_models(base, **{m: msgspec.structs.replace(base.models[m], **changes)
+                                      for m, changes in models.items()})
+        if server:
+            config = msgspec.structs.replace(config, server=msgspec.structs.replace(config.server, **server))
+        sup = Supervisor(config, cache_dir)
+        sup.start()
+        made.append(sup)
+        return sup
+    yield make
+    for sup in made:
+        sup.close()
 
 
 @pytest.fixture(scope="session")

@@ -89,3 +89,26 @@ class ServerProcess:
                 pass
         self.proc.wait(10)
         self._log.close()
+
+
+def speechlike_pcm(seconds: float, seed: int = 0) -> bytes:
+    """A tone with noise, as 16-bit LE mono 16 kHz PCM (no real speech exists offline; the models are random)."""
+    import numpy as np
+
+    t = np.arange(int(16000 * seconds)) / 16000
+    rng = np.random.default_rng(seed)
+    signal_ = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * rng.standard_normal(len(t))
+    return (signal_ * 32767).clip(-32768, 32767).astype("<i2").tobytes()
+
+
+def wav_bytes(pcm: bytes, rate: int = 16000, channels: int = 1) -> bytes:
+    import io
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm)
+    return buffer.getvalue()

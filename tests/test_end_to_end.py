@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
 import requests
 
-from tests.helpers import alive, descendants, wait_for
+from tests.helpers import REPO, alive, descendants, speechlike_pcm, wait_for, wav_bytes
 from tests.reference_client import ModelManager
 
 
@@ -67,3 +70,20 @@ def test_load_is_sync_and_async_over_http(server):
              timeout=60)
     unloaded = requests.delete(server.url + "/model/unload/streaming_asr", timeout=30).json()
     assert unloaded["memory_freed_mb"] > 0 and unloaded["models_remaining"] == ["punctuation"]
+
+
+def test_streaming_a_wav_over_http_matches_transcribe(server, tmp_path):
+    """The README's streaming example (scripts/stream_wav.py) against a real server."""
+    path = tmp_path / "tone.wav"
+    path.write_bytes(wav_bytes(speechlike_pcm(5.0, seed=7)))
+    run = subprocess.run([sys.executable, "scripts/stream_wav.py", str(path), "--url", server.url,
+                          "--chunk-ms", "170"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    streamed = json.loads(run.stdout.strip().splitlines()[-1])
+    whole = requests.post(server.url + "/asr/transcribe", data=path.read_bytes(),
+                          headers={"Content-Type": "audio/wav"}, timeout=120)
+    assert whole.status_code == 200 and whole.headers.get("X-Cold-Start") is None
+    assert streamed["text"] == whole.json()["text"] and streamed["text"]
+    assert streamed["punctuated_text"] == whole.json()["punctuated_text"]
+    info = requests.get(server.url + "/model/info").json()["available_models"]
+    assert info["streaming_asr"]["total_requests"] >= 33 and info["punctuation"]["total_requests"] == 2

@@ -1,0 +1,95 @@
+"""Falcon responders for using the models: punctuation, live ASR streams, whole-file transcription."""
+
+from __future__ import annotations
+
+import falcon
+
+from api.audio import read_pcm
+from api.bodies import (PunctuateRequest, PunctuateResponse, StreamClosedResponse, StreamOpenRequest,
+                        StreamOpenResponse, StreamTextResponse, TranscribeResponse)
+from api.media import read_body
+from supervisor.core import Supervisor
+from supervisor.views import StreamText
+
+
+def mark_cold_start(resp: falcon.Response, cold_start: bool) -> None:
+    if cold_start:
+        resp.set_header("X-Cold-Start", "1")
+
+
+class Limits:
+    def __init__(self, supervisor: Supervisor) -> None:
+        settings = supervisor.settings
+        self.audio_bytes = int(settings.max_audio_mb * 1024 * 1024)
+        self.text_bytes = int(settings.max_text_kb * 1024)
+
+
+class PunctuationResource:
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.inference, self.limits = supervisor.inference, Limits(supervisor)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        request = read_body(req, PunctuateRequest, limit=self.limits.text_bytes)
+        result = self.inference.punctuate(request.text)
+        resp.media = PunctuateResponse(success=True, text=result.text, model_type="punctuation",
+                                       processing_ms=result.processing_ms, cold_start=result.cold_start)
+        mark_cold_start(resp, result.cold_start)
+
+
+class StreamsResource:
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.inference = supervisor.inference
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        request = read_body(req, StreamOpenRequest, optional=True)
+        opened = self.inference.open_stream(request.punctuate)
+        resp.status = 201
+        resp.media = StreamOpenResponse(success=True, stream_id=opened.stream_id, sample_rate=opened.sample_rate,
+                                        chunk_ms=opened.chunk_ms, expires_in_s=opened.expires_in_s,
+                                        cold_start=opened.cold_start)
+        mark_cold_start(resp, opened.cold_start)
+
+
+def stream_text(stream_id: str, result: StreamText) -> StreamTextResponse:
+    return StreamTextResponse(success=True, stream_id=stream_id, text=result.text, partial_text=result.partial_text,
+                              processing_ms=result.processing_ms, punctuated_text=result.punctuated_text)
+
+
+class StreamAudioResource:
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.inference, self.limits = supervisor.inference, Limits(supervisor)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
+        pcm = read_pcm(req, self.limits.audio_bytes)
+        resp.media = stream_text(stream_id, self.inference.feed(stream_id, pcm))
+
+
+class StreamFinishResource:
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.inference = supervisor.inference
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
+        resp.media = stream_text(stream_id, self.inference.feed(stream_id, b"", is_final=True))
+
+
+class StreamResource:
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.inference = supervisor.inference
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
+        self.inference.abort(stream_id)
+        resp.media = StreamClosedResponse(success=True, stream_id=stream_id, message="Stream aborted")
+
+
+class TranscribeResource:
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.inference, self.limits = supervisor.inference, Limits(supervisor)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        punctuate = req.get_param_as_bool("punctuate", default=True)
+        pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True)
+        result = self.inference.transcribe(pcm, punctuate)
+        resp.media = TranscribeResponse(success=True, text=result.text, punctuated_text=result.punctuated_text,
+                                        audio_ms=result.audio_ms, processing_ms=result.processing_ms,
+                                        rtf=result.rtf, cold_start=result.cold_start)
+        mark_cold_start(resp, result.cold_start)
