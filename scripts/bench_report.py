@@ -1,0 +1,148 @@
+"""Turn the benchmark's raw samples into figures, ratios and target checks, and render them."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from importlib.metadata import version
+
+import psutil
+
+
+def machine_info() -> dict:
+    return {
+        "cpu_cores": os.cpu_count(), "cpu_model": cpu_model(),
+        "memory_gb": round(psutil.virtual_memory().total / 1024 ** 3, 1),
+        "python": platform.python_version(), "platform": platform.platform(),
+        "versions": {name: version(name) for name in ("torch", "funasr", "pyzmq", "falcon", "waitress", "msgspec")},
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="ascii", errors="replace"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def med(values: list[float]) -> float:
+    return round(statistics.median(values), 2) if values else float("nan")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2) if ordered else float("nan")
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else float("nan")
+
+
+def summarize_model(model_id: str, entry: dict) -> dict:
+    server, base = entry["server"], entry["baseline"]
+    load = med(server["load_ms"])
+    held, kept = med(base["inproc_held_mb"]), med(base["inproc_kept_after_del_mb"])
+    http, direct = entry["http_ms"], base["direct_ms"]
+    return {
+        "load_ms": load, "load_wall_ms": med(server["load_wall_ms"]),
+        "phases_ms": {k: med([p[k] for p in server["phases"]]) for k in server["phases"][0]},
+        "inproc_load_ms": med(base["inproc_load_ms"]), "naive_cold_start_ms": med(entry["naive_ms"]),
+        "load_vs_inproc": ratio(load, med(base["inproc_load_ms"])),
+        "load_vs_naive": ratio(load, med(entry["naive_ms"])),
+        "rss_mb": med(server["rss_mb"]), "unique_mb": med(server["unique_mb"]),
+        "system_load_delta_mb": med(server["sys_load_mb"]),
+        "rss_vs_system": ratio(med(server["rss_mb"]), med(server["sys_load_mb"])),
+        "unique_vs_system": ratio(med(server["unique_mb"]), med(server["sys_load_mb"])),
+        "memory_freed_mb": med(server["freed_mb"]), "system_returned_mb": med(server["sys_returned_mb"]),
+        "returned_vs_held": ratio(med(server["sys_returned_mb"]), med(server["freed_mb"])),
+        "inproc_held_mb": held, "inproc_kept_after_del_mb": kept,
+        "inproc_returned_fraction": ratio(held - kept, held),
+        "http_p50_ms": med(http), "http_p99_ms": pct(http, 0.99),
+        "direct_p50_ms": med(direct), "direct_p99_ms": pct(direct, 0.99),
+        "overhead_p50_ms": round(med(http) - med(direct), 3), "http_vs_direct_p50": ratio(med(http), med(direct)),
+        "unload_ms": med(server["unload_ms"]), "unload_wall_ms": med(server["unload_wall_ms"]),
+    }
+
+
+def summarize(raw: dict) -> dict:
+    models = {m: summarize_model(m, entry) for m, entry in raw["models"].items()}
+    plane = raw["control_plane_ms"]
+    summary = {"models": models, "control_plane": {"samples": len(plane), "p50_ms": med(plane),
+                                                   "p99_ms": pct(plane, 0.99)}}
+    summary["targets"] = targets(summary)
+    return summary
+
+
+def targets(summary: dict) -> list[dict]:
+    rows = []
+
+    def check(figure: str, value: float, op: str, bound: float) -> None:
+        ok = value <= bound if op == "<=" else value >= bound
+        rows.append({"figure": figure, "value": value, "target": f"{op} {bound:g}", "met": bool(ok)})
+    for model_id, m in summary["models"].items():
+        check(f"{model_id} load / in-process load", m["load_vs_inproc"], "<=", 1.10)
+        check(f"{model_id} load / naive cold start", m["load_vs_naive"], "<=", 0.50)
+        check(f"{model_id} memory returned / Private_Dirty held", m["returned_vs_held"], ">=", 0.995)
+        check(f"{model_id} unload latency ms", m["unload_ms"], "<=", 300)
+        if model_id == "punctuation":
+            check("punctuation request overhead p50 ms", m["overhead_p50_ms"], "<=", 1.0)
+        else:
+            check("streaming chunk API / in-process p50", m["http_vs_direct_p50"], "<=", 1.05)
+            check("streaming_asr worker RSS after load MB", m["rss_mb"], "<=", 1500)
+    check("/model/info p99 ms during a load, 16 clients", summary["control_plane"]["p99_ms"], "<=", 20)
+    return rows
+
+
+FIGURES = [("load_ms", "load time, API (ms)"), ("inproc_load_ms", "in-process AutoModel (ms)"),
+           ("naive_cold_start_ms", "naive cold start (ms)"), ("load_vs_inproc", "load / in-process"),
+           ("load_vs_naive", "load / naive"), ("rss_mb", "memory_usage_mb (RSS)"),
+           ("unique_mb", "memory_unique_mb"), ("system_load_delta_mb", "system memory at load (MB)"),
+           ("memory_freed_mb", "memory_freed_mb (API)"), ("system_returned_mb", "system memory returned (MB)"),
+           ("returned_vs_held", "returned / held"), ("inproc_held_mb", "in-process: RSS added by load"),
+           ("inproc_kept_after_del_mb", "in-process: kept after del+gc"),
+           ("inproc_returned_fraction", "in-process: returned fraction"),
+           ("http_p50_ms", "request p50, HTTP (ms)"), ("http_p99_ms", "request p99, HTTP (ms)"),
+           ("direct_p50_ms", "request p50, direct (ms)"), ("direct_p99_ms", "request p99, direct (ms)"),
+           ("overhead_p50_ms", "overhead p50 (ms)"), ("unload_ms", "unload latency (ms)")]
+
+
+def rows(result: dict) -> list[list[str]]:
+    models = result["summary"]["models"]
+    table = [["figure", *models]]
+    for key, label in FIGURES:
+        table.append([label, *(f"{models[m][key]:g}" for m in models)])
+    for phase in next(iter(models.values()))["phases_ms"]:
+        table.append([f"load phase: {phase}", *(f"{models[m]['phases_ms'][phase]:g}" for m in models)])
+    return table
+
+
+def render_table(result: dict) -> str:
+    table = rows(result)
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in table]
+    plane = result["summary"]["control_plane"]
+    lines.append(f"/model/info during a load, 16 clients: p50 {plane['p50_ms']} ms, p99 {plane['p99_ms']} ms "
+                 f"({plane['samples']} samples)")
+    lines.append(f"memory probe: {result['memory_probe']}; size {result['size']}, median of {result['repeats']}")
+    lines.append("")
+    lines += [f"{'MET ' if t['met'] else 'MISS'}  {t['figure']}: {t['value']:g} (target {t['target']})"
+              for t in result["summary"]["targets"]]
+    return "\n".join(lines)
+
+
+def render_markdown(result: dict) -> str:
+    table = rows(result)
+    out = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+    out += ["| " + " | ".join(r) + " |" for r in table[1:]]
+    out += ["", "| target | value | met |", "|---|---|---|"]
+    out += [f"| {t['figure']} {t['target']} | {t['value']:g} | {'yes' if t['met'] else '**no**'} |"
+            for t in result["summary"]["targets"]]
+    machine = result["machine"]
+    out += ["", f"Machine: {machine['cpu_cores']} cores ({machine['cpu_model']}), {machine['memory_gb']} GB, "
+                f"Python {machine['python']}, torch {machine['versions']['torch']}, "
+                f"funasr {machine['versions']['funasr']}. Memory probe: {result['memory_probe']}."]
+    return "\n".join(out) + "\n"

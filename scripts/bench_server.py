@@ -1,0 +1,88 @@
+"""The benchmark's view of the server under test (a real `funasr-supervisor serve`) and of system memory."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+CGROUP_V2_STAT = Path("/sys/fs/cgroup/memory.stat")
+
+
+class SystemMemory:
+    """Used memory in MB: the cgroup's anonymous memory where cgroup v2 shows it, else MemTotal - MemAvailable."""
+
+    def __init__(self) -> None:
+        self.source = ("cgroup v2 memory.stat anon" if CGROUP_V2_STAT.exists()
+                       else "/proc/meminfo MemTotal - MemAvailable (whole machine, shared: noisy)")
+
+    def used_mb(self, settle_s: float = 0.3) -> float:
+        time.sleep(settle_s)  # let the kernel finish freeing a process that just exited
+        if CGROUP_V2_STAT.exists():
+            for line in CGROUP_V2_STAT.read_text().splitlines():
+                if line.startswith("anon "):
+                    return int(line.split()[1]) / (1024 * 1024)
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        kb = lambda name: int(fields[name].split()[0])  # noqa: E731
+        return (kb("MemTotal") - kb("MemAvailable")) / 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class BenchServer:
+    """`funasr-supervisor serve` on loopback with generated models of one size, 1 thread each, never idle-unloaded."""
+
+    def __init__(self, cache_dir: Path, size: str, models: list[str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = Path(tempfile.mkstemp(suffix=".toml")[1])
+        self.config.write_text("".join(f'[models.{m}]\nsource = "generated:{size}"\nthreads = 1\n'
+                                       f"keep_alive_s = -1\nautoload = false\n" for m in models))
+        self.log = open(cache_dir / "bench-server.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "serve", "--models", str(self.config),
+                                      "--port", str(self.port), "--cache-dir", str(cache_dir)],
+                                     cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.session = requests.Session()
+
+    def __enter__(self) -> "BenchServer":
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                self.session.get(self.url + "/model/info", timeout=1).raise_for_status()
+                return self
+            except requests.RequestException:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
+                time.sleep(0.1)
+        raise RuntimeError("server did not answer within 120 s")
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+        self.log.close()
+        self.config.unlink()
+
+    def load(self, model_id: str) -> dict:
+        resp = self.session.post(self.url + "/model/load", json={"model_type": model_id, "async_load": False,
+                                                                   "timeout": 600}, timeout=700)
+        resp.raise_for_status()
+        return resp.json()
+
+    def unload(self, model_id: str) -> dict:
+        resp = self.session.delete(f"{self.url}/model/unload/{model_id}", timeout=60)
+        resp.raise_for_status()
+        return resp.json()
+
+    def info(self, model_id: str) -> dict:
+        resp = self.session.post(self.url + "/model/info", json={"detailed": True}, timeout=30)
+        return resp.json()["available_models"][model_id]

@@ -1,0 +1,163 @@
+"""Benchmark the server against FunASR without it: load time, memory returned on unload, request overhead.
+
+    python scripts/benchmark.py --size full --repeats 3 --json bench.json --markdown bench.md
+
+One run measures, side by side: the server (a real `funasr-supervisor serve` on loopback, driven over HTTP)
+and its baselines (AutoModel in a process that already imported torch and funasr; a fresh `python` that
+imports and loads; direct engine calls). Every figure is a median over repeats and a ratio to its baseline
+from the same run; the JSON keeps every raw sample and the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import requests  # noqa: E402
+
+from scripts.bench_report import machine_info, render_markdown, render_table, summarize  # noqa: E402
+from scripts.bench_requests import http_latencies  # noqa: E402
+from scripts.bench_server import BenchServer, SystemMemory  # noqa: E402
+
+MODEL_IDS = ("streaming_asr", "punctuation")
+
+
+def generate_models(cache_dir: Path, size: str, models: list[str]) -> dict[str, Path]:
+    """Generated before anything is timed, so no figure includes writing weights."""
+    subprocess.run([sys.executable, "-m", "scripts.make_models", "--size", size, "--models", *models,
+                    "--out", str(cache_dir / "generated")], cwd=REPO, check=True, capture_output=True)
+    return {m: cache_dir / "generated" / f"{m}-{size}" for m in models}
+
+
+def server_cycles(server: BenchServer, memory: SystemMemory, model_id: str, repeats: int) -> dict:
+    """Load (sync) and unload `repeats` times; the first, untimed cycle warms the page cache."""
+    server.load(model_id)
+    server.unload(model_id)
+    samples: dict[str, list] = {k: [] for k in ("load_ms", "load_wall_ms", "phases", "rss_mb", "unique_mb",
+                                                  "freed_mb", "unload_ms", "unload_wall_ms", "sys_load_mb",
+                                                  "sys_returned_mb")}
+    for _ in range(repeats):
+        before = memory.used_mb()
+        began = time.monotonic()
+        loaded = server.load(model_id)
+        samples["load_wall_ms"].append((time.monotonic() - began) * 1000)
+        after_load = memory.used_mb()
+        info = server.info(model_id)
+        samples["load_ms"].append(loaded["load_time_ms"])
+        samples["phases"].append(info["details"]["load_phases_ms"])
+        samples["rss_mb"].append(info["memory_usage_mb"])
+        samples["unique_mb"].append(info["details"]["memory_unique_mb"])
+        began = time.monotonic()
+        unloaded = server.unload(model_id)
+        samples["unload_wall_ms"].append((time.monotonic() - began) * 1000)
+        samples["unload_ms"].append(unloaded["unload_time_ms"])
+        samples["freed_mb"].append(unloaded["memory_freed_mb"])
+        after_unload = memory.used_mb()
+        samples["sys_load_mb"].append(after_load - before)
+        samples["sys_returned_mb"].append(after_load - after_unload)
+    return samples
+
+
+def baseline_in_process(model_id: str, model_dir: Path, repeats: int, n_requests: int) -> dict:
+    out = subprocess.run([sys.executable, "-m", "scripts.bench_baseline", "--model-id", model_id,
+                          "--model-dir", str(model_dir), "--repeats", str(repeats), "--requests", str(n_requests)],
+                         cwd=REPO, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def baseline_naive(model_id: str, model_dir: Path, repeats: int) -> list[float]:
+    """A fresh interpreter that imports torch and funasr and loads the model: spawn -> ready, in ms."""
+    samples = []
+    for _ in range(repeats):
+        began = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "scripts.bench_baseline", "--naive", "--model-id", model_id,
+                                 "--model-dir", str(model_dir)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+        ready = next(json.loads(line)["ready_at"] for line in proc.stdout if line.startswith('{"ready_at"'))
+        proc.stdout.close()
+        proc.wait(60)
+        samples.append((ready - began) * 1000)
+    return samples
+
+
+def control_plane_during_load(server: BenchServer, model_id: str, clients: int = 16) -> list[float]:
+    """`/model/info` latency from `clients` threads, sampled only while `model_id` is loading."""
+    loading = threading.Event()
+    done = threading.Event()
+    samples: list[float] = []
+
+    def poll() -> None:
+        session = requests.Session()
+        while not done.is_set():
+            began = time.perf_counter()
+            session.get(f"{server.url}/model/info").raise_for_status()
+            if loading.is_set():
+                samples.append((time.perf_counter() - began) * 1000)
+    threads = [threading.Thread(target=poll) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    loading.set()
+    server.load(model_id)
+    loading.clear()
+    done.set()
+    for thread in threads:
+        thread.join()
+    server.unload(model_id)
+    return samples
+
+
+def run(args: argparse.Namespace) -> dict:
+    cache_dir = Path(args.cache_dir or tempfile.mkdtemp(prefix="funasr-bench-"))
+    dirs = generate_models(cache_dir, args.size, args.models)
+    memory = SystemMemory()
+    raw: dict = {"models": {}}
+    with BenchServer(cache_dir, args.size, args.models) as server:
+        for model_id in args.models:
+            print(f"[bench] {model_id}: server load/unload x{args.repeats}", file=sys.stderr, flush=True)
+            entry = {"server": server_cycles(server, memory, model_id, args.repeats)}
+            server.load(model_id)
+            entry["http_ms"] = http_latencies(server.url, model_id, args.requests)
+            server.unload(model_id)
+            raw["models"][model_id] = entry
+        print("[bench] control plane under load", file=sys.stderr, flush=True)
+        raw["control_plane_ms"] = control_plane_during_load(server, args.models[0])
+    for model_id in args.models:
+        print(f"[bench] {model_id}: baselines", file=sys.stderr, flush=True)
+        raw["models"][model_id]["baseline"] = baseline_in_process(model_id, dirs[model_id], args.repeats,
+                                                                  args.requests)
+        raw["models"][model_id]["naive_ms"] = baseline_naive(model_id, dirs[model_id], args.repeats)
+    return {"machine": machine_info(), "size": args.size, "repeats": args.repeats, "requests": args.requests,
+            "memory_probe": memory.source, "raw": raw, "summary": summarize(raw)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=200, help="requests per latency figure")
+    parser.add_argument("--models", nargs="+", choices=MODEL_IDS, default=list(MODEL_IDS))
+    parser.add_argument("--cache-dir", help="where generated models go (default: a fresh temporary directory)")
+    parser.add_argument("--json", type=Path, help="write every raw sample and the summary here")
+    parser.add_argument("--markdown", type=Path, help="write the summary table as Markdown here")
+    args = parser.parse_args(argv)
+    result = run(args)
+    print(render_table(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    if args.markdown:
+        args.markdown.write_text(render_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
