@@ -1,9 +1,10 @@
 """Benchmark baselines, run as their own process: what a user gets with FunASR in-process, no server.
 
-    python -m scripts.bench_baseline --model-id punctuation --model-dir DIR --repeats 3 --requests 200
+    python -m scripts.bench_baseline --model-id punctuation --model-dir DIR --requests 200
 
-Prints one JSON object: in-process load times, memory kept after `del model; gc.collect()`, and direct
-(no HTTP, no ZeroMQ) request latencies. With `--naive`, instead prints the monotonic time at which the model
+Prints one JSON object: the in-process load time (the first load in a process that already imported torch and
+funasr), the memory still held after `del model; gc.collect()`, and direct (no HTTP, no ZeroMQ) request
+latencies. With `--naive`, instead prints the monotonic time at which the model
 became ready, so the parent can time a naive cold start (interpreter + imports + load) from outside.
 """
 
@@ -31,36 +32,35 @@ def naive(model_dir: str) -> None:
     print(json.dumps({"ready_at": time.monotonic()}), flush=True)
 
 
-def in_process(model_id: str, model_dir: str, repeats: int, requests: int) -> dict:
+def in_process(model_id: str, model_dir: str, requests: int) -> dict:
+    """One load in this process (its first, as a user's would be), what del+gc gives back, then direct calls."""
     import torch
 
     from model_procs.engines import build_engine
     from scripts.bench_requests import direct_latencies
 
     torch.set_num_threads(1)
-    loads, kept, held = [], [], []
-    for _ in range(repeats):
-        gc.collect()
-        before = rss_mb()
-        began = time.monotonic()
-        engine = build_engine(model_id, model_dir, "cpu", 1)
-        loads.append((time.monotonic() - began) * 1000)
-        loaded = rss_mb()
-        held.append(loaded - before)
-        del engine
-        gc.collect()
-        kept.append(rss_mb() - before)
+    gc.collect()
+    before = rss_mb()
+    began = time.monotonic()
     engine = build_engine(model_id, model_dir, "cpu", 1)
-    engine.warm_up()
-    return {"inproc_load_ms": loads, "inproc_held_mb": held, "inproc_kept_after_del_mb": kept,
-            "direct_ms": direct_latencies(model_id, engine, requests)}
+    load_ms = (time.monotonic() - began) * 1000
+    held = rss_mb() - before
+    del engine
+    gc.collect()
+    kept = rss_mb() - before
+    result = {"inproc_load_ms": load_ms, "inproc_held_mb": held, "inproc_kept_after_del_mb": kept}
+    if requests:
+        engine = build_engine(model_id, model_dir, "cpu", 1)
+        engine.warm_up()
+        result["direct_ms"] = direct_latencies(model_id, engine, requests)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-id", required=True)
     parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--naive", action="store_true")
     args = parser.parse_args()
@@ -68,7 +68,7 @@ def main() -> None:
         naive(args.model_dir)
         return
     import funasr  # noqa: F401  (imports are not part of an in-process load)
-    print(json.dumps(in_process(args.model_id, args.model_dir, args.repeats, args.requests)))
+    print(json.dumps(in_process(args.model_id, args.model_dir, args.requests)))
 
 
 if __name__ == "__main__":

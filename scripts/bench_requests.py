@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import time
 
 import numpy as np
@@ -34,16 +36,30 @@ def direct_latencies(model_id: str, engine, n: int) -> list[float]:
     return timed(lambda: engine.feed("bench", chunk, False), n)
 
 
-def http_latencies(url: str, model_id: str, n: int) -> list[float]:
-    import requests
+class KeepAliveClient:
+    """A lean HTTP/1.1 client on one kept-alive connection (stdlib), so the figure is the server's cost,
+    not a client library's."""
 
-    session = requests.Session()
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=120)
+
+    def post(self, path: str, body: bytes, content_type: str) -> dict:
+        self.connection.request("POST", path, body=body, headers={"Content-Type": content_type})
+        response = self.connection.getresponse()
+        payload = json.loads(response.read())
+        if response.status >= 300:
+            raise RuntimeError(f"{path}: {response.status} {payload}")
+        return payload
+
+
+def http_latencies(url: str, model_id: str, n: int) -> list[float]:
+    client = KeepAliveClient(url)
     if model_id == "punctuation":
-        return timed(lambda: session.post(f"{url}/punctuation", json={"text": BENCH_TEXT}).raise_for_status(), n)
-    stream_id = session.post(f"{url}/asr/streams", json={}).json()["stream_id"]
+        body = json.dumps({"text": BENCH_TEXT}).encode()
+        return timed(lambda: client.post("/punctuation", body, "application/json"), n)
+    stream_id = client.post("/asr/streams", b"{}", "application/json")["stream_id"]
     chunk = bench_chunk().tobytes()
-    headers = {"Content-Type": "audio/L16; rate=16000"}
-    samples = timed(lambda: session.post(f"{url}/asr/streams/{stream_id}/audio", data=chunk,
-                                         headers=headers).raise_for_status(), n)
-    session.delete(f"{url}/asr/streams/{stream_id}")
+    samples = timed(lambda: client.post(f"/asr/streams/{stream_id}/audio", chunk, "audio/L16; rate=16000"), n)
+    client.post(f"/asr/streams/{stream_id}/finish", b"", "application/octet-stream")
     return samples

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -97,12 +98,18 @@ def job_view(job: LoadJob | LoadGroup) -> JobView:
     )
 
 
+@functools.cache
+def framework() -> str:
+    """Read once: package metadata parsing costs ~1 ms, too much for every /model/info."""
+    return f"Falcon {version('falcon')} (waitress {version('waitress')})"
+
+
 def system_info(started_at: float) -> SystemInfo:
     memory = psutil.virtual_memory()
     return SystemInfo(
         total_memory_gb=round(memory.total / GB, 2), available_memory_gb=round(memory.available / GB, 2),
         cpu_cores=psutil.cpu_count() or os.cpu_count() or 1, python_version=platform.python_version(),
-        framework=f"Falcon {version('falcon')} (waitress {version('waitress')})", uptime_hours=round((time.time() - started_at) / 3600, 4),
+        framework=framework(), uptime_hours=round((time.time() - started_at) / 3600, 4),
     )
 
 

@@ -1,0 +1,34 @@
+"""The benchmark runs on a fresh checkout at `--size tiny` and its JSON has every figure (a smoke test)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from scripts.bench_report import FIGURES
+from tests.helpers import REPO
+
+
+def test_tiny_benchmark_reports_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    md = tmp_path / "bench.md"
+    run = subprocess.run([sys.executable, "scripts/benchmark.py", "--size", "tiny", "--repeats", "1",
+                          "--requests", "20", "--json", str(out), "--markdown", str(md),
+                          "--cache-dir", str(tmp_path / "cache")],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["machine"]["cpu_cores"] >= 1 and result["machine"]["versions"]["funasr"]
+    for model_id in ("streaming_asr", "punctuation"):
+        figures = result["summary"]["models"][model_id]
+        for key, _ in FIGURES:
+            assert isinstance(figures[key], (int, float)) and not math.isnan(figures[key]), (model_id, key)
+        assert figures["load_ms"] > 0 and figures["naive_cold_start_ms"] > figures["inproc_load_ms"] > 0
+        assert figures["memory_freed_mb"] > 0 and figures["unload_ms"] > 0
+        raw = result["raw"]["models"][model_id]
+        assert len(raw["http_ms"]) == 20 and len(raw["baseline"]["direct_ms"]) == 20
+    assert result["summary"]["control_plane"]["samples"] > 0
+    assert len(result["summary"]["targets"]) == 10
+    assert "load time, API (ms)" in run.stdout and "| figure |" in md.read_text()
