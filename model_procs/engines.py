@@ -18,11 +18,15 @@ class Engine(Protocol):
 
 
 def load_automodel(model_dir: str, device: str, threads: int):
-    """The one way we build a model: absolute directory, no update check (it calls PyPI with no timeout)."""
+    """The one way we build a model: absolute directory, no update check (it calls PyPI with no timeout),
+    and no random init for weights the checkpoint overwrites (see fast_init)."""
     from funasr import AutoModel
 
-    return AutoModel(model=model_dir, disable_update=True, device=device, ncpu=threads,
-                     disable_pbar=True, disable_log=True, log_level="WARNING")
+    from model_procs.fast_init import build_without_random_init
+
+    return build_without_random_init(lambda: AutoModel(
+        model=model_dir, disable_update=True, device=device, ncpu=threads, disable_pbar=True, disable_log=True,
+        log_level="WARNING"))
 
 
 def pcm_to_float(pcm: bytes) -> np.ndarray:
