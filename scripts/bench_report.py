@@ -46,7 +46,7 @@ def summarize_model(model_id: str, entry: dict) -> dict:
     server, base = entry["server"], entry["baseline"]
     load = med(server["load_ms"])
     held, kept = med(base["inproc_held_mb"]), med(base["inproc_kept_after_del_mb"])
-    http, direct = entry["http_ms"], base["direct_ms"]
+    http, direct = entry["http_ms"], entry["direct_ms"]
     return {
         "load_ms": load, "load_wall_ms": med(server["load_wall_ms"]),
         "phases_ms": {k: med([p[k] for p in server["phases"]]) for k in server["phases"][0]},

@@ -68,19 +68,29 @@ def server_cycles(server: BenchServer, memory: SystemMemory, model_id: str, repe
     return samples
 
 
-def baseline_in_process(model_id: str, model_dir: Path, repeats: int, n_requests: int) -> dict:
+def baseline_process(model_id: str, model_dir: Path, n_requests: int) -> dict:
+    out = subprocess.run([sys.executable, "-m", "scripts.bench_baseline", "--model-id", model_id,
+                          "--model-dir", str(model_dir), "--requests", str(n_requests)],
+                         cwd=REPO, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def baseline_in_process(model_id: str, model_dir: Path, repeats: int) -> dict:
     """A fresh process per repeat: a second load in one process reuses the first one's freed heap, and so
     would flatter the baseline (measured: 1.0 s instead of 3.7 s for the full streaming model)."""
-    runs = []
-    for repeat in range(repeats):
-        out = subprocess.run([sys.executable, "-m", "scripts.bench_baseline", "--model-id", model_id,
-                              "--model-dir", str(model_dir),
-                              "--requests", str(n_requests if repeat == repeats - 1 else 0)],
-                             cwd=REPO, check=True, capture_output=True, text=True)
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    merged = {key: [run[key] for run in runs] for key in ("inproc_load_ms", "inproc_held_mb",
-                                                           "inproc_kept_after_del_mb")}
-    return merged | {"direct_ms": runs[-1]["direct_ms"]}
+    runs = [baseline_process(model_id, model_dir, 0) for _ in range(repeats)]
+    return {key: [run[key] for run in runs] for key in ("inproc_load_ms", "inproc_held_mb",
+                                                         "inproc_kept_after_del_mb")}
+
+
+def request_latencies(server: BenchServer, model_id: str, model_dir: Path, n: int) -> dict:
+    """HTTP, then direct, then HTTP again, back to back, so drift on a shared machine hits both sides alike."""
+    server.load(model_id)
+    first = http_latencies(server.url, model_id, n // 2)
+    direct = baseline_process(model_id, model_dir, n)["direct_ms"]
+    second = http_latencies(server.url, model_id, n - n // 2)
+    server.unload(model_id)
+    return {"http_ms": first + second, "direct_ms": direct}
 
 
 def baseline_naive(model_id: str, model_dir: Path, repeats: int) -> list[float]:
@@ -133,16 +143,13 @@ def run(args: argparse.Namespace) -> dict:
         for model_id in args.models:
             print(f"[bench] {model_id}: server load/unload x{args.repeats}", file=sys.stderr, flush=True)
             entry = {"server": server_cycles(server, memory, model_id, args.repeats)}
-            server.load(model_id)
-            entry["http_ms"] = http_latencies(server.url, model_id, args.requests)
-            server.unload(model_id)
+            entry |= request_latencies(server, model_id, dirs[model_id], args.requests)
             raw["models"][model_id] = entry
         print("[bench] control plane under load", file=sys.stderr, flush=True)
         raw["control_plane_ms"] = control_plane_during_load(server, args.models[0])
     for model_id in args.models:
         print(f"[bench] {model_id}: baselines", file=sys.stderr, flush=True)
-        raw["models"][model_id]["baseline"] = baseline_in_process(model_id, dirs[model_id], args.repeats,
-                                                                  args.requests)
+        raw["models"][model_id]["baseline"] = baseline_in_process(model_id, dirs[model_id], args.repeats)
         raw["models"][model_id]["naive_ms"] = baseline_naive(model_id, dirs[model_id], args.repeats)
     return {"machine": machine_info(), "size": args.size, "repeats": args.repeats, "requests": args.requests,
             "memory_probe": memory.source, "raw": raw, "summary": summarize(raw)}
