@@ -99,7 +99,17 @@ class RequestFailed(msgspec.Struct, frozen=True, tag="request_failed"):
     message: str
 
 
-ToSupervisor = Ready | LoadFailed | Reply | RequestFailed
+class Heartbeat(msgspec.Struct, frozen=True, tag="heartbeat"):
+    """Sent every HEARTBEAT_INTERVAL_S from the worker's own thread, on a socket of its own (`<identity>/hb`):
+    it proves the process is alive, not that a request is progressing (request deadlines check that)."""
+
+    pid: int
+
+
+HEARTBEAT_INTERVAL_S = 0.5
+HEARTBEAT_SUFFIX = b"/hb"
+
+ToSupervisor = Ready | LoadFailed | Reply | RequestFailed | Heartbeat
 
 worker_decoder = msgspec.msgpack.Decoder(ToWorker)
 supervisor_decoder = msgspec.msgpack.Decoder(ToSupervisor)

@@ -17,8 +17,8 @@ import msgspec
 import zmq
 
 from model_procs import protocol
-from model_procs.protocol import (LoadFailed, LoadTimings, Punctuate, Ready, Reply, RequestFailed, Shutdown,
-                                  StreamDrop, StreamFeed, Transcribe, WorkerSpec)
+from model_procs.protocol import (Heartbeat, LoadFailed, LoadTimings, Punctuate, Ready, Reply, RequestFailed,
+                                  Shutdown, StreamDrop, StreamFeed, Transcribe, WorkerSpec)
 from model_procs.sources import SourceUnavailable, resolve_source
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,27 @@ def load(spec: WorkerSpec, started: float):
     return engine, Ready(pid=os.getpid(), timings=timings, resolved_source=model_dir, source_was_cached=cached)
 
 
-def connect(spec: WorkerSpec) -> tuple[zmq.Context, zmq.Socket]:
-    context = zmq.Context()
+def connect(context: zmq.Context, spec: WorkerSpec, identity: bytes) -> zmq.Socket:
     socket = context.socket(zmq.DEALER)
-    socket.setsockopt(zmq.IDENTITY, spec.identity)
+    socket.setsockopt(zmq.IDENTITY, identity)
     socket.setsockopt(zmq.LINGER, 2000)  # let the last message (Ready/LoadFailed) out before exit
     socket.connect(spec.endpoint)
-    return context, socket
+    return socket
+
+
+def start_heartbeats(context: zmq.Context, spec: WorkerSpec, stop: threading.Event) -> threading.Thread:
+    """Beat from a thread with its own socket (ZeroMQ sockets are per thread) until `stop` is set."""
+    def beat() -> None:
+        socket = connect(context, spec, spec.identity + protocol.HEARTBEAT_SUFFIX)
+        frame = protocol.encoder.encode(Heartbeat(pid=os.getpid()))
+        while not stop.is_set():
+            socket.send(frame, zmq.NOBLOCK)
+            stop.wait(protocol.HEARTBEAT_INTERVAL_S)
+        socket.close(linger=0)
+
+    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+    thread.start()
+    return thread
 
 
 def serve(socket: zmq.Socket, engine) -> None:
@@ -130,15 +144,20 @@ def run_worker(spec: WorkerSpec) -> None:
     logging.basicConfig(level=logging.WARNING,
                         format=f"%(asctime)s %(levelname)s model {spec.model_id}[%(process)d] %(name)s: %(message)s")
     os.environ.setdefault("MODELSCOPE_CACHE", os.path.join(spec.cache_dir, "hub"))
-    context, socket = connect(spec)
+    context = zmq.Context()
+    socket = connect(context, spec, spec.identity)
     try:
         engine, ready = load(spec, started)
     except SourceUnavailable as exc:
         fail(socket, context, exc.reason, exc.hint)
     except Exception as exc:  # any loader error is reported, not raised: the supervisor decides what next
         fail(socket, context, f"{type(exc).__name__}: {exc}", "check that the source is a FunASR model of this kind")
+    stop = threading.Event()
+    heartbeats = start_heartbeats(context, spec, stop)
     socket.send(protocol.encoder.encode(ready))
     serve(socket, engine)
+    stop.set()
+    heartbeats.join()
     socket.close()
     context.term()
 

@@ -14,6 +14,7 @@ class CatalogEntry(msgspec.Struct, frozen=True):
     capabilities: tuple[str, ...]
     hub_alias: str            # what funasr downloads when no directory is configured
     estimated_load_ms: int    # shown before a first load has been measured
+    estimated_memory_mb: int  # Private_Dirty expected before a first load has been measured
 
 
 CATALOG: dict[str, CatalogEntry] = {
@@ -28,6 +29,7 @@ CATALOG: dict[str, CatalogEntry] = {
             capabilities=("streaming", "real-time", "incremental"),
             hub_alias="paraformer-zh-streaming",
             estimated_load_ms=45000,
+            estimated_memory_mb=1200,
         ),
         CatalogEntry(
             model_id="punctuation",
@@ -38,6 +40,7 @@ CATALOG: dict[str, CatalogEntry] = {
             capabilities=("punctuation", "text-processing"),
             hub_alias="ct-punc",
             estimated_load_ms=12000,
+            estimated_memory_mb=400,
         ),
     )
 }

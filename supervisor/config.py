@@ -25,6 +25,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     required: bool = False           # reported when not loaded; preloaded first
     preload: bool = False            # load at start-up
     priority: int = 0                # preload order, highest first (after required)
+    max_memory_mb: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # kill past this Private_Dirty; 0 = no cap
 
 
 class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -33,6 +34,14 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     stream_expiry_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
     max_audio_mb: Annotated[float, msgspec.Meta(gt=0, le=2048)] = 50.0
     max_text_kb: Annotated[float, msgspec.Meta(gt=0, le=10240)] = 64.0
+    heartbeat_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0   # silent this long -> hung
+    restart_budget: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 5             # restarts per window per model
+    restart_window_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    restart_backoff_max_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0  # 1 s, 2 s, 4 s ... capped
+    memory_budget_mb: Annotated[float, msgspec.Meta(ge=0)] = 0.0     # all models together; 0 = what the host has
+    memory_margin_mb: Annotated[float, msgspec.Meta(ge=0)] = 256.0   # kept free beyond a model's footprint
+    evict_idle: bool = True          # free memory for a load by unloading idle, non-required models (LRU)
+    drain_timeout_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0  # shutdown waits for requests
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -8,7 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-from model_procs.protocol import LoadFailed, Ready
+from model_procs.protocol import HEARTBEAT_SUFFIX, Heartbeat, LoadFailed, Ready
+from supervisor.admission import Admission, Footprints
 from supervisor.catalog import CATALOG, MODEL_IDS, funasr_version
 from supervisor.config import Config
 from supervisor.errors import SupervisorError, model_not_found
@@ -21,7 +22,8 @@ from supervisor.memory import private_dirty_mb
 from supervisor.slot import ModelSlot
 from supervisor.states import ModelStatus
 from supervisor.views import UnloadView
-from supervisor.workers import LoadFailedError, Spawner, WorkerHandle, describe_exit
+from supervisor.restarts import RestartPolicy
+from supervisor.workers import LoadFailedError, Spawner, WorkerHandle
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,15 @@ class Supervisor:
         self.jobs = JobRegistry()
         self.loop = IoLoop(self._on_message)
         self._spawner = Spawner(self.loop, str(self.cache_dir))
-        self._loader = Loader(self._spawner, self.jobs, self._on_worker_exit, stop_grace_s)
+        self._loader = Loader(self._spawner, self.jobs, self._on_worker_exit, self._on_loaded, stop_grace_s)
         self._stop_grace_s = stop_grace_s
         self._closed = False
+        self.closing = False
         self.inference = Inference(self)
         self._housekeeper = Housekeeper(self)
+        self._admission = Admission(self, Footprints(self.cache_dir))
+        self._restarts = RestartPolicy(self.settings.restart_budget, self.settings.restart_window_s,
+                                       self.settings.restart_backoff_max_s)
 
     # -- life of the supervisor itself -------------------------------------------------------------
     def start(self) -> None:
@@ -59,9 +65,14 @@ class Supervisor:
         preload(self)
 
     def close(self) -> None:
-        """Unload every model, stop the I/O thread and the forkserver. Safe to call twice."""
+        """Refuse new work, let requests in flight finish (up to drain_timeout_s), unload every model, stop
+        the I/O thread and the forkserver. Safe to call twice."""
         if self._closed:
             return
+        self.closing = True
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        while any(s.usage.in_flight for s in self.slots.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         self._closed = True
         self._housekeeper.stop()
         for model_id in MODEL_IDS:
@@ -87,12 +98,28 @@ class Supervisor:
         if self._closed:
             raise SupervisorError("CONFLICT", "Server is shutting down", "retry against a running server")
         model_ids = self.resolve(model_type)
-        jobs = [self._loader.request(self.slots[m], force_reload, timeout_s) for m in model_ids]
+        jobs = [self._admit_and_request(self.slots[m], force_reload, timeout_s) for m in model_ids]
         if model_type != ALL:
             return jobs[0]
         group = LoadGroup(jobs)
         self.jobs.add(group)
         return group
+
+    def _admit_and_request(self, slot: ModelSlot, force_reload: bool, timeout_s: float) -> LoadJob:
+        with self._admission.lock:
+            if self._loader.needs_process(slot, force_reload):
+                self._admission.admit(slot)
+            return self._loader.request(slot, force_reload, timeout_s)
+
+    def evict(self, slot: ModelSlot) -> bool:
+        """Unload an idle model to make room; False if it stopped being idle meanwhile."""
+        with slot.lock:
+            busy = slot.usage.in_flight or self.inference.streams.open_count(slot.model_id)
+            if slot.status is not ModelStatus.LOADED or busy:
+                return False
+            slot.usage.evictions += 1
+            self._begin_unload(slot, "evicted to free memory for another model")
+        return True
 
     def await_load(self, job: LoadJob | LoadGroup) -> None:
         """Block until the job ends; raise its error if it did not complete."""
@@ -181,7 +208,12 @@ class Supervisor:
             self._housekeeper.nudge()
 
     # -- events from the I/O thread ----------------------------------------------------------------
-    def _on_message(self, identity: bytes, message: Ready | LoadFailed) -> None:
+    def _on_message(self, identity: bytes, message: Ready | LoadFailed | Heartbeat) -> None:
+        if isinstance(message, Heartbeat):
+            beating = self._spawner.handles.get(identity.removesuffix(HEARTBEAT_SUFFIX))
+            if beating is not None:
+                beating.last_heartbeat = time.monotonic()
+            return
         worker = self._spawner.handles.get(identity)
         if worker is None:
             log.warning("dropped %s from unknown process %r", type(message).__name__, identity)
@@ -197,13 +229,55 @@ class Supervisor:
                 worker.ready.set_exception(LoadFailedError(reason, hint))
 
     def _on_worker_exit(self, worker: WorkerHandle) -> None:
-        self.loop.fail_pending(worker.identity, f"process {worker.pid} {describe_exit(worker.exitcode)}")
+        """On the I/O thread, within a poll of the process's exit: fail what it owed, mark the model, restart."""
+        self.loop.fail_pending(worker.identity, f"process {worker.pid} {worker.describe_exit()}")
         slot = self.slots[worker.model_id]
         with slot.lock:
             if slot.worker is not worker or slot.status is ModelStatus.UNLOADING:
                 return  # a load that failed, or an unload we asked for: those paths report it
             slot.worker = None
-            slot.last_error = f"model process {worker.pid} {describe_exit(worker.exitcode)}"
-            if slot.status is ModelStatus.LOADED:
-                slot.transition(ModelStatus.FAILED, slot.last_error)
+            slot.last_error = f"model process {worker.pid} {worker.describe_exit()}"
             log.error("model %s: %s", slot.model_id, slot.last_error)
+            if slot.status is not ModelStatus.LOADED:
+                return  # a force_reload's old process: the new one is on its way
+            slot.transition(ModelStatus.FAILED, slot.last_error)
+            slot.crashes += 1
+            if (slot.config.required or worker.kill_reason) and not self.closing:
+                self._schedule_restart(slot, slot.crashes)
+
+    def _schedule_restart(self, slot: ModelSlot, crash: int) -> None:
+        delay = self._restarts.next_delay(slot.model_id)
+        if delay is None:
+            log.error("model %s: restart budget spent (%d in %.0f s); it stays failed", slot.model_id,
+                      self._restarts.budget, self._restarts.window_s)
+            return
+        log.warning("model %s: restarting in %.1f s", slot.model_id, delay)
+        timer = threading.Timer(delay, self._restart, args=(slot, crash))
+        timer.daemon = True
+        timer.start()
+
+    def _restart(self, slot: ModelSlot, crash: int) -> None:
+        with slot.lock:  # only if nothing else happened to the model since that crash
+            if slot.status is not ModelStatus.FAILED or slot.crashes != crash or self.closing:
+                return
+            slot.restarts += 1
+        try:
+            self.request_load(slot.model_id, timeout_s=self.settings.load_timeout_s)
+        except SupervisorError as exc:
+            log.error("model %s: restart refused: %s (%s)", slot.model_id, exc.message, exc.details)
+
+    def _on_loaded(self, slot: ModelSlot) -> None:
+        self._admission.footprints.record(slot, slot.unique_memory_mb())
+
+    def watchdog(self) -> None:
+        """Called by the housekeeper: kill loaded processes that stopped beating or outgrew their memory cap."""
+        for slot in self.slots.values():
+            worker = slot.worker
+            if worker is None or slot.status is not ModelStatus.LOADED:
+                continue
+            silent = worker.heartbeat_age()
+            if silent > self.settings.heartbeat_timeout_s:
+                worker.kill(f"no heartbeat for {silent:.1f} s (hung)")
+            cap = slot.config.max_memory_mb
+            if cap and slot.unique_memory_mb() > cap:
+                worker.kill(f"its memory ({slot.unique_memory_mb():.0f} MB) exceeded max_memory_mb={cap:g}")

@@ -72,6 +72,9 @@ class Inference:
 
     def _acquire(self, model_id: str) -> Lease:
         slot = self.sup.slots[model_id]
+        if self.sup.closing:
+            raise SupervisorError("MODEL_NOT_READY", "Server is shutting down", "retry against another instance",
+                                  model_type=model_id, retry_after_s=5)
         with slot.lock:
             if slot.status is ModelStatus.LOADED:
                 slot.usage.begin()
@@ -99,8 +102,10 @@ class Inference:
             reply = future.result(timeout=timeout)
         except FutureTimeout:
             loop.forget(request_id)
+            worker.kill(f"stuck on a request for more than request_timeout_s={timeout:g} s")  # it is restarted
             raise SupervisorError("INFERENCE_TIMEOUT", f"Model {worker.model_id} did not answer within {timeout:g} s",
-                                  "retry later; raise [server] request_timeout_s for very long inputs") from None
+                                  "its process was stuck and is being restarted; retry shortly, or raise "
+                                  "[server] request_timeout_s for very long inputs") from None
         except PeerGone as exc:
             raise SupervisorError("MODEL_CRASHED", f"Model {worker.model_id} process went away: {exc}",
                                   "retry: a required model is restarted; see /model/info last_error") from None

@@ -24,11 +24,18 @@ Failure = tuple[str, str, str]  # (error code, message, details)
 
 
 class Loader:
-    def __init__(self, spawner: Spawner, jobs: JobRegistry, on_exit, stop_grace_s: float) -> None:
+    def __init__(self, spawner: Spawner, jobs: JobRegistry, on_exit, on_loaded, stop_grace_s: float) -> None:
         self._spawner = spawner
         self._jobs = jobs
         self._on_exit = on_exit
+        self._on_loaded = on_loaded
         self._stop_grace_s = stop_grace_s
+
+    @staticmethod
+    def needs_process(slot: ModelSlot, force_reload: bool) -> bool:
+        """Whether `request` would start a new process (not join one, not report an already loaded model)."""
+        joining = slot.job is not None and not slot.job.done.is_set()
+        return not joining and (force_reload or slot.status is not ModelStatus.LOADED)
 
     def request(self, slot: ModelSlot, force_reload: bool, timeout_s: float) -> LoadJob:
         """Start a load, or join the one in flight; a loaded model without force gets a completed job."""
@@ -106,6 +113,8 @@ class Loader:
                 slot.transition(ModelStatus.LOADED, f"ready in {ready.timings.total_ms:.0f} ms")
                 job.finish(JobStatus.COMPLETED)
             slot.job = None
+        if ready is not None:
+            self._on_loaded(slot)
         if retired is not None:
             log.info("model %s: stopping replaced process %d", slot.model_id, retired.pid)
             self._spawner.stop(retired, self._stop_grace_s)

@@ -64,6 +64,7 @@ class Housekeeper:
                 log.exception("housekeeping failed")
 
     def _sweep(self) -> None:
+        self._sup.watchdog()
         expired = self._sup.inference.expire_idle_streams()
         if expired:
             log.info("streams: %d expired after being idle", expired)

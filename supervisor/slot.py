@@ -35,13 +35,14 @@ class ModelSlot:
         self.unloaded.set()
         self.last_error: str | None = None
         self.restarts = 0
+        self.crashes = 0
         self.load_time_ms: float | None = None
         self.timings: LoadTimings | None = None
         self.resolved_source: str | None = None
         self.loads = 0
         self.cache_hits = 0
         self.usage = UsageStats()
-        self._unique_mb: tuple[float, float] | None = None  # (read at, MB)
+        self._unique_mb: tuple[int, float, float] = (0, 0.0, 0.0)  # (pid, read at, MB)
 
     @property
     def model_id(self) -> str:
@@ -57,7 +58,9 @@ class ModelSlot:
         """Private_Dirty of the serving process, cached for a second."""
         if self.worker is None:
             return 0.0
+        pid, read_at, value = self._unique_mb
         now = time.monotonic()
-        if self._unique_mb is None or now - self._unique_mb[0] > UNIQUE_MEMORY_TTL_S:
-            self._unique_mb = (now, private_dirty_mb(self.worker.pid))
-        return self._unique_mb[1]
+        if pid != self.worker.pid or now - read_at > UNIQUE_MEMORY_TTL_S:
+            pid, value = self.worker.pid, private_dirty_mb(self.worker.pid)
+            self._unique_mb = (pid, now, value)
+        return value

@@ -32,6 +32,7 @@ class UsageStats:
         self.in_flight = 0
         self.cold_starts = 0
         self.idle_unloads = 0
+        self.evictions = 0
 
     def begin(self) -> None:
         with self._lock:

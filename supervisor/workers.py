@@ -28,6 +28,15 @@ class WorkerExited(Exception):
     """The process ended before it said Ready."""
 
 
+class LoadFailedError(Exception):
+    """The process said LoadFailed: its reason and a hint for the user."""
+
+    def __init__(self, reason: str, hint: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+
 def describe_exit(exitcode: int | None) -> str:
     """A sentence for `last_error`: a signal by name, or what our exit-code protocol means."""
     if exitcode is None:
@@ -52,6 +61,8 @@ class WorkerHandle:
         self.ready: Future = Future()          # Ready message, or LoadFailed / WorkerExited as exception
         self.exited = threading.Event()
         self.exitcode: int | None = None
+        self.last_heartbeat = time.monotonic()
+        self.kill_reason: str | None = None    # set when the supervisor itself killed it (hang, deadline, cap)
 
     def record_exit(self) -> None:
         """Called on the I/O thread when the sentinel fires: read the exit status exactly once."""
@@ -61,6 +72,18 @@ class WorkerHandle:
         self.exited.set()
         if not self.ready.done():
             self.ready.set_exception(WorkerExited(describe_exit(self.exitcode)))
+
+    def kill(self, reason: str) -> None:
+        """The supervisor's own verdict (a watchdog): remembered so last_error says why, not just SIGKILL."""
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        self.signal(signal.SIGKILL)
+
+    def heartbeat_age(self) -> float:
+        return time.monotonic() - self.last_heartbeat
+
+    def describe_exit(self) -> str:
+        return f"killed by the supervisor: {self.kill_reason}" if self.kill_reason else describe_exit(self.exitcode)
 
     def signal(self, signum: int) -> None:
         try:
@@ -146,12 +169,3 @@ class Spawner:
         handle.signal(signal.SIGKILL)
         handle.wait_exited(10)
         return "sigkill"
-
-
-class LoadFailedError(Exception):
-    """The process said LoadFailed: its reason and a hint for the user."""
-
-    def __init__(self, reason: str, hint: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.hint = hint
