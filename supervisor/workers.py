@@ -12,7 +12,7 @@ from concurrent.futures import Future
 from typing import Callable
 
 import multiprocess
-from multiprocess import forkserver
+from multiprocess import forkserver, resource_tracker
 
 from model_procs import protocol
 from model_procs.protocol import Shutdown, WorkerSpec
@@ -152,11 +152,13 @@ class Spawner:
         handle.wait_exited(10)
 
     def shutdown(self) -> None:
-        """Stop the forkserver when no other Spawner uses it (it would also exit on its own once we are gone)."""
+        """Stop the forkserver and multiprocess's resource tracker when no other Spawner uses them (both would
+        also exit on their own once this process is gone)."""
         with Spawner._users_lock:
             Spawner._users -= 1
             if Spawner._users == 0:
                 forkserver._forkserver._stop()
+                resource_tracker._resource_tracker._stop()
 
     def stop(self, handle: WorkerHandle, grace_s: float) -> str:
         """Ask, then SIGTERM, then SIGKILL; returns how it ended. The process is reaped when this returns."""

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import falcon.testing
+import psutil
 import msgspec
 import pytest
 
@@ -62,7 +63,11 @@ def no_orphans(request):
         forkserver = request.getfixturevalue("supervisor")._spawner.forkserver_pid() \
             if "supervisor" in request.fixturenames else None
         return not (new - {forkserver})
-    wait_for(only_long_lived_left, timeout=15)
+    try:
+        wait_for(only_long_lived_left, timeout=15)
+    except AssertionError:
+        left = [psutil.Process(pid).cmdline() for pid in descendants() - before if alive(pid)]
+        raise AssertionError(f"processes left behind: {left}") from None
 
 
 @pytest.fixture

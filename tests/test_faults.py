@@ -1,0 +1,172 @@
+"""Faults injected into real model processes: kills, hangs (SIGSTOP), deadlines, memory pressure, bad frames."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import falcon.testing
+import zmq
+
+from api.app import create_app
+from tests.helpers import alive, speechlike_pcm, wait_for
+
+PCM = {"Content-Type": "audio/L16; rate=16000"}
+
+
+def load(sup, model_id: str) -> int:
+    sup.await_load(sup.request_load(model_id))
+    return sup.slots[model_id].worker.pid
+
+
+def status(sup, model_id: str) -> str:
+    return sup.slots[model_id].status.value
+
+
+def test_killed_worker_is_detected_at_once_and_a_required_model_restarts(make_supervisor):
+    sup = make_supervisor(punctuation={"required": True})
+    pid = load(sup, "punctuation")
+    killed_at = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: status(sup, "punctuation") != "loaded", timeout=1.0, interval=0.005)
+    detected_s = time.monotonic() - killed_at
+    assert detected_s < 1.0
+    assert "killed by SIGKILL, perhaps out of memory" in sup.slots["punctuation"].last_error
+    wait_for(lambda: status(sup, "punctuation") == "loaded", timeout=15)
+    assert sup.slots["punctuation"].worker.pid != pid and sup.slots["punctuation"].restarts == 1
+    print(f"detection time for a killed worker: {detected_s * 1000:.1f} ms")
+
+
+def test_restarts_back_off_and_stop_when_the_budget_is_spent(make_supervisor):
+    sup = make_supervisor(punctuation={"required": True}, server={"restart_budget": 2})
+    for expected_restarts in (1, 2):
+        pid = load(sup, "punctuation") if expected_restarts == 1 else sup.slots["punctuation"].worker.pid
+        os.kill(pid, signal.SIGKILL)
+        began = time.monotonic()
+        wait_for(lambda: status(sup, "punctuation") == "failed", timeout=2)
+        wait_for(lambda: status(sup, "punctuation") == "loaded", timeout=20)
+        assert time.monotonic() - began >= 2.0 ** (expected_restarts - 1) * 0.9  # 1 s, then 2 s
+        assert sup.slots["punctuation"].restarts == expected_restarts
+    os.kill(sup.slots["punctuation"].worker.pid, signal.SIGKILL)
+    wait_for(lambda: status(sup, "punctuation") == "failed", timeout=2)
+    time.sleep(5)  # past the next backoff: no restart comes
+    assert status(sup, "punctuation") == "failed" and sup.slots["punctuation"].restarts == 2
+
+
+def test_a_crashed_optional_model_stays_failed(make_supervisor):
+    sup = make_supervisor()
+    os.kill(load(sup, "punctuation"), signal.SIGKILL)
+    wait_for(lambda: status(sup, "punctuation") == "failed", timeout=2)
+    time.sleep(1.5)
+    assert status(sup, "punctuation") == "failed" and sup.slots["punctuation"].restarts == 0
+
+
+def test_a_model_that_fails_to_load_is_not_retried(make_supervisor, tmp_path):
+    sup = make_supervisor(punctuation={"required": True, "preload": True, "source": str(tmp_path / "none")})
+    wait_for(lambda: status(sup, "punctuation") == "failed", timeout=30)
+    time.sleep(2.5)
+    assert status(sup, "punctuation") == "failed" and sup.slots["punctuation"].restarts == 0
+
+
+def test_requests_in_flight_fail_fast_and_streams_are_lost_when_a_worker_dies(make_supervisor):
+    sup = make_supervisor()
+    client = falcon.testing.TestClient(create_app(sup))
+    stream_id = client.simulate_post("/asr/streams", json={}).json["stream_id"]
+    pid = sup.slots["streaming_asr"].worker.pid
+    os.kill(pid, signal.SIGSTOP)  # the next request is now in flight, unanswered
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(
+        resp=client.simulate_post("/asr/transcribe", body=speechlike_pcm(1.0), headers=PCM)))
+    thread.start()
+    wait_for(lambda: sup.slots["streaming_asr"].usage.in_flight == 1, timeout=5)
+    os.kill(pid, signal.SIGKILL)
+    thread.join(5)
+    assert result["resp"].status_code == 502 and result["resp"].json["error_code"] == "MODEL_CRASHED"
+    lost = client.simulate_post(f"/asr/streams/{stream_id}/audio", body=speechlike_pcm(0.6), headers=PCM)
+    assert lost.status_code == 410 and lost.json["error_code"] == "STREAM_LOST"
+
+
+def test_a_hung_worker_is_killed_when_its_heartbeats_stop(make_supervisor):
+    sup = make_supervisor(server={"heartbeat_timeout_s": 1.5})
+    pid = load(sup, "punctuation")
+    time.sleep(2.0)
+    assert status(sup, "punctuation") == "loaded"  # beating while idle: never killed for idling
+    os.kill(pid, signal.SIGSTOP)
+    wait_for(lambda: "no heartbeat" in (sup.slots["punctuation"].last_error or ""), timeout=6)
+    assert not alive(pid)
+    wait_for(lambda: status(sup, "punctuation") == "loaded", timeout=15)  # the supervisor's kill: restarted
+
+
+def test_a_request_past_its_deadline_times_out_and_the_stuck_worker_is_replaced(make_supervisor):
+    sup = make_supervisor(server={"request_timeout_s": 1.0})
+    client = falcon.testing.TestClient(create_app(sup))
+    pid = load(sup, "punctuation")
+    os.kill(pid, signal.SIGSTOP)
+    began = time.monotonic()
+    resp = client.simulate_post("/punctuation", json={"text": "你好世界"})
+    assert resp.status_code == 504 and resp.json["error_code"] == "INFERENCE_TIMEOUT"
+    assert time.monotonic() - began < 3
+    wait_for(lambda: "stuck on a request" in (sup.slots["punctuation"].last_error or ""), timeout=5)
+    assert not alive(pid)
+    wait_for(lambda: status(sup, "punctuation") == "loaded", timeout=15)
+    assert client.simulate_post("/punctuation", json={"text": "你好世界"}).status_code == 200
+
+
+def test_a_worker_past_its_memory_cap_is_killed_and_reported(make_supervisor):
+    sup = make_supervisor(punctuation={"max_memory_mb": 1})
+    pid = load(sup, "punctuation")
+    wait_for(lambda: "exceeded max_memory_mb=1" in (sup.slots["punctuation"].last_error or ""), timeout=5)
+    assert not alive(pid)
+
+
+def measure_footprints(make_supervisor) -> None:
+    sup = make_supervisor()
+    load(sup, "punctuation")
+    load(sup, "streaming_asr")
+    sup.unload("all")
+
+
+def test_memory_pressure_evicts_the_least_recently_used_idle_model(make_supervisor):
+    measure_footprints(make_supervisor)
+    sup = make_supervisor(server={"memory_budget_mb": 45, "memory_margin_mb": 0})
+    load(sup, "punctuation")
+    load(sup, "streaming_asr")  # ~28 MB does not fit beside ~24 MB in 45 MB: punctuation goes
+    assert status(sup, "punctuation") == "unloaded" and status(sup, "streaming_asr") == "loaded"
+    assert sup.slots["punctuation"].usage.evictions == 1
+
+
+def test_memory_pressure_refuses_when_nothing_may_be_evicted(make_supervisor):
+    measure_footprints(make_supervisor)
+    sup = make_supervisor(server={"memory_budget_mb": 45, "memory_margin_mb": 0})
+    client = falcon.testing.TestClient(create_app(sup))
+    client.simulate_post("/asr/streams", json={})  # an open stream pins streaming_asr
+    resp = client.simulate_post("/model/load", json={"model_type": "punctuation", "async_load": False})
+    assert resp.status_code == 507 and resp.json["error_code"] == "INSUFFICIENT_MEMORY"
+    assert resp.json["needed_mb"] > resp.json["free_mb"] and "MB free" in resp.json["details"]
+    assert status(sup, "streaming_asr") == "loaded" and status(sup, "punctuation") == "unloaded"
+
+
+def test_undecodable_zeromq_frames_are_dropped_and_the_loop_lives_on(make_supervisor):
+    sup = make_supervisor()
+    context = zmq.Context()
+    intruder = context.socket(zmq.DEALER)
+    intruder.connect(sup.loop.endpoint)
+    for frame in (b"garbage", b"\x81\xa3tag\xa5ready", b"", b"\xc1" * 1000):
+        intruder.send(frame)
+    intruder.send_multipart([b"two", b"frames"])
+    time.sleep(0.3)
+    intruder.close(linger=0)
+    context.term()
+    assert sup.is_alive()
+    load(sup, "punctuation")
+    assert status(sup, "punctuation") == "loaded"
+
+
+def test_ipc_directory_is_private_and_removed_at_close(make_supervisor):
+    sup = make_supervisor()
+    directory = os.path.dirname(sup.loop.endpoint.removeprefix("ipc://"))
+    assert os.stat(directory).st_mode & 0o777 == 0o700
+    sup.close()
+    assert not os.path.exists(directory)
