@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import falcon
 import falcon.media
 
+from api.auth import ApiKeyMiddleware
+from api.openapi import OpenApiResource
 from api.errors import handle_supervisor_error, handle_unexpected, serialize_falcon_error
 from api.media import MsgspecJSONHandler
 from api.inference import (PunctuationResource, StreamAudioResource, StreamFinishResource, StreamResource,
                            StreamsResource, TranscribeResource)
-from api.resources import LoadStatusResource, ModelInfoResource, ModelLoadResource, ModelUnloadResource
+from api.resources import HealthResource, LoadStatusResource, ModelInfoResource, ModelLoadResource, ModelUnloadResource
 from supervisor.core import Supervisor
 from supervisor.errors import SupervisorError
 
 
-def create_app(supervisor: Supervisor) -> falcon.App:
-    app = falcon.App()
+def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App:
+    app = falcon.App(middleware=[ApiKeyMiddleware(api_key)] if api_key else [])
     json_handler = MsgspecJSONHandler()
     app.req_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler})
     app.resp_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler})
     app.req_options.strip_url_path_trailing_slash = True
 
+    app.add_route("/healthz", HealthResource(supervisor))
+    app.add_route("/openapi.json", OpenApiResource(version("funasr-supervisor")))
     app.add_route("/model/info", ModelInfoResource(supervisor))
     app.add_route("/model/load", ModelLoadResource(supervisor))
     app.add_route("/model/load/{load_id}", LoadStatusResource(supervisor))

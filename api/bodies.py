@@ -76,6 +76,11 @@ class JobResponse(msgspec.Struct, frozen=True):
     job: JobView
 
 
+class HealthResponse(msgspec.Struct, frozen=True):
+    success: bool
+    status: str
+
+
 class ErrorBody(msgspec.Struct, frozen=True):
     success: bool
     error: str

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import falcon
 
-from api.bodies import (InfoRequest, InfoResponse, JobResponse, LoadAccepted, LoadCompleted, LoadRequest,
+from api.bodies import (HealthResponse, InfoRequest, InfoResponse, JobResponse, LoadAccepted, LoadCompleted, LoadRequest,
                         UnloadResponse)
 from api.media import read_body
 from supervisor.core import Supervisor
 from supervisor.jobs import JobStatus, LoadGroup, LoadJob, utc_now
 from supervisor.reporting import cache_info, job_view, model_view, system_info
+
+
+class HealthResource:
+    """Liveness: the supervisor's I/O loop is running. Needs no API key (orchestrators probe it)."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        alive = self.supervisor.is_alive()
+        resp.status = 200 if alive else 503
+        resp.media = HealthResponse(success=alive, status="ok" if alive else "supervisor loop stopped")
 
 
 class ModelInfoResource:

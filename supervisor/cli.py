@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
+import os
 import signal
 import sys
 import threading
@@ -29,7 +31,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
                        help=f"model cache: generated and downloaded models (default: {DEFAULT_CACHE_DIR})")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--api-key", default=os.environ.get("FUNASR_SUPERVISOR_API_KEY"),
+                       help="require `Authorization: Bearer <key>` on every route but /healthz "
+                            "(default: $FUNASR_SUPERVISOR_API_KEY)")
+    serve.add_argument("--allow-unauthenticated", action="store_true",
+                       help="allow binding a non-loopback address without an API key")
     return parser.parse_args(argv)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -37,20 +53,25 @@ def serve(args: argparse.Namespace) -> int:
 
     from api.app import create_app
 
+    if not is_loopback(args.host) and not args.api_key and not args.allow_unauthenticated:
+        log.error("refusing to serve on %s without an API key: anyone who can reach it could load and unload "
+                  "models. Set --api-key (or FUNASR_SUPERVISOR_API_KEY), or pass --allow-unauthenticated.",
+                  args.host)
+        return 2
     try:
         config = load_config(args.models)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
     supervisor = Supervisor(config, args.cache_dir)
-    server = create_server(create_app(supervisor), host=args.host, port=args.port, threads=HTTP_THREADS)
+    server = create_server(create_app(supervisor, args.api_key), host=args.host, port=args.port, threads=HTTP_THREADS)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())  # the handler only records; the main thread acts
     supervisor.start()
     threading.Thread(target=server.run, name="waitress", daemon=True).start()
-    log.info("serving on http://%s:%d (models: %s, cache: %s)", args.host, server.effective_port,
-             args.models or "hub aliases", args.cache_dir)
+    log.info("serving on http://%s:%d (models: %s, cache: %s, API key: %s)", args.host, server.effective_port,
+             args.models or "hub aliases", args.cache_dir, "required" if args.api_key else "off")
     stop.wait()
     log.info("shutting down: unloading every model")
     supervisor.close()

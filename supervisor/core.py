@@ -12,7 +12,7 @@ from model_procs.protocol import HEARTBEAT_SUFFIX, Heartbeat, LoadFailed, Ready
 from supervisor.admission import Admission, Footprints
 from supervisor.catalog import CATALOG, MODEL_IDS, funasr_version
 from supervisor.config import Config
-from supervisor.errors import SupervisorError, model_not_found
+from supervisor.errors import SupervisorError, model_not_found, shown
 from supervisor.io_loop import IoLoop
 from supervisor.jobs import JobRegistry, LoadGroup, LoadJob
 from supervisor.inference import Inference
@@ -138,7 +138,7 @@ class Supervisor:
         found = self.jobs.get(load_id)
         if found is None:
             raise SupervisorError("LOAD_NOT_FOUND", "Load not found",
-                                  f"No load with id '{load_id}' is known (ids are kept for the last 512 loads)")
+                                  f"No load with id '{shown(load_id)}' is known (ids are kept for the last 512 loads)")
         return found
 
     def unload(self, model_type: str) -> UnloadView:

@@ -19,8 +19,14 @@ class SupervisorError(Exception):
         self.context = context
 
 
+def shown(value: str, limit: int = 64) -> str:
+    """A client-supplied name as it may appear in a message: printable and bounded (it may be 10 kB of junk)."""
+    text = value.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def model_not_found(name: str, available: list[str]) -> SupervisorError:
     return SupervisorError(
-        "MODEL_NOT_FOUND", "Model not found", f"The requested model '{name}' does not exist",
+        "MODEL_NOT_FOUND", "Model not found", f"The requested model '{shown(name)}' does not exist",
         available_models=available,
     )

@@ -6,12 +6,12 @@ import secrets
 import threading
 import time
 
-from supervisor.errors import SupervisorError
+from supervisor.errors import SupervisorError, shown
 
 
 def stream_not_found(stream_id: str) -> SupervisorError:
     return SupervisorError("STREAM_NOT_FOUND", "Stream not found",
-                           f"No open stream '{stream_id}': it was finished, aborted, or expired after being "
+                           f"No open stream '{shown(stream_id)}': it was finished, aborted, or expired after being "
                            "idle; open a new one with POST /asr/streams")
 
 

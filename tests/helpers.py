@@ -52,14 +52,15 @@ def free_port() -> int:
 class ServerProcess:
     """`funasr-supervisor serve` in a subprocess on a loopback port, exactly as the README starts it."""
 
-    def __init__(self, cache_dir: Path, models: str = "demo", log_path: Path | None = None) -> None:
+    def __init__(self, cache_dir: Path, models: str = "demo", log_path: Path | None = None,
+                 extra_args: list[str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or cache_dir / f"server-{self.port}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "supervisor.cli", "serve", "--models", models, "--port", str(self.port),
-             "--cache-dir", str(cache_dir)],
+             "--cache-dir", str(cache_dir), *(extra_args or [])],
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         wait_for(self._answers, timeout=60)
@@ -68,7 +69,7 @@ class ServerProcess:
         if self.proc.poll() is not None:
             raise AssertionError(f"server exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
         try:
-            return requests.get(self.url + "/model/info", timeout=2).status_code == 200
+            return requests.get(self.url + "/healthz", timeout=2).status_code == 200
         except requests.ConnectionError:
             return False
 

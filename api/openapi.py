@@ -1,0 +1,126 @@
+"""`GET /openapi.json`: an OpenAPI 3.1 document built from the same msgspec Structs that validate requests.
+
+The routes table below is the one place that says which body and responses each route has; the schemas
+themselves come from `msgspec.json.schema_components`, so the document cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import falcon
+import msgspec
+
+from api import bodies
+from api.errors import HTTP_STATUS
+
+REF = "#/components/schemas/{name}"
+JSON = "application/json"
+AUDIO_TYPES = ("audio/L16", "application/octet-stream")
+WAV_TYPES = ("audio/wav", "audio/x-wav")
+INFERENCE_ERRORS = ("INVALID_REQUEST", "MODEL_NOT_READY", "MODEL_CRASHED", "INFERENCE_TIMEOUT", "LOAD_FAILED",
+                    "LOAD_TIMEOUT", "INSUFFICIENT_MEMORY", "PAYLOAD_TOO_LARGE", "INTERNAL")
+STREAM_ERRORS = ("STREAM_NOT_FOUND", "STREAM_LOST", "UNSUPPORTED_MEDIA", *INFERENCE_ERRORS)
+
+# (method, path, summary, request body (Struct, media types or None), {status: response Struct(s)}, error codes)
+ROUTES: list[tuple[str, str, str, Any, dict[int, type], tuple[str, ...]]] = [
+    ("get", "/healthz", "Liveness: the supervisor loop runs", None, {200: bodies.HealthResponse}, ()),
+    ("get", "/model/info", "Every model's status, memory and counters", None, {200: bodies.InfoResponse}, ()),
+    ("post", "/model/info", "Model info, optionally detailed and with metrics", bodies.InfoRequest,
+     {200: bodies.InfoResponse}, ("INVALID_REQUEST", "PAYLOAD_TOO_LARGE")),
+    ("post", "/model/load", "Load one model or all, sync or async", bodies.LoadRequest,
+     {200: (bodies.LoadCompleted, bodies.LoadAccepted), 202: bodies.LoadAccepted},
+     ("INVALID_REQUEST", "MODEL_NOT_FOUND", "CONFLICT", "PAYLOAD_TOO_LARGE", "INSUFFICIENT_MEMORY", "LOAD_FAILED",
+      "LOAD_TIMEOUT")),
+    ("get", "/model/load/{load_id}", "A load job's progress", None, {200: bodies.JobResponse}, ("LOAD_NOT_FOUND",)),
+    ("delete", "/model/unload/{model_type}", "Stop a model's process (or all)", None,
+     {200: bodies.UnloadResponse}, ("MODEL_NOT_FOUND",)),
+    ("post", "/punctuation", "Punctuate a text", bodies.PunctuateRequest, {200: bodies.PunctuateResponse},
+     INFERENCE_ERRORS),
+    ("post", "/asr/streams", "Open a live ASR stream", bodies.StreamOpenRequest, {201: bodies.StreamOpenResponse},
+     INFERENCE_ERRORS),
+    ("post", "/asr/streams/{stream_id}/audio", "Send audio to a stream", AUDIO_TYPES,
+     {200: bodies.StreamTextResponse}, STREAM_ERRORS),
+    ("post", "/asr/streams/{stream_id}/finish", "End a stream: its final text", None,
+     {200: bodies.StreamTextResponse}, STREAM_ERRORS),
+    ("delete", "/asr/streams/{stream_id}", "Abort a stream", None, {200: bodies.StreamClosedResponse},
+     ("STREAM_NOT_FOUND",)),
+    ("post", "/asr/transcribe", "Transcribe a whole recording", (*WAV_TYPES, *AUDIO_TYPES),
+     {200: bodies.TranscribeResponse}, ("UNSUPPORTED_MEDIA", *INFERENCE_ERRORS)),
+]
+
+
+def as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def response_types() -> list[type]:
+    return [bodies.ErrorBody, *(t for *_, responses, _ in ROUTES for ts in responses.values() for t in as_tuple(ts))]
+
+
+def response_schema(types: type | tuple[type, ...], schemas: dict[type, dict]) -> dict:
+    options = [schemas[t] for t in as_tuple(types)]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def request_body(body: Any, refs: dict[type, dict]) -> dict | None:
+    if body is None:
+        return None
+    if isinstance(body, tuple):  # raw bytes: audio
+        return {"required": True, "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in body}}
+    return {"required": body is not bodies.InfoRequest and body is not bodies.StreamOpenRequest,
+            "content": {JSON: {"schema": refs[body]}}}
+
+
+def operation(method: str, path: str, summary: str, body: Any, responses: dict, errors: tuple,
+              schemas: dict) -> dict:
+    op: dict = {"summary": summary, "operationId": f"{method}_{path.strip('/').replace('/', '_')}",
+                "responses": {str(status): {"description": "success",
+                                            "content": {JSON: {"schema": response_schema(t, schemas)}}}
+                              for status, t in responses.items()}}
+    params = [{"name": name.strip("{}"), "in": "path", "required": True, "schema": {"type": "string"}}
+              for name in path.split("/") if name.startswith("{")]
+    if path == "/asr/transcribe":
+        params.append({"name": "punctuate", "in": "query", "required": False, "schema": {"type": "boolean"}})
+    if params:
+        op["parameters"] = params
+    if (rb := request_body(body, schemas)) is not None:
+        op["requestBody"] = rb
+    by_status: dict[int, list[str]] = {}
+    for code in ("UNAUTHORIZED", *errors):
+        by_status.setdefault(HTTP_STATUS[code], []).append(code)
+    for status, codes in by_status.items():
+        op["responses"][str(status)] = {"description": "error: " + ", ".join(codes),
+                                        "content": {JSON: {"schema": schemas[bodies.ErrorBody]}}}
+    return op
+
+
+@functools.cache
+def openapi_document(version: str) -> dict:
+    request_types = [b for *_, b, _, _ in ROUTES if isinstance(b, type)]
+    all_types = [*request_types, *response_types()]
+    refs, components = msgspec.json.schema_components(all_types, ref_template=REF)
+    schemas = dict(zip(all_types, refs))
+    paths: dict[str, dict] = {}
+    for method, path, summary, body, responses, errors in ROUTES:
+        paths.setdefault(path, {})[method] = operation(method, path, summary, body, responses, errors, schemas)
+    paths["/openapi.json"] = {"get": {"summary": "This document", "operationId": "get_openapi",
+                                      "responses": {"200": {"description": "OpenAPI 3.1 document"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "funasr-supervisor", "version": version,
+                 "description": "Process-per-model lifecycle server for FunASR models. Error codes: "
+                                + ", ".join(f"{c} ({s})" for c, s in HTTP_STATUS.items())},
+        "paths": paths,
+        "components": {"schemas": components,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+class OpenApiResource:
+    def __init__(self, version: str) -> None:
+        self.document = openapi_document(version)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.document

@@ -1,0 +1,72 @@
+"""API key, loopback binding, hostile paths and numbers, and logs that never carry texts or keys."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import falcon.testing
+import pytest
+import requests
+
+from api.app import create_app
+from tests.helpers import REPO, ServerProcess
+
+KEY = "s3cret-key-for-tests-0123456789"
+
+
+def test_api_key_guards_every_route_but_healthz(sup):
+    client = falcon.testing.TestClient(create_app(sup, api_key=KEY))
+    assert client.simulate_get("/healthz").status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}, {"Authorization": "Basic x"}):
+        resp = client.simulate_get("/model/info", headers=headers)
+        assert resp.status_code == 401 and resp.json["error_code"] == "UNAUTHORIZED"
+        assert resp.headers["WWW-Authenticate"] == "Bearer"
+    ok = client.simulate_get("/model/info", headers={"Authorization": f"Bearer {KEY}"})
+    assert ok.status_code == 200
+    unknown = client.simulate_get("/nope", headers={})
+    assert unknown.status_code == 401  # no route map for strangers
+
+
+def test_refuses_a_public_address_without_a_key(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "supervisor.cli", "serve", "--host", "0.0.0.0", "--models", "demo",
+                          "--cache-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert run.returncode == 2
+    assert "refusing to serve on 0.0.0.0 without an API key" in run.stderr and "--allow-unauthenticated" in run.stderr
+
+
+@pytest.mark.parametrize("path", ["/model/unload/..%2F..%2Fetc", "/model/unload/%00", "/model/load/%00",
+                                  "/model/unload/" + "x" * 10_000, "/asr/streams/" + "y" * 10_000 + "/finish",
+                                  "/model/load/..", "/asr/streams/%00"])
+def test_hostile_path_parameters_are_clear_4xx(client, path):
+    method = client.simulate_delete if "unload" in path or path.startswith("/asr/streams/%00") else (
+        client.simulate_post if path.endswith("finish") else client.simulate_get)
+    resp = method(path)
+    assert 400 <= resp.status_code < 500 and resp.json["success"] is False
+    assert len(resp.text) < 2000  # a 10 kB name is not echoed back whole
+
+
+@pytest.mark.parametrize("timeout", [-1, 0, 1e309, 10 ** 400, "NaN", 3601, True])
+def test_timeout_numbers_out_of_range_are_400(client, timeout):
+    body = ('{"model_type": "punctuation", "timeout": %s}' % timeout).encode() if not isinstance(timeout, str) \
+        else b'{"model_type": "punctuation", "timeout": NaN}'
+    resp = client.simulate_post("/model/load", body=body)
+    assert resp.status_code == 400 and resp.json["error_code"] == "INVALID_REQUEST"
+
+
+def test_logs_carry_neither_texts_nor_the_api_key(cache_dir, tmp_path):
+    secret_text = "这是一段不应出现在日志里的秘密文本"
+    server = ServerProcess(cache_dir, extra_args=["--api-key", KEY], log_path=tmp_path / "server.log")
+    try:
+        auth = {"Authorization": f"Bearer {KEY}"}
+        resp = requests.post(server.url + "/punctuation", json={"text": secret_text}, headers=auth, timeout=120)
+        assert resp.status_code == 200
+        requests.get(server.url + "/model/info", headers={"Authorization": "Bearer wrong-key-attempt"}, timeout=10)
+        assert server.stop() == 0
+    finally:
+        server.kill_everything()
+    log = server.log_path.read_text()
+    assert "punctuation" in log  # the log does describe what happened
+    for secret in (secret_text, secret_text[:6], KEY, "wrong-key-attempt"):
+        assert secret not in log
