@@ -178,11 +178,12 @@ class Supervisor:
                 slot.transition(ModelStatus.UNLOADED, reason)
             return 0.0, False
         worker = slot.worker
-        freed = private_dirty_mb(worker.pid)
         slot.unloaded.clear()
-        slot.transition(ModelStatus.UNLOADING, reason)
+        slot.transition(ModelStatus.UNLOADING, reason)  # no new requests from here on
         slot.lock.release()
         try:
+            self._drain(slot)
+            freed = private_dirty_mb(worker.pid)
             how = self._spawner.stop(worker, self._stop_grace_s)
         finally:
             slot.lock.acquire()
@@ -190,6 +191,12 @@ class Supervisor:
         slot.transition(ModelStatus.UNLOADED, f"process {worker.pid} stopped ({how}), {freed:.1f} MB returned")
         slot.unloaded.set()
         return freed, True
+
+    def _drain(self, slot: ModelSlot) -> None:
+        """Let requests already sent to the model finish (bounded), so an unload never cuts one off."""
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        while slot.usage.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def unload_if_idle(self, slot: ModelSlot) -> None:
         """Scale to zero: unload a model idle past keep_alive_s, never one with a request or stream open."""

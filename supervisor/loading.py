@@ -101,23 +101,26 @@ class Loader:
             slot.candidate = None
             if job.cancel_requested:
                 self._settle(slot, "load cancelled")
-                job.finish(JobStatus.CANCELLED, "CONFLICT", "load cancelled by an unload request")
+                outcome = (JobStatus.CANCELLED, "CONFLICT", "load cancelled by an unload request",
+                           "the model was unloaded while it loaded; load it again if it is still needed")
             elif failure is not None:
                 code, message, details = failure
                 slot.last_error = message
                 self._settle(slot, f"load failed: {code}", failed=True)
-                job.finish(JobStatus.FAILED, code, message, details)
+                outcome = (JobStatus.FAILED, code, message, details)
             else:
                 retired, slot.worker = slot.worker, worker
                 self._record_ready(slot, ready)
                 slot.transition(ModelStatus.LOADED, f"ready in {ready.timings.total_ms:.0f} ms")
-                job.finish(JobStatus.COMPLETED)
-            slot.job = None
+                outcome = (JobStatus.COMPLETED,)
         if ready is not None:
             self._on_loaded(slot)
-        if retired is not None:
+        if retired is not None:  # stopped before the job ends, so no later load can overlap it
             log.info("model %s: stopping replaced process %d", slot.model_id, retired.pid)
             self._spawner.stop(retired, self._stop_grace_s)
+        with slot.lock:
+            job.finish(*outcome)
+            slot.job = None
 
     @staticmethod
     def _settle(slot: ModelSlot, reason: str, failed: bool = False) -> None:

@@ -12,6 +12,7 @@ import msgspec
 from supervisor.jobs import utc_now
 
 LATENCY_WINDOW = 2048  # percentiles over the most recent requests
+NOT_SERVED = frozenset({"invalid", "unavailable"})
 
 
 class LatencyPercentiles(msgspec.Struct, frozen=True):
@@ -43,7 +44,8 @@ class UsageStats:
         with self._lock:
             self.in_flight -= 1
             self.outcomes[outcome] += 1
-            self.latencies_ms.append(latency_ms)
+            if outcome not in NOT_SERVED:  # a refused request says nothing about the model's latency
+                self.latencies_ms.append(latency_ms)
             self.last_used, self.last_used_monotonic = utc_now(), time.monotonic()
 
     def record(self, outcome: str, latency_ms: float) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import falcon.testing
 import psutil
 import msgspec
+from multiprocess import forkserver, resource_tracker
 import pytest
 
 from api.app import create_app
@@ -50,6 +51,11 @@ def client(sup) -> falcon.testing.TestClient:
     return falcon.testing.TestClient(create_app(sup))
 
 
+def shared_helpers() -> set[int]:
+    """The forkserver and resource tracker that the session's supervisor keeps for its whole life."""
+    return {forkserver._forkserver._forkserver_pid, resource_tracker._resource_tracker._pid} - {None}
+
+
 @pytest.fixture(autouse=True)
 def no_orphans(request):
     """Fail a test that leaves behind a process it started (the shared forkserver is expected to stay)."""
@@ -58,16 +64,13 @@ def no_orphans(request):
     if "supervisor" in request.fixturenames:
         request.getfixturevalue("supervisor").unload("all")
 
-    def only_long_lived_left() -> bool:
-        new = {pid for pid in descendants() - before if alive(pid)}
-        forkserver = request.getfixturevalue("supervisor")._spawner.forkserver_pid() \
-            if "supervisor" in request.fixturenames else None
-        return not (new - {forkserver})
+    def left_behind() -> list[int]:
+        return [pid for pid in descendants() - before - shared_helpers() if alive(pid)]
     try:
-        wait_for(only_long_lived_left, timeout=15)
+        wait_for(lambda: not left_behind(), timeout=15)
     except AssertionError:
-        left = [psutil.Process(pid).cmdline() for pid in descendants() - before if alive(pid)]
-        raise AssertionError(f"processes left behind: {left}") from None
+        raise AssertionError(f"processes left behind: {[psutil.Process(p).cmdline() for p in left_behind()]}") \
+            from None
 
 
 @pytest.fixture
