@@ -70,7 +70,7 @@ def serve(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())  # the handler only records; the main thread acts
     supervisor.start()
     threading.Thread(target=server.run, name="waitress", daemon=True).start()
-    log.info("serving on http://%s:%d (models: %s, cache: %s, API key: %s)", args.host, server.effective_port,
+    log.info("serving on http://%s:%s (models: %s, cache: %s, API key: %s)", args.host, server.effective_port,
              args.models or "hub aliases", args.cache_dir, "required" if args.api_key else "off")
     stop.wait()
     log.info("shutting down: unloading every model")

@@ -55,7 +55,9 @@ def test_sigkill_takes_every_worker_and_the_forkserver_within_two_seconds(server
     killed_at = time.monotonic()
     server.proc.kill()
     wait_for(lambda: not any(alive(p.pid) for p in processes), timeout=2.0, interval=0.01)
-    assert time.monotonic() - killed_at <= 2.0
+    gone_s = time.monotonic() - killed_at
+    assert gone_s <= 2.0
+    print(f"orphans gone {gone_s * 1000:.0f} ms after the server's SIGKILL")
 
 
 def test_load_is_sync_and_async_over_http(server):
