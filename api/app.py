@@ -8,6 +8,7 @@ import falcon
 import falcon.media
 
 from api.auth import ApiKeyMiddleware
+from api.observability import MetricsResource, ModelReadyResource, ReadyResource, RequestLogMiddleware
 from api.openapi import OpenApiResource
 from api.errors import handle_supervisor_error, handle_unexpected, serialize_falcon_error
 from api.media import MsgspecJSONHandler
@@ -19,14 +20,18 @@ from supervisor.errors import SupervisorError
 
 
 def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App:
-    app = falcon.App(middleware=[ApiKeyMiddleware(api_key)] if api_key else [])
+    middleware = [RequestLogMiddleware(), *([ApiKeyMiddleware(api_key)] if api_key else [])]
+    app = falcon.App(middleware=middleware)
     json_handler = MsgspecJSONHandler()
     app.req_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler})
     app.resp_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler})
     app.req_options.strip_url_path_trailing_slash = True
 
     app.add_route("/healthz", HealthResource(supervisor))
+    app.add_route("/readyz", ReadyResource(supervisor))
+    app.add_route("/metrics", MetricsResource(supervisor))
     app.add_route("/openapi.json", OpenApiResource(version("funasr-supervisor")))
+    app.add_route("/model/{model_type}/ready", ModelReadyResource(supervisor))
     app.add_route("/model/info", ModelInfoResource(supervisor))
     app.add_route("/model/load", ModelLoadResource(supervisor))
     app.add_route("/model/load/{load_id}", LoadStatusResource(supervisor))

@@ -81,6 +81,18 @@ class HealthResponse(msgspec.Struct, frozen=True):
     status: str
 
 
+class ReadyResponse(msgspec.Struct, frozen=True):
+    success: bool
+    ready: bool
+
+
+class ModelReadyResponse(msgspec.Struct, frozen=True):
+    success: bool
+    model_type: str
+    ready: bool
+    status: str
+
+
 class ErrorBody(msgspec.Struct, frozen=True):
     success: bool
     error: str

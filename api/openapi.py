@@ -26,6 +26,10 @@ STREAM_ERRORS = ("STREAM_NOT_FOUND", "STREAM_LOST", "UNSUPPORTED_MEDIA", *INFERE
 # (method, path, summary, request body (Struct, media types or None), {status: response Struct(s)}, error codes)
 ROUTES: list[tuple[str, str, str, Any, dict[int, type], tuple[str, ...]]] = [
     ("get", "/healthz", "Liveness: the supervisor loop runs", None, {200: bodies.HealthResponse}, ()),
+    ("get", "/readyz", "Readiness: every required model is loaded", None, {200: bodies.ReadyResponse},
+     ("MODEL_NOT_READY",)),
+    ("get", "/model/{model_type}/ready", "One model's readiness", None, {200: bodies.ModelReadyResponse},
+     ("MODEL_NOT_FOUND", "MODEL_NOT_READY")),
     ("get", "/model/info", "Every model's status, memory and counters", None, {200: bodies.InfoResponse}, ()),
     ("post", "/model/info", "Model info, optionally detailed and with metrics", bodies.InfoRequest,
      {200: bodies.InfoResponse}, ("INVALID_REQUEST", "PAYLOAD_TOO_LARGE")),
@@ -107,6 +111,9 @@ def openapi_document(version: str) -> dict:
         paths.setdefault(path, {})[method] = operation(method, path, summary, body, responses, errors, schemas)
     paths["/openapi.json"] = {"get": {"summary": "This document", "operationId": "get_openapi",
                                       "responses": {"200": {"description": "OpenAPI 3.1 document"}}}}
+    paths["/metrics"] = {"get": {"summary": "Prometheus metrics", "operationId": "get_metrics",
+                                 "responses": {"200": {"description": "Prometheus text format",
+                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "funasr-supervisor", "version": version,

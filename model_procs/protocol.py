@@ -26,6 +26,7 @@ class WorkerSpec(msgspec.Struct, frozen=True):
     supervisor_pid: int
     cache_dir: str
     spawned_at: float         # time.monotonic() in the supervisor (CLOCK_MONOTONIC is system-wide)
+    log_format: str = "text"  # "text" or "json", as the server logs
 
 
 # supervisor -> worker
@@ -106,10 +107,16 @@ class Heartbeat(msgspec.Struct, frozen=True, tag="heartbeat"):
     pid: int
 
 
+class Progress(msgspec.Struct, frozen=True, tag="progress"):
+    """A load's current phase, for `GET /model/load/{id}` and the CLI's live progress."""
+
+    phase: str
+
+
 HEARTBEAT_INTERVAL_S = 0.5
 HEARTBEAT_SUFFIX = b"/hb"
 
-ToSupervisor = Ready | LoadFailed | Reply | RequestFailed | Heartbeat
+ToSupervisor = Ready | LoadFailed | Reply | RequestFailed | Heartbeat | Progress
 
 worker_decoder = msgspec.msgpack.Decoder(ToWorker)
 supervisor_decoder = msgspec.msgpack.Decoder(ToSupervisor)

@@ -12,14 +12,16 @@ import os
 import select
 import threading
 import time
+from typing import Callable
 
 import msgspec
 import zmq
 
 from model_procs import protocol
-from model_procs.protocol import (Heartbeat, LoadFailed, LoadTimings, Punctuate, Ready, Reply, RequestFailed,
-                                  Shutdown, StreamDrop, StreamFeed, Transcribe, WorkerSpec)
+from model_procs.protocol import (Heartbeat, LoadFailed, LoadTimings, Progress, Punctuate, Ready, Reply,
+                                  RequestFailed, Shutdown, StreamDrop, StreamFeed, Transcribe, WorkerSpec)
 from model_procs.sources import SourceUnavailable, resolve_source
+from supervisor.logs import configure as configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ def malloc_trim() -> float:
     return (time.monotonic() - started) * 1000
 
 
-def load(spec: WorkerSpec, started: float):
+def load(spec: WorkerSpec, started: float, progress: Callable[[str], None]):
     """Resolve the source, build and warm the engine; return (engine, Ready)."""
     imports_began = time.monotonic()
     import torch  # noqa: F401  (already imported when the forkserver preloaded it)
@@ -57,10 +59,13 @@ def load(spec: WorkerSpec, started: float):
 
     torch.set_num_threads(spec.threads)
     weights_began = time.monotonic()
+    progress("finding the model files")
     model_dir, cached = resolve_source(spec.model_id, spec.source, spec.cache_dir)
+    progress("loading weights")
     engine = build_engine(spec.model_id, model_dir, spec.device, spec.threads)
     weights_done = time.monotonic()
     trim_ms = malloc_trim()
+    progress("warming up")
     warmup_began = time.monotonic()
     engine.warm_up()
     done = time.monotonic()
@@ -141,13 +146,12 @@ def run_worker(spec: WorkerSpec) -> None:
     """Process entry point (the forkserver child's target)."""
     started = time.monotonic()
     watch_supervisor(spec.supervisor_pid)
-    logging.basicConfig(level=logging.WARNING,
-                        format=f"%(asctime)s %(levelname)s model {spec.model_id}[%(process)d] %(name)s: %(message)s")
+    configure_logging("WARNING", spec.log_format)  # funasr's import left an INFO root handler: replace it
     os.environ.setdefault("MODELSCOPE_CACHE", os.path.join(spec.cache_dir, "hub"))
     context = zmq.Context()
     socket = connect(context, spec, spec.identity)
     try:
-        engine, ready = load(spec, started)
+        engine, ready = load(spec, started, lambda phase: socket.send(protocol.encoder.encode(Progress(phase=phase))))
     except SourceUnavailable as exc:
         fail(socket, context, exc.reason, exc.hint)
     except Exception as exc:  # any loader error is reported, not raised: the supervisor decides what next

@@ -22,13 +22,19 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / (1024 * 1024)
 
 
-def naive(model_dir: str) -> None:
-    import torch
+def plain_automodel(model_dir: str):
+    """What a user without this server writes: funasr's AutoModel, no tricks (1 thread, as our workers)."""
     from funasr import AutoModel
 
+    return AutoModel(model=model_dir, disable_update=True, device="cpu", ncpu=1, disable_pbar=True,
+                     disable_log=True, log_level="WARNING")
+
+
+def naive(model_dir: str) -> None:
+    import torch
+
     torch.set_num_threads(1)
-    AutoModel(model=model_dir, disable_update=True, device="cpu", ncpu=1, disable_pbar=True, disable_log=True,
-              log_level="WARNING")
+    plain_automodel(model_dir)
     print(json.dumps({"ready_at": time.monotonic()}), flush=True)
 
 
@@ -36,22 +42,22 @@ def in_process(model_id: str, model_dir: str, requests: int) -> dict:
     """One load in this process (its first, as a user's would be), what del+gc gives back, then direct calls."""
     import torch
 
-    from model_procs.engines import build_engine
+    from model_procs.engines import ENGINES
     from scripts.bench_requests import direct_latencies
 
     torch.set_num_threads(1)
     gc.collect()
     before = rss_mb()
     began = time.monotonic()
-    engine = build_engine(model_id, model_dir, "cpu", 1)
+    model = plain_automodel(model_dir)
     load_ms = (time.monotonic() - began) * 1000
     held = rss_mb() - before
-    del engine
+    del model
     gc.collect()
     kept = rss_mb() - before
     result = {"inproc_load_ms": load_ms, "inproc_held_mb": held, "inproc_kept_after_del_mb": kept}
     if requests:
-        engine = build_engine(model_id, model_dir, "cpu", 1)
+        engine = ENGINES[model_id](plain_automodel(model_dir))  # the same calls our workers make
         engine.warm_up()
         result["direct_ms"] = direct_latencies(model_id, engine, requests)
     return result

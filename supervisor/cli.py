@@ -11,8 +11,10 @@ import sys
 import threading
 from pathlib import Path
 
+from supervisor.commands import add_parsers, run
 from supervisor.config import DEFAULT_CACHE_DIR, ConfigError, load_config
 from supervisor.core import Supervisor
+from supervisor.logs import configure
 
 log = logging.getLogger("funasr_supervisor")
 
@@ -23,19 +25,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="funasr-supervisor", description="Process-per-model FunASR server")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API and the model supervisor")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
-    serve.add_argument("--models", default=None,
-                       help="'demo' (small generated models) or a TOML config path; default: the real FunASR "
-                            "models by hub alias")
+    env = os.environ.get
+    serve.add_argument("--host", default=env("FUNASR_SUPERVISOR_HOST", "127.0.0.1"),
+                       help="address to bind (default: $FUNASR_SUPERVISOR_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=int(env("FUNASR_SUPERVISOR_PORT", "8000")),
+                       help="port to bind (default: $FUNASR_SUPERVISOR_PORT or 8000)")
+    serve.add_argument("--models", default=env("FUNASR_SUPERVISOR_MODELS"),
+                       help="'demo' (small generated models) or a TOML config path (default: "
+                            "$FUNASR_SUPERVISOR_MODELS, else the real FunASR models by hub alias)")
     serve.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
                        help=f"model cache: generated and downloaded models (default: {DEFAULT_CACHE_DIR})")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    serve.add_argument("--api-key", default=os.environ.get("FUNASR_SUPERVISOR_API_KEY"),
+    serve.add_argument("--log-format", default=env("FUNASR_SUPERVISOR_LOG_FORMAT", "text"),
+                       choices=["text", "json"], help="json: one JSON object per line")
+    serve.add_argument("--api-key", default=env("FUNASR_SUPERVISOR_API_KEY"),
                        help="require `Authorization: Bearer <key>` on every route but /healthz "
                             "(default: $FUNASR_SUPERVISOR_API_KEY)")
     serve.add_argument("--allow-unauthenticated", action="store_true",
+                       default=env("FUNASR_SUPERVISOR_ALLOW_UNAUTHENTICATED", "") == "1",
                        help="allow binding a non-loopback address without an API key")
+    add_parsers(commands)
     return parser.parse_args(argv)
 
 
@@ -63,7 +72,7 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    supervisor = Supervisor(config, args.cache_dir)
+    supervisor = Supervisor(config, args.cache_dir, log_format=args.log_format)
     server = create_server(create_app(supervisor, args.api_key), host=args.host, port=args.port, threads=HTTP_THREADS)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -81,7 +90,9 @@ def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command != "serve":
+        return run(args)
+    configure(args.log_level, args.log_format)
     return serve(args)
 
 

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from model_procs.protocol import HEARTBEAT_SUFFIX, Heartbeat, LoadFailed, Ready
+from model_procs.protocol import HEARTBEAT_SUFFIX, Heartbeat, LoadFailed, Progress, Ready
 from supervisor.admission import Admission, Footprints
 from supervisor.catalog import CATALOG, MODEL_IDS, funasr_version
 from supervisor.config import Config
@@ -19,6 +19,7 @@ from supervisor.inference import Inference
 from supervisor.loading import Loader
 from supervisor.policy import Housekeeper, preload
 from supervisor.memory import private_dirty_mb
+from supervisor.metrics import SupervisorMetrics
 from supervisor.slot import ModelSlot
 from supervisor.states import ModelStatus
 from supervisor.views import UnloadView
@@ -32,7 +33,7 @@ MAX_TIMEOUT_S = 3600.0
 
 
 class Supervisor:
-    def __init__(self, config: Config, cache_dir: Path, stop_grace_s: float = 2.0) -> None:
+    def __init__(self, config: Config, cache_dir: Path, stop_grace_s: float = 2.0, log_format: str = "text") -> None:
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.started_at = time.time()
@@ -41,7 +42,7 @@ class Supervisor:
         self.slots = {model_id: ModelSlot(CATALOG[model_id], config.models[model_id]) for model_id in MODEL_IDS}
         self.jobs = JobRegistry()
         self.loop = IoLoop(self._on_message)
-        self._spawner = Spawner(self.loop, str(self.cache_dir))
+        self._spawner = Spawner(self.loop, str(self.cache_dir), log_format)
         self._loader = Loader(self._spawner, self.jobs, self._on_worker_exit, self._on_loaded, stop_grace_s)
         self._stop_grace_s = stop_grace_s
         self._closed = False
@@ -49,6 +50,7 @@ class Supervisor:
         self.inference = Inference(self)
         self._housekeeper = Housekeeper(self)
         self._admission = Admission(self, Footprints(self.cache_dir))
+        self.metrics = SupervisorMetrics(self)
         self._restarts = RestartPolicy(self.settings.restart_budget, self.settings.restart_window_s,
                                        self.settings.restart_backoff_max_s)
 
@@ -83,6 +85,10 @@ class Supervisor:
 
     def is_alive(self) -> bool:
         return self.loop.is_alive()
+
+    def missing_required(self) -> list[str]:
+        """Required models that are not loaded: what /readyz reports."""
+        return [m for m, s in self.slots.items() if s.config.required and s.status is not ModelStatus.LOADED]
 
     # -- requests ----------------------------------------------------------------------------------
     def resolve(self, model_type: str, allow_all: bool = True) -> list[str]:
@@ -215,13 +221,18 @@ class Supervisor:
             self._housekeeper.nudge()
 
     # -- events from the I/O thread ----------------------------------------------------------------
-    def _on_message(self, identity: bytes, message: Ready | LoadFailed | Heartbeat) -> None:
+    def _on_message(self, identity: bytes, message: Ready | LoadFailed | Heartbeat | Progress) -> None:
         if isinstance(message, Heartbeat):
             beating = self._spawner.handles.get(identity.removesuffix(HEARTBEAT_SUFFIX))
             if beating is not None:
                 beating.last_heartbeat = time.monotonic()
             return
         worker = self._spawner.handles.get(identity)
+        if isinstance(message, Progress) and worker is not None:
+            job = self.slots[worker.model_id].job
+            if job is not None and self.slots[worker.model_id].candidate is worker:
+                job.phase = message.phase
+            return
         if worker is None:
             log.warning("dropped %s from unknown process %r", type(message).__name__, identity)
             return
@@ -275,6 +286,7 @@ class Supervisor:
 
     def _on_loaded(self, slot: ModelSlot) -> None:
         self._admission.footprints.record(slot, slot.unique_memory_mb())
+        self.metrics.load_duration.labels(slot.model_id).observe(slot.load_time_ms / 1000)
 
     def watchdog(self) -> None:
         """Called by the housekeeper: kill loaded processes that stopped beating or outgrew their memory cap."""

@@ -58,7 +58,9 @@ class Inference:
             outcome = "error"
             raise
         finally:
-            slot.usage.end(outcome, (time.monotonic() - began) * 1000)
+            elapsed = time.monotonic() - began
+            slot.usage.end(outcome, elapsed * 1000)
+            self.sup.metrics.request_duration.labels(model_id).observe(elapsed)
             self.sup.after_request(slot)
 
     @contextmanager

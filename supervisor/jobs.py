@@ -46,14 +46,15 @@ class LoadJob:
         self.error: str | None = None
         self.details: str | None = None
         self.cancel_requested = False
+        self.phase = "queued"           # what the load is doing now, as its process reports it
         self.done = threading.Event()
 
     def start(self) -> None:
-        self.status, self.started_at = JobStatus.LOADING, utc_now()
+        self.status, self.started_at, self.phase = JobStatus.LOADING, utc_now(), "starting a process"
 
     def finish(self, status: JobStatus, error_code: str | None = None, error: str | None = None,
                details: str | None = None) -> None:
-        self.status, self.finished_at = status, utc_now()
+        self.status, self.finished_at, self.phase = status, utc_now(), status.value
         self.error_code, self.error, self.details = error_code, error, details
         self.done.set()
 

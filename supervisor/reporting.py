@@ -83,7 +83,8 @@ def job_view(job: LoadJob | LoadGroup) -> JobView:
         failed = [j for j in job.jobs if j.error]
         done = len(finished) == len(job.jobs)
         return JobView(
-            load_id=job.load_id, model_type="all", status=job.status.value, created_at=job.created_at,
+            load_id=job.load_id, model_type="all", status=job.status.value,
+            phase="; ".join(f"{j.model_id}: {j.phase}" for j in job.jobs), created_at=job.created_at,
             started_at=min(started) if started else None, finished_at=max(finished) if done else None,
             elapsed_ms=round(max(j.elapsed_ms() for j in job.jobs), 1),
             error="; ".join(f"{j.model_id}: {j.error}" for j in failed) or None,
@@ -92,7 +93,8 @@ def job_view(job: LoadJob | LoadGroup) -> JobView:
             jobs={j.model_id: j.load_id for j in job.jobs},
         )
     return JobView(
-        load_id=job.load_id, model_type=job.model_id, status=job.status.value, created_at=job.created_at,
+        load_id=job.load_id, model_type=job.model_id, status=job.status.value, phase=job.phase,
+        created_at=job.created_at,
         started_at=job.started_at, finished_at=job.finished_at, elapsed_ms=round(job.elapsed_ms(), 1),
         error=job.error, error_code=job.error_code, details=job.details,
     )

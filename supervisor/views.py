@@ -67,6 +67,7 @@ class JobView(msgspec.Struct, frozen=True, omit_defaults=True):
     load_id: str
     model_type: str
     status: str
+    phase: str
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -104,12 +104,13 @@ class Spawner:
     _users = 0
     _users_lock = threading.Lock()
 
-    def __init__(self, loop: IoLoop, cache_dir: str) -> None:
+    def __init__(self, loop: IoLoop, cache_dir: str, log_format: str = "text") -> None:
         with Spawner._users_lock:
             Spawner._users += 1
         self._loop = loop
         self.handles: dict[bytes, WorkerHandle] = {}   # by ZeroMQ identity, for routing replies
         self._cache_dir = cache_dir
+        self._log_format = log_format
         self._context = multiprocess.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
 
@@ -127,7 +128,7 @@ class Spawner:
         identity = f"{model_id}:{uuid.uuid4().hex[:12]}".encode()
         spec = WorkerSpec(model_id=model_id, source=source, device=device, threads=threads,
                           endpoint=self._loop.endpoint, identity=identity, supervisor_pid=os.getpid(),
-                          cache_dir=self._cache_dir, spawned_at=time.monotonic())
+                          cache_dir=self._cache_dir, spawned_at=time.monotonic(), log_format=self._log_format)
         handle = WorkerHandle(model_id, identity)
         self.handles[identity] = handle  # before start: its Ready may arrive before start() returns
         process = self._context.Process(target=run_worker, args=(spec,), name=f"model:{model_id}", daemon=True)
