@@ -39,48 +39,55 @@ def generate_models(cache_dir: Path, size: str, models: list[str]) -> dict[str, 
     return {m: cache_dir / "generated" / f"{m}-{size}" for m in models}
 
 
-def server_cycles(server: BenchServer, memory: SystemMemory, model_id: str, repeats: int) -> dict:
-    """Load (sync) and unload `repeats` times; the first, untimed cycle warms the page cache."""
+def load_cycles(server: BenchServer, memory: SystemMemory, model_id: str, model_dir: Path,
+                repeats: int) -> dict:
+    """Each repeat: the server loads and unloads, then the in-process and the naive baselines load, back to
+    back, so the machine's drift (it is shared) falls on all three alike. A first untimed server cycle warms
+    the page cache for everyone."""
     server.load(model_id)
     server.unload(model_id)
     samples: dict[str, list] = {k: [] for k in ("load_ms", "load_wall_ms", "phases", "rss_mb", "unique_mb",
                                                   "freed_mb", "unload_ms", "unload_wall_ms", "sys_load_mb",
                                                   "sys_returned_mb")}
+    baseline: dict[str, list] = {"inproc_load_ms": [], "inproc_held_mb": [], "inproc_kept_after_del_mb": []}
+    naive: list[float] = []
     for _ in range(repeats):
-        before = memory.used_mb()
-        began = time.monotonic()
-        loaded = server.load(model_id)
-        samples["load_wall_ms"].append((time.monotonic() - began) * 1000)
-        after_load = memory.used_mb()
-        info = server.info(model_id)
-        samples["load_ms"].append(loaded["load_time_ms"])
-        samples["phases"].append(info["details"]["load_phases_ms"])
-        samples["rss_mb"].append(info["memory_usage_mb"])
-        samples["unique_mb"].append(info["details"]["memory_unique_mb"])
-        began = time.monotonic()
-        unloaded = server.unload(model_id)
-        samples["unload_wall_ms"].append((time.monotonic() - began) * 1000)
-        samples["unload_ms"].append(unloaded["unload_time_ms"])
-        samples["freed_mb"].append(unloaded["memory_freed_mb"])
-        after_unload = memory.used_mb()
-        samples["sys_load_mb"].append(after_load - before)
-        samples["sys_returned_mb"].append(after_load - after_unload)
-    return samples
+        server_cycle(server, memory, model_id, samples)
+        for key, value in baseline_process(model_id, model_dir, 0).items():
+            baseline[key].append(value)
+        naive.append(naive_cold_start(model_id, model_dir))
+    return {"server": samples, "baseline": baseline, "naive_ms": naive}
+
+
+def server_cycle(server: BenchServer, memory: SystemMemory, model_id: str, samples: dict[str, list]) -> None:
+    """One timed load and unload through the API, with the system memory around each."""
+    before = memory.used_mb()
+    began = time.monotonic()
+    loaded = server.load(model_id)
+    samples["load_wall_ms"].append((time.monotonic() - began) * 1000)
+    after_load = memory.used_mb()
+    info = server.info(model_id)
+    samples["load_ms"].append(loaded["load_time_ms"])
+    samples["phases"].append(info["details"]["load_phases_ms"])
+    samples["rss_mb"].append(info["memory_usage_mb"])
+    samples["unique_mb"].append(info["details"]["memory_unique_mb"])
+    began = time.monotonic()
+    unloaded = server.unload(model_id)
+    samples["unload_wall_ms"].append((time.monotonic() - began) * 1000)
+    samples["unload_ms"].append(unloaded["unload_time_ms"])
+    samples["freed_mb"].append(unloaded["memory_freed_mb"])
+    after_unload = memory.used_mb()
+    samples["sys_load_mb"].append(after_load - before)
+    samples["sys_returned_mb"].append(after_load - after_unload)
 
 
 def baseline_process(model_id: str, model_dir: Path, n_requests: int) -> dict:
+    """A fresh process each time: a second load in one process reuses the first one's freed heap, and so
+    would flatter the baseline (measured: 1.0 s instead of 3.7 s for the full streaming model)."""
     out = subprocess.run([sys.executable, "-m", "scripts.bench_baseline", "--model-id", model_id,
                           "--model-dir", str(model_dir), "--requests", str(n_requests)],
                          cwd=REPO, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def baseline_in_process(model_id: str, model_dir: Path, repeats: int) -> dict:
-    """A fresh process per repeat: a second load in one process reuses the first one's freed heap, and so
-    would flatter the baseline (measured: 1.0 s instead of 3.7 s for the full streaming model)."""
-    runs = [baseline_process(model_id, model_dir, 0) for _ in range(repeats)]
-    return {key: [run[key] for run in runs] for key in ("inproc_load_ms", "inproc_held_mb",
-                                                         "inproc_kept_after_del_mb")}
 
 
 def request_latencies(server: BenchServer, model_id: str, model_dir: Path, n: int) -> dict:
@@ -93,18 +100,15 @@ def request_latencies(server: BenchServer, model_id: str, model_dir: Path, n: in
     return {"http_ms": first + second, "direct_ms": direct}
 
 
-def baseline_naive(model_id: str, model_dir: Path, repeats: int) -> list[float]:
+def naive_cold_start(model_id: str, model_dir: Path) -> float:
     """A fresh interpreter that imports torch and funasr and loads the model: spawn -> ready, in ms."""
-    samples = []
-    for _ in range(repeats):
-        began = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "scripts.bench_baseline", "--naive", "--model-id", model_id,
-                                 "--model-dir", str(model_dir)], cwd=REPO, stdout=subprocess.PIPE, text=True)
-        ready = next(json.loads(line)["ready_at"] for line in proc.stdout if line.startswith('{"ready_at"'))
-        proc.stdout.close()
-        proc.wait(60)
-        samples.append((ready - began) * 1000)
-    return samples
+    began = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.bench_baseline", "--naive", "--model-id", model_id,
+                             "--model-dir", str(model_dir)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    ready = next(json.loads(line)["ready_at"] for line in proc.stdout if line.startswith('{"ready_at"'))
+    proc.stdout.close()
+    proc.wait(60)
+    return (ready - began) * 1000
 
 
 def control_plane_during_load(server: BenchServer, model_id: str, clients: int = 16) -> list[float]:
@@ -141,16 +145,14 @@ def run(args: argparse.Namespace) -> dict:
     raw: dict = {"models": {}}
     with BenchServer(cache_dir, args.size, args.models) as server:
         for model_id in args.models:
-            print(f"[bench] {model_id}: server load/unload x{args.repeats}", file=sys.stderr, flush=True)
-            entry = {"server": server_cycles(server, memory, model_id, args.repeats)}
+            print(f"[bench] {model_id}: loads x{args.repeats} (server, in-process, naive)", file=sys.stderr,
+                  flush=True)
+            entry = load_cycles(server, memory, model_id, dirs[model_id], args.repeats)
+            print(f"[bench] {model_id}: {args.requests} requests, HTTP and direct", file=sys.stderr, flush=True)
             entry |= request_latencies(server, model_id, dirs[model_id], args.requests)
             raw["models"][model_id] = entry
         print("[bench] control plane under load", file=sys.stderr, flush=True)
         raw["control_plane_ms"] = control_plane_during_load(server, args.models[0])
-    for model_id in args.models:
-        print(f"[bench] {model_id}: baselines", file=sys.stderr, flush=True)
-        raw["models"][model_id]["baseline"] = baseline_in_process(model_id, dirs[model_id], args.repeats)
-        raw["models"][model_id]["naive_ms"] = baseline_naive(model_id, dirs[model_id], args.repeats)
     return {"machine": machine_info(), "size": args.size, "repeats": args.repeats, "requests": args.requests,
             "memory_probe": memory.source, "raw": raw, "summary": summarize(raw)}
 
