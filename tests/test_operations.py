@@ -9,10 +9,10 @@ import signal
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import falcon.testing
 import kubernetes_validate
+import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -94,8 +94,9 @@ def test_cli_commands_against_a_live_server(server):
 def test_json_logs_are_one_object_per_line(cache_dir, tmp_path):
     server = ServerProcess(cache_dir, extra_args=["--log-format", "json"], log_path=tmp_path / "log.jsonl")
     try:
-        subprocess.run(["curl", "-s", "-XPOST", server.url + "/model/load", "-d",
-                        '{"model_type":"punctuation","async_load":false}'], check=True, capture_output=True)
+        loaded = requests.post(server.url + "/model/load", data='{"model_type":"punctuation","async_load":false}',
+                               timeout=120)
+        assert loaded.status_code == 200
         assert server.stop() == 0
     finally:
         server.kill_everything()
