@@ -241,6 +241,7 @@ class Supervisor:
             return
         match message:
             case Ready():
+                worker.last_heartbeat = time.monotonic()  # a long load must not look like a silent process
                 worker.ready.set_result(message)
             case LoadFailed(reason=reason, hint=hint):
                 log.warning("model %s: pid %d could not load: %s", worker.model_id, worker.pid, reason)
