@@ -17,6 +17,11 @@ def mark_cold_start(resp: falcon.Response, cold_start: bool) -> None:
         resp.set_header("X-Cold-Start", "1")
 
 
+def server_timing(resp: falcon.Response, model_ms: float) -> None:
+    """W3C Server-Timing: the time spent inside the model, so a client can tell it from transport cost."""
+    resp.set_header("Server-Timing", f"model;dur={model_ms:.3f}")
+
+
 class Limits:
     def __init__(self, supervisor: Supervisor) -> None:
         settings = supervisor.settings
@@ -34,6 +39,7 @@ class PunctuationResource:
         resp.media = PunctuateResponse(success=True, text=result.text, model_type="punctuation",
                                        processing_ms=result.processing_ms, cold_start=result.cold_start)
         mark_cold_start(resp, result.cold_start)
+        server_timing(resp, result.model_ms)
 
 
 class StreamsResource:
@@ -61,7 +67,9 @@ class StreamAudioResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
         pcm = read_pcm(req, self.limits.audio_bytes)
-        resp.media = stream_text(stream_id, self.inference.feed(stream_id, pcm))
+        result = self.inference.feed(stream_id, pcm)
+        resp.media = stream_text(stream_id, result)
+        server_timing(resp, result.model_ms)
 
 
 class StreamFinishResource:
@@ -69,7 +77,9 @@ class StreamFinishResource:
         self.inference = supervisor.inference
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
-        resp.media = stream_text(stream_id, self.inference.feed(stream_id, b"", is_final=True))
+        result = self.inference.feed(stream_id, b"", is_final=True)
+        resp.media = stream_text(stream_id, result)
+        server_timing(resp, result.model_ms)
 
 
 class StreamResource:
@@ -93,3 +103,4 @@ class TranscribeResource:
                                         audio_ms=result.audio_ms, processing_ms=result.processing_ms,
                                         rtf=result.rtf, cold_start=result.cold_start)
         mark_cold_start(resp, result.cold_start)
+        server_timing(resp, result.model_ms)

@@ -64,6 +64,7 @@ def summarize_model(model_id: str, entry: dict) -> dict:
         "http_p50_ms": med(http), "http_p99_ms": pct(http, 0.99),
         "direct_p50_ms": med(direct), "direct_p99_ms": pct(direct, 0.99),
         "overhead_p50_ms": round(med(http) - med(direct), 3), "http_vs_direct_p50": ratio(med(http), med(direct)),
+        "transport_p50_ms": med([h - m for h, m in zip(http, entry["http_model_ms"])]),
         "unload_ms": med(server["unload_ms"]), "unload_wall_ms": med(server["unload_wall_ms"]),
     }
 
@@ -89,7 +90,8 @@ def targets(summary: dict) -> list[dict]:
         check(f"{model_id} memory returned / Private_Dirty held", m["returned_vs_held"], ">=", 0.995)
         check(f"{model_id} unload latency ms", m["unload_ms"], "<=", 300)
         if model_id == "punctuation":
-            check("punctuation request overhead p50 ms", m["overhead_p50_ms"], "<=", 1.0)
+            check("punctuation request overhead p50 ms (HTTP - model time, same request)", m["transport_p50_ms"],
+                  "<=", 1.0)
         else:
             check("streaming chunk API / in-process p50", m["http_vs_direct_p50"], "<=", 1.05)
             check("streaming_asr worker RSS after load MB", m["rss_mb"], "<=", 1500)
@@ -107,7 +109,8 @@ FIGURES = [("load_ms", "load time, API (ms)"), ("inproc_load_ms", "in-process Au
            ("inproc_returned_fraction", "in-process: returned fraction"),
            ("http_p50_ms", "request p50, HTTP (ms)"), ("http_p99_ms", "request p99, HTTP (ms)"),
            ("direct_p50_ms", "request p50, direct (ms)"), ("direct_p99_ms", "request p99, direct (ms)"),
-           ("overhead_p50_ms", "overhead p50 (ms)"), ("unload_ms", "unload latency (ms)")]
+           ("overhead_p50_ms", "overhead p50: HTTP - direct (ms)"),
+           ("transport_p50_ms", "overhead p50: HTTP - model time (ms)"), ("unload_ms", "unload latency (ms)")]
 
 
 def rows(result: dict) -> list[list[str]]:

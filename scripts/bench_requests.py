@@ -44,22 +44,29 @@ class KeepAliveClient:
         host, port = url.removeprefix("http://").split(":")
         self.connection = http.client.HTTPConnection(host, int(port), timeout=120)
 
+        self.model_ms: list[float] = []   # from each answer's Server-Timing header
+
     def post(self, path: str, body: bytes, content_type: str) -> dict:
         self.connection.request("POST", path, body=body, headers={"Content-Type": content_type})
         response = self.connection.getresponse()
         payload = json.loads(response.read())
         if response.status >= 300:
             raise RuntimeError(f"{path}: {response.status} {payload}")
+        timing = response.getheader("Server-Timing", "")
+        if timing.startswith("model;dur="):
+            self.model_ms.append(float(timing.removeprefix("model;dur=")))
         return payload
 
 
-def http_latencies(url: str, model_id: str, n: int) -> list[float]:
+def http_latencies(url: str, model_id: str, n: int) -> tuple[list[float], list[float]]:
+    """Client-side latencies, and for the same requests the model's own time (Server-Timing)."""
     client = KeepAliveClient(url)
     if model_id == "punctuation":
         body = json.dumps({"text": BENCH_TEXT}).encode()
-        return timed(lambda: client.post("/punctuation", body, "application/json"), n)
+        return timed(lambda: client.post("/punctuation", body, "application/json"), n), client.model_ms
     stream_id = client.post("/asr/streams", b"{}", "application/json")["stream_id"]
     chunk = bench_chunk().tobytes()
     samples = timed(lambda: client.post(f"/asr/streams/{stream_id}/audio", chunk, "audio/L16; rate=16000"), n)
+    model_ms = list(client.model_ms)
     client.post(f"/asr/streams/{stream_id}/finish", b"", "application/octet-stream")
-    return samples
+    return samples, model_ms

@@ -93,11 +93,11 @@ def baseline_process(model_id: str, model_dir: Path, n_requests: int) -> dict:
 def request_latencies(server: BenchServer, model_id: str, model_dir: Path, n: int) -> dict:
     """HTTP, then direct, then HTTP again, back to back, so drift on a shared machine hits both sides alike."""
     server.load(model_id)
-    first = http_latencies(server.url, model_id, n // 2)
+    first, first_model = http_latencies(server.url, model_id, n // 2)
     direct = baseline_process(model_id, model_dir, n)["direct_ms"]
-    second = http_latencies(server.url, model_id, n - n // 2)
+    second, second_model = http_latencies(server.url, model_id, n - n // 2)
     server.unload(model_id)
-    return {"http_ms": first + second, "direct_ms": direct}
+    return {"http_ms": first + second, "http_model_ms": first_model + second_model, "direct_ms": direct}
 
 
 def naive_cold_start(model_id: str, model_dir: Path) -> float:

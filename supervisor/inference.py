@@ -122,7 +122,7 @@ class Inference:
         with self.lease("punctuation") as lease:
             reply = self.call(lease.worker, lambda rid: Punctuate(request_id=rid, text=text))
         return PunctuationResult(text=reply.text, processing_ms=round((time.monotonic() - began) * 1000, 2),
-                                 cold_start=lease.cold_start)
+                                 cold_start=lease.cold_start, model_ms=round(reply.compute_ms, 3))
 
     # -- streams -----------------------------------------------------------------------------------
     def open_stream(self, punctuate: bool) -> StreamOpened:
@@ -144,9 +144,11 @@ class Inference:
             if is_final:
                 stream.ended = True
                 self.streams.remove(stream_id)
-        punctuated = self.punctuate(reply.partial_text).text if is_final and stream.punctuate else None
+        punctuated = self.punctuate(reply.partial_text) if is_final and stream.punctuate else None
         return StreamText(text=reply.partial_text if is_final else reply.text, partial_text=reply.partial_text,
-                          punctuated_text=punctuated, processing_ms=round((time.monotonic() - began) * 1000, 2))
+                          punctuated_text=punctuated.text if punctuated else None,
+                          processing_ms=round((time.monotonic() - began) * 1000, 2),
+                          model_ms=round(reply.compute_ms + (punctuated.model_ms if punctuated else 0), 3))
 
     def _stream_call(self, stream: Stream, pcm: bytes, is_final: bool) -> Reply:
         with self.lease(stream.model_id) as lease:
@@ -194,7 +196,8 @@ class Inference:
         return Transcript(text=reply.text, punctuated_text=punctuated.text if punctuated else None,
                           audio_ms=round(audio_ms, 1), processing_ms=round(processing_ms, 2),
                           rtf=round(processing_ms / audio_ms, 4),
-                          cold_start=lease.cold_start or bool(punctuated and punctuated.cold_start))
+                          cold_start=lease.cold_start or bool(punctuated and punctuated.cold_start),
+                          model_ms=round(reply.compute_ms + (punctuated.model_ms if punctuated else 0), 3))
 
 
 def check_pcm(pcm: bytes, allow_empty: bool = False) -> None:

@@ -92,6 +92,7 @@ class PunctuationResult(msgspec.Struct, frozen=True):
     text: str
     processing_ms: float
     cold_start: bool
+    model_ms: float                  # time inside the model, as its process measured it
 
 
 class StreamOpened(msgspec.Struct, frozen=True):
@@ -107,6 +108,7 @@ class StreamText(msgspec.Struct, frozen=True, omit_defaults=True):
     partial_text: str                # all text so far
     punctuated_text: str | None = None
     processing_ms: float = 0.0
+    model_ms: float = 0.0
 
 
 class Transcript(msgspec.Struct, frozen=True):
@@ -116,3 +118,4 @@ class Transcript(msgspec.Struct, frozen=True):
     processing_ms: float
     rtf: float                       # processing time / audio duration
     cold_start: bool
+    model_ms: float

@@ -28,7 +28,8 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
         assert figures["load_ms"] > 0 and figures["naive_cold_start_ms"] > figures["inproc_load_ms"] > 0
         assert figures["memory_freed_mb"] > 0 and figures["unload_ms"] > 0
         raw = result["raw"]["models"][model_id]
-        assert len(raw["http_ms"]) == 20 and len(raw["direct_ms"]) == 20
+        assert len(raw["http_ms"]) == len(raw["http_model_ms"]) == len(raw["direct_ms"]) == 20
+        assert all(0 < model < total for model, total in zip(raw["http_model_ms"], raw["http_ms"]))
     assert result["summary"]["control_plane"]["samples"] > 0
     assert len(result["summary"]["targets"]) == 12
     assert "load time, API (ms)" in run.stdout and "| figure |" in md.read_text()

@@ -27,6 +27,8 @@ def test_punctuation_cold_starts_then_serves_warm(client):
     assert first.status_code == 200, first.json
     assert first.json["cold_start"] is True and first.headers["X-Cold-Start"] == "1"
     assert first.json["model_type"] == "punctuation" and first.json["processing_ms"] > 0
+    model_ms = float(first.headers["Server-Timing"].removeprefix("model;dur="))
+    assert 0 < model_ms < first.json["processing_ms"]
     text = first.json["text"]
     assert len(text) > len("今天天气很好我们去公园玩吧") and text.startswith("今天")
     second = client.simulate_post("/punctuation", json={"text": "今天天气很好我们去公园玩吧"})
