@@ -66,7 +66,7 @@ class BenchServer:
                 return self
             except requests.RequestException:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
+                    raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}") from None
                 time.sleep(0.1)
         raise RuntimeError("server did not answer within 120 s")
 

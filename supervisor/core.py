@@ -29,7 +29,6 @@ from supervisor.workers import LoadFailedError, Spawner, WorkerHandle
 log = logging.getLogger(__name__)
 
 ALL = "all"
-MAX_TIMEOUT_S = 3600.0
 
 
 class Supervisor:
