@@ -285,6 +285,7 @@ class Supervisor:
             log.error("model %s: restart refused: %s (%s)", slot.model_id, exc.message, exc.details)
 
     def _on_loaded(self, slot: ModelSlot) -> None:
+        slot.usage.touch()  # idleness counts from the load, not from the last request before it
         self._admission.footprints.record(slot, slot.unique_memory_mb())
         self.metrics.load_duration.labels(slot.model_id).observe(slot.load_time_ms / 1000)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import falcon.testing
 
 from api.app import create_app
@@ -154,6 +156,15 @@ def test_idle_model_is_unloaded_but_not_while_a_stream_is_open(make_supervisor):
     wait_for(lambda: sup.slots["streaming_asr"].status.value == "unloaded", timeout=10)
     wait_for(lambda: not alive(pid), timeout=5)
     assert sup.slots["streaming_asr"].usage.idle_unloads == 1
+
+
+def test_idle_time_counts_from_the_load_not_from_start_up(make_supervisor):
+    sup = make_supervisor(punctuation={"keep_alive_s": 2})
+    time.sleep(2.5)  # the supervisor has existed longer than keep_alive_s before anything is loaded
+    sup.await_load(sup.request_load("punctuation"))
+    time.sleep(1.0)
+    assert sup.slots["punctuation"].status.value == "loaded"
+    wait_for(lambda: sup.slots["punctuation"].status.value == "unloaded", timeout=5)
 
 
 def test_keep_alive_zero_unloads_right_after_each_request(make_supervisor):
