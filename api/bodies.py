@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from supervisor.reporting import CacheInfo, SystemInfo
+from supervisor.snapshot import CacheInfo, SystemInfo
 from supervisor.views import JobView, ModelView
 
 Timeout = Annotated[float, msgspec.Meta(gt=0, le=3600, description="seconds to wait for the model to be ready")]

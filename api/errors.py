@@ -17,7 +17,7 @@ HTTP_STATUS = {
     "STREAM_NOT_FOUND": 404, "ROUTE_NOT_FOUND": 404, "METHOD_NOT_ALLOWED": 405, "CONFLICT": 409,
     "STREAM_LOST": 410, "PAYLOAD_TOO_LARGE": 413, "UNSUPPORTED_MEDIA": 415, "INSUFFICIENT_MEMORY": 507,
     "LOAD_FAILED": 500, "MODEL_CRASHED": 502, "MODEL_NOT_READY": 503, "LOAD_TIMEOUT": 504,
-    "INFERENCE_TIMEOUT": 504, "INTERNAL": 500,
+    "INFERENCE_TIMEOUT": 504, "OVERLOADED": 503, "INTERNAL": 500,
 }
 # Falcon's own errors (unknown route, wrong method, ...) mapped onto our codes.
 FALCON_CODES = {404: "ROUTE_NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE",
@@ -33,7 +33,7 @@ def envelope(code: str, message: str, details: str, **context) -> dict:
 def handle_supervisor_error(req: falcon.Request, resp: falcon.Response, exc: SupervisorError, params) -> None:
     resp.status = HTTP_STATUS.get(exc.code, 500)
     resp.media = envelope(exc.code, exc.message, exc.details, **exc.context)
-    if exc.code == "MODEL_NOT_READY":
+    if exc.code in ("MODEL_NOT_READY", "OVERLOADED"):
         resp.set_header("Retry-After", str(exc.context.get("retry_after_s", 5)))
 
 

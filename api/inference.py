@@ -31,11 +31,11 @@ class Limits:
 
 class PunctuationResource:
     def __init__(self, supervisor: Supervisor) -> None:
-        self.inference, self.limits = supervisor.inference, Limits(supervisor)
+        self.supervisor, self.limits = supervisor, Limits(supervisor)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         request = read_body(req, PunctuateRequest, limit=self.limits.text_bytes)
-        result = self.inference.punctuate(request.text)
+        result = self.supervisor.punctuate(request.text)
         resp.media = PunctuateResponse(success=True, text=result.text, model_type="punctuation",
                                        processing_ms=result.processing_ms, cold_start=result.cold_start)
         mark_cold_start(resp, result.cold_start)
@@ -44,11 +44,11 @@ class PunctuationResource:
 
 class StreamsResource:
     def __init__(self, supervisor: Supervisor) -> None:
-        self.inference = supervisor.inference
+        self.supervisor = supervisor
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         request = read_body(req, StreamOpenRequest, optional=True)
-        opened = self.inference.open_stream(request.punctuate)
+        opened = self.supervisor.open_stream(request.punctuate)
         resp.status = 201
         resp.media = StreamOpenResponse(success=True, stream_id=opened.stream_id, sample_rate=opened.sample_rate,
                                         chunk_ms=opened.chunk_ms, expires_in_s=opened.expires_in_s,
@@ -63,42 +63,42 @@ def stream_text(stream_id: str, result: StreamText) -> StreamTextResponse:
 
 class StreamAudioResource:
     def __init__(self, supervisor: Supervisor) -> None:
-        self.inference, self.limits = supervisor.inference, Limits(supervisor)
+        self.supervisor, self.limits = supervisor, Limits(supervisor)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
         pcm = read_pcm(req, self.limits.audio_bytes)
-        result = self.inference.feed(stream_id, pcm)
+        result = self.supervisor.feed(stream_id, pcm)
         resp.media = stream_text(stream_id, result)
         server_timing(resp, result.model_ms)
 
 
 class StreamFinishResource:
     def __init__(self, supervisor: Supervisor) -> None:
-        self.inference = supervisor.inference
+        self.supervisor = supervisor
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
-        result = self.inference.feed(stream_id, b"", is_final=True)
+        result = self.supervisor.feed(stream_id, b"", is_final=True)
         resp.media = stream_text(stream_id, result)
         server_timing(resp, result.model_ms)
 
 
 class StreamResource:
     def __init__(self, supervisor: Supervisor) -> None:
-        self.inference = supervisor.inference
+        self.supervisor = supervisor
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
-        self.inference.abort(stream_id)
+        self.supervisor.abort(stream_id)
         resp.media = StreamClosedResponse(success=True, stream_id=stream_id, message="Stream aborted")
 
 
 class TranscribeResource:
     def __init__(self, supervisor: Supervisor) -> None:
-        self.inference, self.limits = supervisor.inference, Limits(supervisor)
+        self.supervisor, self.limits = supervisor, Limits(supervisor)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         punctuate = req.get_param_as_bool("punctuate", default=True)
         pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True)
-        result = self.inference.transcribe(pcm, punctuate)
+        result = self.supervisor.transcribe(pcm, punctuate)
         resp.media = TranscribeResponse(success=True, text=result.text, punctuated_text=result.punctuated_text,
                                         audio_ms=result.audio_ms, processing_ms=result.processing_ms,
                                         rtf=result.rtf, cold_start=result.cold_start)

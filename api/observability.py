@@ -54,7 +54,7 @@ class ModelReadyResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, model_type: str) -> None:
         model_id = self.supervisor.resolve(model_type, allow_all=False)[0]
-        status = self.supervisor.slots[model_id].status.value
+        status = self.supervisor.view(model_id).status
         if status != "loaded":
             raise SupervisorError("MODEL_NOT_READY", f"Model {model_id} is not ready", f"its status is {status}",
                                   model_type=model_id, status=status, retry_after_s=5)

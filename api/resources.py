@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import falcon
+import msgspec
 
-from api.bodies import (HealthResponse, InfoRequest, InfoResponse, JobResponse, LoadAccepted, LoadCompleted, LoadRequest,
-                        UnloadResponse)
+from api.bodies import (HealthResponse, InfoRequest, InfoResponse, JobResponse, LoadAccepted, LoadCompleted,
+                        LoadRequest, UnloadResponse)
 from api.media import read_body
-from supervisor.core import Supervisor
-from supervisor.jobs import JobStatus, LoadGroup, LoadJob, utc_now
-from supervisor.reporting import cache_info, job_view, model_view, system_info
+from supervisor.core import LoadTicket, Supervisor
+from supervisor.jobs import utc_now
+from supervisor.snapshot import system_info
+from supervisor.views import ModelView
 
 
 class HealthResource:
@@ -35,14 +37,14 @@ class ModelInfoResource:
         resp.media = self.info(read_body(req, InfoRequest, optional=True))
 
     def info(self, request: InfoRequest) -> InfoResponse:
-        sup = self.supervisor
+        snapshot = self.supervisor.snapshot
+        drop = {} if request.detailed else {"details": None}
+        drop |= {} if request.include_metrics else {"metrics": None}
         return InfoResponse(
             success=True, timestamp=utc_now(),
-            available_models={m: model_view(slot, sup.version, request.detailed, request.include_metrics,
-                                            sup.inference.streams.open_count(m))
-                              for m, slot in sup.slots.items()},
-            system_info=system_info(sup.started_at),
-            model_cache=cache_info(sup.cache_dir, list(sup.slots.values())),
+            available_models={m: msgspec.structs.replace(view, **drop) if drop else view
+                              for m, view in snapshot.models.items()},
+            system_info=system_info(self.supervisor.started_at), model_cache=snapshot.cache,
         )
 
 
@@ -52,36 +54,38 @@ class ModelLoadResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         request = read_body(req, LoadRequest)
-        job = self.supervisor.request_load(request.model_type, request.force_reload, request.timeout)
+        ticket = self.supervisor.request_load(request.model_type, request.force_reload, request.timeout)
         if request.async_load:
-            resp.media = self.accepted(job)
-            resp.status = 200 if job.status is JobStatus.COMPLETED else 202
+            resp.media = self.accepted(ticket)
+            resp.status = 200 if ticket.completed else 202
             return
-        self.supervisor.await_load(job)
-        resp.media = self.completed(job)
+        self.supervisor.await_load(ticket)
+        resp.media = self.completed(ticket)
 
-    def accepted(self, job: LoadJob | LoadGroup) -> LoadAccepted:
-        jobs = job.jobs if isinstance(job, LoadGroup) else [job]
-        done = job.status is JobStatus.COMPLETED
+    @staticmethod
+    def accepted(ticket: LoadTicket) -> LoadAccepted:
         return LoadAccepted(
-            success=True, message="Model already loaded" if done else "Model loading initiated",
-            model_type="all" if isinstance(job, LoadGroup) else job.model_id, load_id=job.load_id, async_=True,
-            estimated_load_time=0 if done else max(self.supervisor.estimated_load_ms(j.model_id) for j in jobs),
-            current_status="loaded" if done else "loading",
-            load_ids={j.model_id: j.load_id for j in jobs} if isinstance(job, LoadGroup) else None,
+            success=True, message="Model already loaded" if ticket.completed else "Model loading initiated",
+            model_type=ticket.model_type, load_id=ticket.load_id, async_=True,
+            estimated_load_time=0 if ticket.completed else ticket.estimated_ms,
+            current_status="loaded" if ticket.completed else "loading", load_ids=ticket.load_ids,
         )
 
-    def completed(self, job: LoadJob | LoadGroup) -> LoadCompleted:
-        if isinstance(job, LoadGroup):
-            models = {j.model_id: self.completed(j) for j in job.jobs}
+    def completed(self, ticket: LoadTicket) -> LoadCompleted:
+        snapshot = self.supervisor.snapshot
+        if ticket.load_ids is not None:
+            models = {m: self.one_completed(snapshot.models[m], load_id) for m, load_id in ticket.load_ids.items()}
             return LoadCompleted(success=True, message="Models loaded successfully", model_type="all",
-                                 load_id=job.load_id, load_time_ms=max(m.load_time_ms or 0 for m in models.values()),
+                                 load_id=ticket.load_id, load_time_ms=max(m.load_time_ms or 0 for m in models.values()),
                                  memory_usage_mb=round(sum(m.memory_usage_mb for m in models.values()), 1),
                                  model_version=self.supervisor.version, status="loaded", models=models)
-        view = model_view(self.supervisor.slots[job.model_id], self.supervisor.version)
-        return LoadCompleted(success=True, message="Model loaded successfully", model_type=job.model_id,
-                             load_id=job.load_id, load_time_ms=view.load_time_ms,
-                             memory_usage_mb=view.memory_usage_mb, model_version=view.version, status=view.status)
+        return self.one_completed(snapshot.models[ticket.model_type], ticket.load_id)
+
+    @staticmethod
+    def one_completed(view: ModelView, load_id: str) -> LoadCompleted:
+        return LoadCompleted(success=True, message="Model loaded successfully", model_type=view.model_id,
+                             load_id=load_id, load_time_ms=view.load_time_ms, memory_usage_mb=view.memory_usage_mb,
+                             model_version=view.version, status=view.status)
 
 
 class LoadStatusResource:
@@ -89,7 +93,7 @@ class LoadStatusResource:
         self.supervisor = supervisor
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, load_id: str) -> None:
-        resp.media = JobResponse(success=True, job=job_view(self.supervisor.job(load_id)))
+        resp.media = JobResponse(success=True, job=self.supervisor.job(load_id))
 
 
 class ModelUnloadResource:

@@ -49,18 +49,13 @@ class StreamFeed(msgspec.Struct, frozen=True, tag="stream_feed"):
 
 
 class StreamDrop(msgspec.Struct, frozen=True, tag="stream_drop"):
+    """Forget a stream's cache. No reply: it may be sent while the process is busy with another request."""
+
     request_id: int
     stream_id: str
 
 
-class Transcribe(msgspec.Struct, frozen=True, tag="transcribe"):
-    """A whole recording, streamed through the model in 600 ms chunks inside the worker."""
-
-    request_id: int
-    pcm: bytes
-
-
-ToWorker = Shutdown | Punctuate | StreamFeed | StreamDrop | Transcribe
+ToWorker = Shutdown | Punctuate | StreamFeed | StreamDrop
 
 
 # worker -> supervisor

@@ -19,7 +19,7 @@ import zmq
 
 from model_procs import protocol
 from model_procs.protocol import (Heartbeat, LoadFailed, LoadTimings, Progress, Punctuate, Ready, Reply,
-                                  RequestFailed, Shutdown, StreamDrop, StreamFeed, Transcribe, WorkerSpec)
+                                  RequestFailed, Shutdown, StreamDrop, StreamFeed, WorkerSpec)
 from model_procs.sources import SourceUnavailable, resolve_source
 from supervisor.logs import configure as configure_logging
 
@@ -114,6 +114,9 @@ def serve(socket: zmq.Socket, engine) -> None:
             continue
         if isinstance(message, Shutdown):
             return
+        if isinstance(message, StreamDrop):
+            engine.drop(message.stream_id)
+            continue
         began = time.monotonic()
         try:
             text, partial = answer(engine, message)
@@ -134,11 +137,6 @@ def answer(engine, message) -> tuple[str, str]:
             return engine.punctuate(text), ""
         case StreamFeed(stream_id=stream_id, pcm=pcm, is_final=is_final):
             return engine.feed(stream_id, pcm_to_float(pcm), is_final)
-        case StreamDrop(stream_id=stream_id):
-            engine.drop(stream_id)
-            return "", ""
-        case Transcribe(pcm=pcm):
-            return engine.transcribe(pcm_to_float(pcm)), ""
     raise TypeError(f"{type(message).__name__} is not a request")
 
 

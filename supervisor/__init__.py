@@ -1,20 +1,24 @@
-"""Lifecycle supervisor: one OS process per loaded FunASR model.
+"""Lifecycle supervisor: each model runs as 0..max_replicas OS processes, owned by one arbiter thread.
 
 Data flow (one request, one model)::
 
-    API thread (waitress)            Supervisor                I/O thread              model process
-    ---------------------            ----------                ----------              -------------
-    load("punctuation") ──────────► slot.lock: unloaded→loading
-                                     LoadJob(load_id) ───────► forkserver spawn ─────► run_worker()
-                                     driver thread waits                                AutoModel(...)
-                                     on worker.ready  ◄──────── ROUTER recv Ready ◄──── DEALER send Ready
-                                     slot: loading→loaded
-    unload("punctuation") ─────────► slot: loaded→unloading
-                                     read Private_Dirty ─────► ROUTER send Shutdown ─► worker exits
-                                     wait exited (→SIGTERM→SIGKILL)  sentinel readable
-                                     slot: unloading→unloaded
+    API thread (waitress)         arbiter thread (event_loop + arbiter)              replica process
+    ---------------------         -------------------------------------              ---------------
+    punctuate(text) ───call────►  Operations.punctuate: Work into the model's queue
+        waits on a Future          (not serving? Lifecycle.load: unloaded→loading,
+                                    spawn off the loop ─────────────────────────────► run_worker(): load
+                                    Ready ◄──── ROUTER ◄──────────────────────────────── DEALER Ready
+                                    memory read off the loop; loading→loaded)
+                                   Dispatcher.pump: idle replica ─ ROUTER ─ Punctuate ──► engine
+                                   Reply ◄──────────────────────────────────────────── DEALER Reply
+                                   finish: counters, publish Snapshot, then settle
+        ◄──────── Future ───────── (after the snapshot, so a reader sees the new state)
 
-Only the I/O thread touches the ZeroMQ sockets and the process sentinels; API threads hand it work through a
-queue and wait on futures or events with deadlines. Nothing here imports torch or funasr: the forkserver and
-the model processes do.
+    unload(m) ──call──► loaded→unloading; queued work answered; each replica drains, its Private_Dirty is
+                        read off the loop, then Shutdown → SIGTERM → SIGKILL through its pidfd; the pidfd turns
+                        readable, the reap runs off the loop; unloading→unloaded; the Future settles.
+
+Only the arbiter thread changes lifecycle state or touches the ZeroMQ socket; everyone else calls it and waits,
+or reads the immutable Snapshot it publishes. Slow work (spawn, smaps, reap, cache size) runs on a small
+executor and comes back as an event. Nothing here imports torch or funasr: the forkserver and the replicas do.
 """

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 from supervisor.errors import SupervisorError
-from supervisor.slot import ModelSlot
+from supervisor.replica import Model
 from supervisor.states import ModelStatus
 
 log = logging.getLogger(__name__)
@@ -52,61 +52,74 @@ class Footprints:
             self._known = {}
 
     @staticmethod
-    def key(slot: ModelSlot) -> str:
-        return f"{slot.model_id}|{slot.config.source}"
+    def key(model: Model) -> str:
+        return f"{model.model_id}|{model.config.source}"
 
-    def expected_mb(self, slot: ModelSlot) -> float:
-        return self._known.get(self.key(slot), slot.entry.estimated_memory_mb)
+    def expected_mb(self, model: Model) -> float:
+        return self._known.get(self.key(model), model.entry.estimated_memory_mb)
 
-    def record(self, slot: ModelSlot, unique_mb: float) -> None:
+    def record(self, model: Model, unique_mb: float) -> None:
         with self._lock:
-            self._known[self.key(slot)] = round(unique_mb, 1)
+            self._known[self.key(model)] = round(unique_mb, 1)
             tmp = self._path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._known, indent=1))
-            os.replace(tmp, self._path)
+            try:
+                tmp.write_text(json.dumps(self._known, indent=1))
+                os.replace(tmp, self._path)
+            except OSError as exc:  # the figure still counts in memory; only its persistence is lost
+                log.warning("footprints: could not save %s: %s", self._path, exc)
 
 
 class Admission:
-    def __init__(self, supervisor, footprints: Footprints) -> None:
-        self._sup = supervisor
-        self.footprints = footprints
-        self.lock = threading.Lock()   # held across check + start, so concurrent loads see each other
+    """Arbiter thread only. Each replica counts its model's footprint: starting ones as reserved, serving ones
+    as measured."""
 
-    def free_mb(self, excluding: ModelSlot) -> float:
-        settings = self._sup.settings
-        slots = [s for s in self._sup.slots.values() if s is not excluding]
-        reserved = sum(self.footprints.expected_mb(s) for s in slots if s.status is ModelStatus.LOADING)
-        candidates = [psutil.virtual_memory().available / MB - reserved]
+    def __init__(self, arbiter, footprints: Footprints, host_available_mb=None) -> None:
+        self._arb = arbiter
+        self.footprints = footprints
+        self._host_available_mb = host_available_mb or (lambda: psutil.virtual_memory().available / MB)
+
+    def free_mb(self) -> float:
+        models = self._arb.models.values()
+        reserved = sum(self.footprints.expected_mb(m) for m in models for r in m.replicas
+                       if not r.ready and not r.stopping)
+        candidates = [self._host_available_mb() - reserved]
         headroom = cgroup_headroom_mb()
         if headroom is not None:
             candidates.append(headroom - reserved)
-        if settings.memory_budget_mb:
-            held = sum(s.unique_memory_mb() for s in slots if s.status is ModelStatus.LOADED)
-            candidates.append(settings.memory_budget_mb - held - reserved)
+        budget = self._arb.settings.memory_budget_mb
+        if budget:
+            held = sum(r.unique_mb for m in models for r in m.replicas if r.ready)
+            candidates.append(budget - held - reserved)
         return min(candidates)
 
-    def admit(self, slot: ModelSlot) -> None:
-        """Return when `slot` fits (after evicting idle models if allowed); else raise INSUFFICIENT_MEMORY."""
-        need = self.footprints.expected_mb(slot) + self._sup.settings.memory_margin_mb
-        free = self.free_mb(slot)
-        for victim in self.eviction_order(slot) if free < need and self._sup.settings.evict_idle else []:
-            log.warning("memory: evicting idle model %s to fit %s (needs %.0f MB, %.0f MB free)",
-                        victim.model_id, slot.model_id, need, free)
-            if self._sup.evict(victim):
-                free = self.free_mb(slot)
-            if free >= need:
-                break
-        if free < need:
-            raise SupervisorError(
-                "INSUFFICIENT_MEMORY", f"Not enough memory to load {slot.model_id}",
-                f"needs {need:.0f} MB ({self.footprints.expected_mb(slot):.0f} MB model + "
-                f"{self._sup.settings.memory_margin_mb:.0f} MB margin), {max(free, 0):.0f} MB free; unload a model "
-                "or raise [server] memory_budget_mb", model_type=slot.model_id, needed_mb=round(need),
-                free_mb=round(max(free, 0)))
+    def need_mb(self, model: Model) -> float:
+        return self.footprints.expected_mb(model) + self._arb.settings.memory_margin_mb
 
-    def eviction_order(self, loading: ModelSlot) -> list[ModelSlot]:
+    def fits(self, model: Model) -> bool:
+        return self.free_mb() >= self.need_mb(model)
+
+    def admit(self, model: Model) -> list[Model]:
+        """[] when a replica of `model` fits now; the idle models to evict when that would make room;
+        INSUFFICIENT_MEMORY otherwise."""
+        need, free = self.need_mb(model), self.free_mb()
+        if free >= need:
+            return []
+        victims, gain = [], 0.0
+        for victim in self.eviction_order(model) if self._arb.settings.evict_idle else []:
+            victims.append(victim)
+            gain += sum(r.unique_mb for r in victim.replicas)
+            if free + gain >= need:
+                return victims
+        raise SupervisorError(
+            "INSUFFICIENT_MEMORY", f"Not enough memory to load {model.model_id}",
+            f"needs {need:.0f} MB ({self.footprints.expected_mb(model):.0f} MB model + "
+            f"{self._arb.settings.memory_margin_mb:.0f} MB margin), {max(free, 0):.0f} MB free; unload a model "
+            "or raise [server] memory_budget_mb", model_type=model.model_id, needed_mb=round(need),
+            free_mb=round(max(free, 0)))
+
+    def eviction_order(self, loading: Model) -> list[Model]:
         """Idle, non-required, loaded models, least recently used first."""
-        idle = [s for s in self._sup.slots.values()
-                if s is not loading and s.status is ModelStatus.LOADED and not s.config.required
-                and s.usage.in_flight == 0 and not self._sup.inference.streams.open_count(s.model_id)]
-        return sorted(idle, key=lambda s: s.usage.last_used_monotonic)
+        idle = [m for m in self._arb.models.values()
+                if m is not loading and m.status is ModelStatus.LOADED and not m.config.required
+                and not m.busy() and m.job is None]
+        return sorted(idle, key=lambda m: m.usage.last_used_monotonic)

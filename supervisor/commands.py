@@ -26,9 +26,9 @@ def info(client: ModelManagerClient, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result)
         return 0
-    rows = [["MODEL", "STATUS", "PID", "MEMORY MB", "LOAD MS", "REQUESTS", "SUCCESS", "LAST ERROR"]]
+    rows = [["MODEL", "STATUS", "PID", "REPLICAS", "MEMORY MB", "LOAD MS", "REQUESTS", "SUCCESS", "LAST ERROR"]]
     for model_id, m in result.available_models.items():
-        rows.append([model_id, m.status, str(m.pid or "-"), f"{m.memory_usage_mb:.1f}",
+        rows.append([model_id, m.status, str(m.pid or "-"), str(len(m.replicas)), f"{m.memory_usage_mb:.1f}",
                      f"{m.load_time_ms:.0f}" if m.load_time_ms is not None else "-", str(m.total_requests),
                      f"{m.success_rate:.3f}", (m.last_error or "")[:60]])
     system = result.system_info

@@ -26,6 +26,10 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     preload: bool = False            # load at start-up
     priority: int = 0                # preload order, highest first (after required)
     max_memory_mb: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # kill past this Private_Dirty; 0 = no cap
+    min_replicas: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0    # processes kept while loaded (0: scale to zero)
+    max_replicas: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1    # processes the queue may scale up to
+    max_queue: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 64  # queued requests; past it: OVERLOADED
+    scale_up_after_ms: Annotated[float, msgspec.Meta(ge=0)] = 200.0  # oldest queued request waited this long
 
 
 class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -42,7 +46,7 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     memory_margin_mb: Annotated[float, msgspec.Meta(ge=0)] = 256.0   # kept free beyond a model's footprint
     evict_idle: bool = True          # free memory for a load by unloading idle, non-required models (LRU)
     drain_timeout_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0  # shutdown waits for requests
-    metrics_unique_memory: bool = False  # /metrics also reads Private_Dirty (6-15 ms per GB per scrape)
+    transcribe_piece_ms: Annotated[int, msgspec.Meta(ge=600, le=60000, multiple_of=600)] = 1200  # audio per turn
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -62,6 +66,9 @@ def with_defaults(config: Config) -> Config:
     models = {}
     for model_id, entry in CATALOG.items():
         model = config.models.get(model_id, ModelConfig())
+        if model.min_replicas > model.max_replicas:
+            raise ConfigError(f"[models.{model_id}] min_replicas ({model.min_replicas}) is above max_replicas "
+                              f"({model.max_replicas})")
         models[model_id] = model if model.source else msgspec.structs.replace(model, source=entry.hub_alias)
     return msgspec.structs.replace(config, models=models)
 

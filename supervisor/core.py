@@ -1,303 +1,230 @@
-"""The Supervisor: the typed, thread-safe facade the API calls. Lifecycle rules live here and in `loading`."""
+"""The Supervisor: the typed facade the API calls from any thread.
+
+It owns no lifecycle state: each call runs an operation on the arbiter thread and waits on a Future with a
+deadline; reads (`snapshot`, `job`, `view`) take the latest snapshot the arbiter published.
+"""
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from pathlib import Path
+from typing import Any, Callable
 
-from model_procs.protocol import HEARTBEAT_SUFFIX, Heartbeat, LoadFailed, Progress, Ready
-from supervisor.admission import Admission, Footprints
-from supervisor.catalog import CATALOG, MODEL_IDS, funasr_version
+import msgspec
+
+from supervisor.arbiter import Arbiter
+from supervisor.catalog import MODEL_IDS, funasr_version
 from supervisor.config import Config
-from supervisor.errors import SupervisorError, model_not_found, shown
-from supervisor.io_loop import IoLoop
-from supervisor.jobs import JobRegistry, LoadGroup, LoadJob
-from supervisor.inference import Inference
-from supervisor.loading import Loader
-from supervisor.policy import Housekeeper, preload
-from supervisor.memory import private_dirty_mb
-from supervisor.metrics import SupervisorMetrics
-from supervisor.slot import ModelSlot
-from supervisor.states import ModelStatus
-from supervisor.views import UnloadView
-from supervisor.restarts import RestartPolicy
-from supervisor.workers import LoadFailedError, Spawner, WorkerHandle
+from supervisor.errors import SupervisorError, shown
+from supervisor.housekeeping import preload_order
+from supervisor.jobs import LoadGroup
+from supervisor.lifecycle import job_error
+from supervisor.operations import resolve
+from supervisor.snapshot import Snapshot
+from supervisor.spawner import ForkserverSpawner, Spawner
+from supervisor.views import JobView, ModelView, PunctuationResult, StreamOpened, StreamText, Transcript, UnloadView
+from supervisor.work import WorkResult
 
 log = logging.getLogger(__name__)
 
-ALL = "all"
+SAMPLE_RATE = 16000
+BYTES_PER_SECOND = SAMPLE_RATE * 2
+CHUNK_MS = 600
+COMMAND_TIMEOUT_S = 30.0   # an operation itself returns at once; this only catches a wedged arbiter
+
+
+class LoadTicket(msgspec.Struct, frozen=True):
+    """What a load request started: its id, and the jobs to wait on (read only once they are done)."""
+
+    load_id: str
+    model_type: str
+    completed: bool
+    estimated_ms: int
+    load_ids: dict[str, str] | None
+    jobs: list[Any]
+
+
+def check_pcm(pcm: bytes, allow_empty: bool = False) -> None:
+    if not pcm and not allow_empty:
+        raise SupervisorError("INVALID_REQUEST", "Empty audio", "send 16-bit little-endian mono 16 kHz PCM")
+    if len(pcm) % 2:
+        raise SupervisorError("INVALID_REQUEST", "Odd audio byte count",
+                              f"{len(pcm)} bytes is not a whole number of 16-bit samples")
 
 
 class Supervisor:
-    def __init__(self, config: Config, cache_dir: Path, stop_grace_s: float = 2.0, log_format: str = "text") -> None:
+    def __init__(self, config: Config, cache_dir: Path, stop_grace_s: float = 2.0, log_format: str = "text",
+                 spawner: Spawner | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.started_at = time.time()
         self.version = funasr_version()
         self.settings = config.server
-        self.slots = {model_id: ModelSlot(CATALOG[model_id], config.models[model_id]) for model_id in MODEL_IDS}
-        self.jobs = JobRegistry()
-        self.loop = IoLoop(self._on_message)
-        self._spawner = Spawner(self.loop, str(self.cache_dir), log_format)
-        self._loader = Loader(self._spawner, self.jobs, self._on_worker_exit, self._on_loaded, stop_grace_s)
+        self._spawner = spawner or ForkserverSpawner()
+        self.arbiter = Arbiter(config, self.cache_dir, self._spawner, stop_grace_s, log_format, self.version,
+                               self.started_at)
+        self.loop = self.arbiter.loop
+        self.metrics = self.arbiter.metrics
+        self._ops = self.arbiter.operations
         self._stop_grace_s = stop_grace_s
         self._closed = False
-        self.closing = False
-        self.inference = Inference(self)
-        self._housekeeper = Housekeeper(self)
-        self._admission = Admission(self, Footprints(self.cache_dir))
-        self.metrics = SupervisorMetrics(self)
-        self._restarts = RestartPolicy(self.settings.restart_budget, self.settings.restart_window_s,
-                                       self.settings.restart_backoff_max_s)
 
     # -- life of the supervisor itself -------------------------------------------------------------
     def start(self) -> None:
-        """Start the I/O thread now and the forkserver in the background (it preloads torch+funasr: seconds)."""
-        self.loop.start()
-        self._housekeeper.start()
+        """Start the arbiter now and the forkserver in the background (it preloads torch+funasr: seconds)."""
+        self.arbiter.start()
         threading.Thread(target=self._boot, name="supervisor-boot", daemon=True).start()
 
     def _boot(self) -> None:
         log.info("forkserver: booting with torch and funasr preloaded")
-        log.info("forkserver: ready in %.1f s (pid %s)", self._spawner.boot(), self._spawner.forkserver_pid())
-        preload(self)
+        log.info("forkserver: ready in %.1f s", self._spawner.boot())
+        for model_id in preload_order(self.arbiter.models):
+            log.info("preload: loading %s", model_id)
+            try:
+                self.await_load(self.request_load(model_id, timeout_s=self.settings.load_timeout_s))
+            except SupervisorError as exc:
+                log.log(logging.ERROR if self.arbiter.models[model_id].config.required else logging.WARNING,
+                        "preload: model %s failed: %s (%s)", model_id, exc.message, exc.details)
 
     def close(self) -> None:
         """Refuse new work, let requests in flight finish (up to drain_timeout_s), unload every model, stop
-        the I/O thread and the forkserver. Safe to call twice."""
+        the arbiter and the forkserver. Safe to call twice."""
         if self._closed:
             return
-        self.closing = True
-        deadline = time.monotonic() + self.settings.drain_timeout_s
-        while any(s.usage.in_flight for s in self.slots.values()) and time.monotonic() < deadline:
-            time.sleep(0.05)
         self._closed = True
-        self._housekeeper.stop()
-        for model_id in MODEL_IDS:
-            self.unload(model_id)
-        self.loop.stop()
-        self._spawner.shutdown()
+        try:
+            self._wait(self._call(self._ops.close), self._unload_backstop_s())
+        except SupervisorError as exc:
+            log.error("supervisor: shutdown did not finish cleanly: %s", exc.message)
+        finally:
+            self.loop.stop()
+            self._spawner.shutdown()
         log.info("supervisor: closed")
 
     def is_alive(self) -> bool:
         return self.loop.is_alive()
 
+    # -- reads: the published snapshot --------------------------------------------------------------
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.arbiter.snapshot
+
+    def view(self, model_id: str) -> ModelView:
+        return self.snapshot.models[model_id]
+
     def missing_required(self) -> list[str]:
         """Required models that are not loaded: what /readyz reports."""
-        return [m for m, s in self.slots.items() if s.config.required and s.status is not ModelStatus.LOADED]
+        models = self.snapshot.models
+        return [m for m in MODEL_IDS if models[m].required and models[m].status != "loaded"]
 
-    # -- requests ----------------------------------------------------------------------------------
     def resolve(self, model_type: str, allow_all: bool = True) -> list[str]:
-        if model_type == ALL and allow_all:
-            return list(MODEL_IDS)
-        if model_type not in self.slots:
-            raise model_not_found(model_type, list(MODEL_IDS))
-        return [model_type]
+        return resolve(model_type, allow_all)
 
-    def request_load(self, model_type: str, force_reload: bool = False,
-                     timeout_s: float = 300.0) -> LoadJob | LoadGroup:
-        """Start (or join) the load of one model or of `all`; returns at once with the job to watch."""
-        if self._closed:
-            raise SupervisorError("CONFLICT", "Server is shutting down", "retry against a running server")
-        model_ids = self.resolve(model_type)
-        jobs = [self._admit_and_request(self.slots[m], force_reload, timeout_s) for m in model_ids]
-        if model_type != ALL:
-            return jobs[0]
-        group = LoadGroup(jobs)
-        self.jobs.add(group)
-        return group
-
-    def _admit_and_request(self, slot: ModelSlot, force_reload: bool, timeout_s: float) -> LoadJob:
-        with self._admission.lock:
-            if self._loader.needs_process(slot, force_reload):
-                self._admission.admit(slot)
-            return self._loader.request(slot, force_reload, timeout_s)
-
-    def evict(self, slot: ModelSlot) -> bool:
-        """Unload an idle model to make room; False if it stopped being idle meanwhile."""
-        with slot.lock:
-            busy = slot.usage.in_flight or self.inference.streams.open_count(slot.model_id)
-            if slot.status is not ModelStatus.LOADED or busy:
-                return False
-            slot.usage.evictions += 1
-            self._begin_unload(slot, "evicted to free memory for another model")
-        return True
-
-    def await_load(self, job: LoadJob | LoadGroup) -> None:
-        """Block until the job ends; raise its error if it did not complete."""
-        for single in job.jobs if isinstance(job, LoadGroup) else [job]:
-            single.done.wait(single.timeout_s + 30)  # the driver ends it by its deadline; this is a backstop
-            if single.error_code:
-                raise SupervisorError(single.error_code, f"Loading {single.model_id} failed: {single.error}",
-                                      single.details or "", model_type=single.model_id, load_id=single.load_id)
-
-    def estimated_load_ms(self, model_id: str) -> int:
-        """The last measured load time, or the catalog's estimate before the first load."""
-        slot = self.slots[model_id]
-        return int(slot.load_time_ms) if slot.load_time_ms is not None else slot.entry.estimated_load_ms
-
-    def job(self, load_id: str) -> LoadJob | LoadGroup:
-        found = self.jobs.get(load_id)
-        if found is None:
+    def job(self, load_id: str) -> JobView:
+        view = self.snapshot.jobs.get(load_id)
+        if view is None:
             raise SupervisorError("LOAD_NOT_FOUND", "Load not found",
                                   f"No load with id '{shown(load_id)}' is known (ids are kept for the last 512 loads)")
-        return found
+        if view.finished_at is None and view.started_at is not None:  # elapsed is live, the rest as published
+            return msgspec.structs.replace(view, elapsed_ms=round((time.time() - view.started_at.timestamp())
+                                                                  * 1000, 1))
+        return view
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def request_load(self, model_type: str, force_reload: bool = False, timeout_s: float = 300.0) -> LoadTicket:
+        """Start (or join) the load of one model or of `all`; returns at once with what to wait on."""
+        def start() -> LoadTicket:
+            job = self._ops.load(model_type, force_reload, timeout_s)
+            jobs = job.jobs if isinstance(job, LoadGroup) else [job]
+            return LoadTicket(load_id=job.load_id, model_type=model_type, completed=job.done and not any(
+                j.error_code for j in jobs), estimated_ms=max(self.arbiter.estimated_load_ms(
+                    self.arbiter.models[j.model_id]) for j in jobs),
+                load_ids={j.model_id: j.load_id for j in jobs} if isinstance(job, LoadGroup) else None, jobs=jobs)
+        return self._call(start)
+
+    def await_load(self, ticket: LoadTicket) -> None:
+        """Block until every job of the ticket ends; raise the first error if one did not complete."""
+        for job in ticket.jobs:
+            self._wait(job.future, job.timeout_s + 30)
+        for job in ticket.jobs:
+            if job.error_code:
+                raise job_error(job)
 
     def unload(self, model_type: str) -> UnloadView:
-        """Stop the model's process (ask → SIGTERM → SIGKILL) and report what that returned. Idempotent."""
+        """Stop the model's processes (drain, ask → SIGTERM → SIGKILL) and report what that returned."""
+        return self._wait(self._call(lambda: self._ops.unload(model_type)), self._unload_backstop_s())
+
+    # -- inference ------------------------------------------------------------------------------------
+    def punctuate(self, text: str) -> PunctuationResult:
         began = time.monotonic()
-        freed, was_loaded = 0.0, False
-        for model_id in self.resolve(model_type):
-            slot_freed, slot_was_loaded = self._unload_slot(self.slots[model_id])
-            freed += slot_freed
-            was_loaded |= slot_was_loaded
-        remaining = [m for m, s in self.slots.items() if s.status is ModelStatus.LOADED]
-        return UnloadView(model_type=model_type, memory_freed_mb=round(freed, 1),
-                          unload_time_ms=round((time.monotonic() - began) * 1000, 1),
-                          models_remaining=remaining, was_loaded=was_loaded)
+        result = self._work(lambda: self._ops.punctuate(text), pieces=1)
+        return PunctuationResult(text=result.text, processing_ms=round((time.monotonic() - began) * 1000, 2),
+                                 cold_start=result.cold_start, model_ms=round(result.compute_ms, 3))
 
-    def _unload_slot(self, slot: ModelSlot) -> tuple[float, bool]:
-        while True:
-            with slot.lock:
-                job = slot.job
-                if job is not None and not job.done.is_set():
-                    job.cancel_requested = True
-                    if slot.candidate is not None:
-                        slot.candidate.signal(signal.SIGKILL)  # the load's driver reaps it
-                elif slot.status is ModelStatus.UNLOADING:
-                    job = None
-                else:
-                    return self._begin_unload(slot)
-            if job is not None:
-                job.done.wait()
-            else:
-                slot.unloaded.wait()
+    def open_stream(self, punctuate: bool) -> StreamOpened:
+        result = self._work(lambda: self._ops.open_stream(punctuate), pieces=1)
+        stream = result.stream
+        return StreamOpened(stream_id=stream.stream_id, sample_rate=SAMPLE_RATE, chunk_ms=CHUNK_MS,
+                            expires_in_s=stream.expires_in_s, cold_start=result.cold_start)
 
-    def _begin_unload(self, slot: ModelSlot, reason: str = "unload requested") -> tuple[float, bool]:
-        """Called with the lock held; the slow stop happens after it is released."""
-        if slot.status is not ModelStatus.LOADED:
-            if slot.status is ModelStatus.FAILED:
-                slot.transition(ModelStatus.UNLOADED, reason)
-            return 0.0, False
-        worker = slot.worker
-        slot.unloaded.clear()
-        slot.transition(ModelStatus.UNLOADING, reason)  # no new requests from here on
-        slot.lock.release()
+    def feed(self, stream_id: str, pcm: bytes, is_final: bool = False) -> StreamText:
+        self._refused_counted("streaming_asr", lambda: check_pcm(pcm, allow_empty=is_final))
+        began = time.monotonic()
+        result = self._work(lambda: self._ops.feed(stream_id, pcm, is_final), pieces=self._pieces(pcm))
+        punctuated = self.punctuate(result.partial_text) if is_final and result.stream.punctuate else None
+        return StreamText(text=result.partial_text if is_final else result.text, partial_text=result.partial_text,
+                          punctuated_text=punctuated.text if punctuated else None,
+                          processing_ms=round((time.monotonic() - began) * 1000, 2),
+                          model_ms=round(result.compute_ms + (punctuated.model_ms if punctuated else 0), 3))
+
+    def abort(self, stream_id: str) -> None:
+        self._call(lambda: self._ops.abort(stream_id))
+
+    def transcribe(self, pcm: bytes, punctuate: bool) -> Transcript:
+        self._refused_counted("streaming_asr", lambda: check_pcm(pcm))
+        began = time.monotonic()
+        result = self._work(lambda: self._ops.transcribe(pcm), pieces=self._pieces(pcm))
+        punctuated = self.punctuate(result.text) if punctuate else None
+        processing_ms = (time.monotonic() - began) * 1000
+        audio_ms = len(pcm) / BYTES_PER_SECOND * 1000
+        return Transcript(text=result.text, punctuated_text=punctuated.text if punctuated else None,
+                          audio_ms=round(audio_ms, 1), processing_ms=round(processing_ms, 2),
+                          rtf=round(processing_ms / audio_ms, 4),
+                          cold_start=result.cold_start or bool(punctuated and punctuated.cold_start),
+                          model_ms=round(result.compute_ms + (punctuated.model_ms if punctuated else 0), 3))
+
+    # -- waiting ----------------------------------------------------------------------------------------
+    def _refused_counted(self, model_id: str, check: Callable[[], None]) -> None:
         try:
-            self._drain(slot)
-            freed = private_dirty_mb(worker.pid)
-            how = self._spawner.stop(worker, self._stop_grace_s)
-        finally:
-            slot.lock.acquire()
-        slot.worker = None
-        slot.transition(ModelStatus.UNLOADED, f"process {worker.pid} stopped ({how}), {freed:.1f} MB returned")
-        slot.unloaded.set()
-        return freed, True
+            check()
+        except SupervisorError:
+            self._call(lambda: self._ops.record_refused(model_id))
+            raise
 
-    def _drain(self, slot: ModelSlot) -> None:
-        """Let requests already sent to the model finish (bounded), so an unload never cuts one off."""
-        deadline = time.monotonic() + self.settings.drain_timeout_s
-        while slot.usage.in_flight and time.monotonic() < deadline:
-            time.sleep(0.01)
+    def _pieces(self, pcm: bytes) -> int:
+        return len(pcm) // (self.settings.transcribe_piece_ms * 32) + 1
 
-    def unload_if_idle(self, slot: ModelSlot) -> None:
-        """Scale to zero: unload a model idle past keep_alive_s, never one with a request or stream open."""
-        with slot.lock:
-            keep_alive = slot.config.keep_alive_s
-            if (slot.status is not ModelStatus.LOADED or keep_alive < 0 or slot.usage.idle_for() < keep_alive
-                    or self.inference.streams.open_count(slot.model_id)):
-                return
-            idle = slot.usage.idle_for()
-            slot.usage.idle_unloads += 1
-            freed, _ = self._begin_unload(slot, f"idle for {idle:.1f} s (keep_alive_s={keep_alive:g})")
-        log.info("model %s: unloaded after idling, %.1f MB returned", slot.model_id, freed)
+    def _work(self, start: Callable[[], Future], pieces: int) -> WorkResult:
+        """Queue work on the arbiter and wait for it. The arbiter bounds every wait (load timeout, queue and
+        piece deadlines); this backstop only guards against a wedged arbiter."""
+        settings = self.settings
+        backstop = settings.load_timeout_s + (2 * pieces + 2) * settings.request_timeout_s + 60
+        return self._wait(self._call(start), backstop)
 
-    def after_request(self, slot: ModelSlot) -> None:
-        if slot.config.keep_alive_s == 0:
-            self._housekeeper.nudge()
+    def _unload_backstop_s(self) -> float:
+        return self.settings.drain_timeout_s + 3 * self._stop_grace_s + 30
 
-    # -- events from the I/O thread ----------------------------------------------------------------
-    def _on_message(self, identity: bytes, message: Ready | LoadFailed | Heartbeat | Progress) -> None:
-        if isinstance(message, Heartbeat):
-            beating = self._spawner.handles.get(identity.removesuffix(HEARTBEAT_SUFFIX))
-            if beating is not None:
-                beating.last_heartbeat = time.monotonic()
-            return
-        worker = self._spawner.handles.get(identity)
-        if isinstance(message, Progress) and worker is not None:
-            job = self.slots[worker.model_id].job
-            if job is not None and self.slots[worker.model_id].candidate is worker:
-                job.phase = message.phase
-            return
-        if worker is None:
-            log.warning("dropped %s from unknown process %r", type(message).__name__, identity)
-            return
-        if worker.ready.done():
-            log.warning("model %s: unexpected %s from pid %d", worker.model_id, type(message).__name__, worker.pid)
-            return
-        match message:
-            case Ready():
-                worker.last_heartbeat = time.monotonic()  # a long load must not look like a silent process
-                worker.ready.set_result(message)
-            case LoadFailed(reason=reason, hint=hint):
-                log.warning("model %s: pid %d could not load: %s", worker.model_id, worker.pid, reason)
-                worker.ready.set_exception(LoadFailedError(reason, hint))
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        return self._wait(self.loop.call(fn), COMMAND_TIMEOUT_S)
 
-    def _on_worker_exit(self, worker: WorkerHandle) -> None:
-        """On the I/O thread, within a poll of the process's exit: fail what it owed, mark the model, restart."""
-        self.loop.fail_pending(worker.identity, f"process {worker.pid} {worker.describe_exit()}")
-        slot = self.slots[worker.model_id]
-        with slot.lock:
-            if slot.worker is not worker or slot.status is ModelStatus.UNLOADING:
-                return  # a load that failed, or an unload we asked for: those paths report it
-            slot.worker = None
-            slot.last_error = f"model process {worker.pid} {worker.describe_exit()}"
-            log.error("model %s: %s", slot.model_id, slot.last_error)
-            if slot.status is not ModelStatus.LOADED:
-                return  # a force_reload's old process: the new one is on its way
-            slot.transition(ModelStatus.FAILED, slot.last_error)
-            slot.crashes += 1
-            if (slot.config.required or worker.kill_reason) and not self.closing:
-                self._schedule_restart(slot, slot.crashes)
-
-    def _schedule_restart(self, slot: ModelSlot, crash: int) -> None:
-        delay = self._restarts.next_delay(slot.model_id)
-        if delay is None:
-            log.error("model %s: restart budget spent (%d in %.0f s); it stays failed", slot.model_id,
-                      self._restarts.budget, self._restarts.window_s)
-            return
-        log.warning("model %s: restarting in %.1f s", slot.model_id, delay)
-        timer = threading.Timer(delay, self._restart, args=(slot, crash))
-        timer.daemon = True
-        timer.start()
-
-    def _restart(self, slot: ModelSlot, crash: int) -> None:
-        with slot.lock:  # only if nothing else happened to the model since that crash
-            if slot.status is not ModelStatus.FAILED or slot.crashes != crash or self.closing:
-                return
-            slot.restarts += 1
+    def _wait(self, future: Future, timeout_s: float) -> Any:
         try:
-            self.request_load(slot.model_id, timeout_s=self.settings.load_timeout_s)
-        except SupervisorError as exc:
-            log.error("model %s: restart refused: %s (%s)", slot.model_id, exc.message, exc.details)
-
-    def _on_loaded(self, slot: ModelSlot) -> None:
-        slot.usage.touch()  # idleness counts from the load, not from the last request before it
-        self._admission.footprints.record(slot, slot.unique_memory_mb())
-        self.metrics.load_duration.labels(slot.model_id).observe(slot.load_time_ms / 1000)
-
-    def watchdog(self) -> None:
-        """Called by the housekeeper: kill loaded processes that stopped beating or outgrew their memory cap."""
-        for slot in self.slots.values():
-            worker = slot.worker
-            if worker is None or slot.status is not ModelStatus.LOADED:
-                continue
-            silent = worker.heartbeat_age()
-            if silent > self.settings.heartbeat_timeout_s:
-                worker.kill(f"no heartbeat for {silent:.1f} s (hung)")
-            cap = slot.config.max_memory_mb
-            if cap and slot.unique_memory_mb() > cap:
-                worker.kill(f"its memory ({slot.unique_memory_mb():.0f} MB) exceeded max_memory_mb={cap:g}")
+            return future.result(timeout=timeout_s)
+        except FutureTimeout:
+            log.error("supervisor: no answer within %.0f s; the arbiter is at:\n%s", timeout_s,
+                      self.loop.where())
+            raise SupervisorError("INTERNAL", "The supervisor did not answer in time",
+                                  "the server logged it; please report it") from None

@@ -1,12 +1,14 @@
-"""Load jobs: what `load_id` names. A job is one model's load; a group is `model_type: "all"`."""
+"""Load jobs: what `load_id` names. A job is one model's load; a group is `model_type: "all"`.
+
+Jobs are changed only on the arbiter thread; callers wait on `future` and read the published `JobView`s.
+"""
 
 from __future__ import annotations
 
 import enum
 import itertools
-import threading
 import time
-from collections import OrderedDict
+from concurrent.futures import Future
 from datetime import datetime, timezone
 
 
@@ -31,7 +33,7 @@ def utc_now() -> datetime:
 
 
 class LoadJob:
-    """One model's load. Mutated only under its slot's lock; `done` lets any thread wait for the end."""
+    """One model's load; `future` resolves (to None) when it ends, whatever the outcome."""
 
     def __init__(self, model_id: str, timeout_s: float, force_reload: bool) -> None:
         self.load_id = new_load_id()
@@ -45,18 +47,27 @@ class LoadJob:
         self.error_code: str | None = None
         self.error: str | None = None
         self.details: str | None = None
-        self.cancel_requested = False
+        self.context: dict = {}         # extra error fields, such as needed_mb and free_mb
         self.phase = "queued"           # what the load is doing now, as its process reports it
-        self.done = threading.Event()
+        self.generation = 0             # the replica set this load starts
+        self.deadline = None            # the arbiter's Timer for `timeout_s`
+        self.groups: list[LoadGroup] = []
+        self.future: Future = Future()
 
-    def start(self) -> None:
+    @property
+    def done(self) -> bool:
+        return self.status in FINISHED
+
+    def start(self, generation: int) -> None:
         self.status, self.started_at, self.phase = JobStatus.LOADING, utc_now(), "starting a process"
+        self.generation = generation
 
     def finish(self, status: JobStatus, error_code: str | None = None, error: str | None = None,
-               details: str | None = None) -> None:
+               details: str | None = None, **context) -> None:
         self.status, self.finished_at, self.phase = status, utc_now(), status.value
-        self.error_code, self.error, self.details = error_code, error, details
-        self.done.set()
+        self.error_code, self.error, self.details, self.context = error_code, error, details, context
+        if self.deadline is not None:
+            self.deadline.cancel()
 
     def elapsed_ms(self) -> float:
         start = self.started_at or self.created_at
@@ -71,6 +82,12 @@ class LoadGroup:
         self.load_id = new_load_id()
         self.jobs = jobs
         self.created_at = min(job.created_at for job in jobs)
+        for job in jobs:
+            job.groups.append(self)
+
+    @property
+    def done(self) -> bool:
+        return all(job.done for job in self.jobs)
 
     @property
     def status(self) -> JobStatus:
@@ -81,22 +98,3 @@ class LoadGroup:
         if statuses == {JobStatus.COMPLETED}:
             return JobStatus.COMPLETED
         return JobStatus.LOADING if JobStatus.LOADING in statuses else JobStatus.PENDING
-
-
-class JobRegistry:
-    """Recent jobs by id, bounded so a long-running server does not grow without limit."""
-
-    def __init__(self, keep: int = 512) -> None:
-        self._jobs: OrderedDict[str, LoadJob | LoadGroup] = OrderedDict()
-        self._keep = keep
-        self._lock = threading.Lock()
-
-    def add(self, job: LoadJob | LoadGroup) -> None:
-        with self._lock:
-            self._jobs[job.load_id] = job
-            while len(self._jobs) > self._keep:
-                self._jobs.popitem(last=False)
-
-    def get(self, load_id: str) -> LoadJob | LoadGroup | None:
-        with self._lock:
-            return self._jobs.get(load_id)

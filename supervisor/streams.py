@@ -1,12 +1,18 @@
-"""Live ASR streams: which model process holds each stream's state, and when an idle stream expires."""
+"""Live ASR streams: which replica holds each stream's cache, when an idle one expires, and which were lost.
+
+Arbiter thread only. A stream whose process went away is remembered (boundedly) so its next call says
+STREAM_LOST (once), not STREAM_NOT_FOUND.
+"""
 
 from __future__ import annotations
 
 import secrets
-import threading
 import time
+from collections import OrderedDict
 
 from supervisor.errors import SupervisorError, shown
+
+KEEP_LOST = 4096
 
 
 def stream_not_found(stream_id: str) -> SupervisorError:
@@ -15,53 +21,59 @@ def stream_not_found(stream_id: str) -> SupervisorError:
                            "idle; open a new one with POST /asr/streams")
 
 
+def stream_lost(stream_id: str, why: str) -> SupervisorError:
+    return SupervisorError("STREAM_LOST", "Stream lost", f"Stream '{shown(stream_id)}' cannot continue: {why}; "
+                           "open a new stream", stream_id=stream_id)
+
+
 class Stream:
-    def __init__(self, model_id: str, identity: bytes, punctuate: bool, expires_in_s: float) -> None:
+    def __init__(self, model_id: str, punctuate: bool, expires_in_s: float) -> None:
         self.stream_id = "st_" + secrets.token_urlsafe(12)
         self.model_id = model_id
-        self.identity = identity          # the process holding this stream's cache; another one cannot continue it
+        self.identity: bytes | None = None    # the replica holding this stream's cache, once opened
         self.punctuate = punctuate
         self.expires_in_s = expires_in_s
         self.last_activity = time.monotonic()
-        self.lock = threading.Lock()       # one call at a time per stream keeps the audio in order
-        self.ended = False
+        self.pending = 0                      # feeds queued or running: never expire one mid-call
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
 
     def expired(self, now: float) -> bool:
-        return now - self.last_activity > self.expires_in_s
+        return not self.pending and now - self.last_activity > self.expires_in_s
 
 
 class StreamRegistry:
     def __init__(self) -> None:
-        self._streams: dict[str, Stream] = {}
-        self._lock = threading.Lock()
+        self.open: dict[str, Stream] = {}
+        self._lost: OrderedDict[str, str] = OrderedDict()
 
     def add(self, stream: Stream) -> None:
-        with self._lock:
-            self._streams[stream.stream_id] = stream
+        self.open[stream.stream_id] = stream
 
     def get(self, stream_id: str) -> Stream:
-        with self._lock:
-            stream = self._streams.get(stream_id)
-        if stream is None:
-            raise stream_not_found(stream_id)
-        return stream
+        stream = self.open.get(stream_id)
+        if stream is not None:
+            return stream
+        if stream_id in self._lost:  # said once; after that the stream is simply unknown
+            raise stream_lost(stream_id, self._lost.pop(stream_id))
+        raise stream_not_found(stream_id)
 
-    def remove(self, stream_id: str) -> None:
-        with self._lock:
-            self._streams.pop(stream_id, None)
+    def remove(self, stream_id: str) -> Stream | None:
+        return self.open.pop(stream_id, None)
+
+    def lose(self, stream_id: str, why: str) -> None:
+        self.open.pop(stream_id, None)
+        self._lost[stream_id] = why
+        while len(self._lost) > KEEP_LOST:
+            self._lost.popitem(last=False)
 
     def open_count(self, model_id: str) -> int:
-        with self._lock:
-            return sum(1 for s in self._streams.values() if s.model_id == model_id)
+        return sum(1 for s in self.open.values() if s.model_id == model_id)
 
     def take_expired(self) -> list[Stream]:
-        """Remove and return the streams idle past their expiry (never one mid-call)."""
         now = time.monotonic()
-        with self._lock:
-            gone = [s for s in self._streams.values() if s.expired(now) and not s.lock.locked()]
-            for stream in gone:
-                del self._streams[stream.stream_id]
+        gone = [s for s in self.open.values() if s.expired(now)]
+        for stream in gone:
+            del self.open[stream.stream_id]
         return gone

@@ -24,13 +24,27 @@ class ModelDetails(msgspec.Struct, frozen=True):
     open_streams: int
 
 
+class ReplicaView(msgspec.Struct, frozen=True):
+    """One process of a model: `starting`, `idle`, `busy`, `draining` (replaced or scaled down: finishing its
+    streams) or `stopping`."""
+
+    pid: int | None
+    state: str
+    in_flight: int
+    memory_usage_mb: float          # RSS, refreshed every second off the request path
+    memory_unique_mb: float         # Private_Dirty: what stopping it returns
+    open_streams: int
+
+
 class ModelMetrics(msgspec.Struct, frozen=True):
     loads: int
     restarts: int
     cache_hits: int
     cold_starts: int
     idle_unloads: int
+    evictions: int
     in_flight: int
+    queued: int
     requests_by_outcome: dict[str, int]
     latency: LatencyPercentiles | None
 
@@ -57,6 +71,7 @@ class ModelView(msgspec.Struct, frozen=True, omit_defaults=True):
     restarts: int
     last_error: str | None
     required: bool
+    replicas: list[ReplicaView] = []    # one per process; the seed's pid is the first one's
     details: ModelDetails | None = None
     metrics: ModelMetrics | None = None
 

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import falcon.testing
 import psutil
-import msgspec
 from multiprocess import forkserver, resource_tracker
 import pytest
 
 from api.app import create_app
-from supervisor.config import load_config, with_models
+from supervisor.config import load_config
 from supervisor.core import Supervisor
-from tests.helpers import REPO, ServerProcess, alive, descendants, wait_for
+from tests.helpers import REPO, ServerProcess, alive, demo_config, descendants, wait_for
 
 logging.basicConfig(level=logging.INFO)
 
@@ -79,12 +78,7 @@ def make_supervisor(cache_dir):
     made = []
 
     def make(server: dict | None = None, **models: dict) -> Supervisor:
-        base = load_config("demo")
-        config = with_models(base, **{m: msgspec.structs.replace(base.models[m], **changes)
-                                      for m, changes in models.items()})
-        if server:
-            config = msgspec.structs.replace(config, server=msgspec.structs.replace(config.server, **server))
-        sup = Supervisor(config, cache_dir)
+        sup = Supervisor(demo_config(server, **models), cache_dir)
         sup.start()
         made.append(sup)
         return sup

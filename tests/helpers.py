@@ -17,6 +17,18 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 
 
+def demo_config(server: dict | None = None, **models: dict):
+    """The demo config with some server settings and some models' settings changed."""
+    import msgspec
+
+    from supervisor.config import load_config, with_models
+
+    base = load_config("demo")
+    config = with_models(base, **{m: msgspec.structs.replace(base.models[m], **changes)
+                                  for m, changes in models.items()})
+    return msgspec.structs.replace(config, server=msgspec.structs.replace(config.server, **(server or {})))
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> object:
     """Poll `predicate` until it returns something truthy; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -16,6 +16,7 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
     md = tmp_path / "bench.md"
     run = subprocess.run([sys.executable, "scripts/benchmark.py", "--size", "tiny", "--repeats", "1",
                           "--requests", "20", "--json", str(out), "--markdown", str(md),
+                          "--max-streams", "2", "--capacity-chunks", "3", "--hol-audio-s", "120",
                           "--cache-dir", str(tmp_path / "cache")],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -31,5 +32,8 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
         assert len(raw["http_ms"]) == len(raw["http_model_ms"]) == len(raw["direct_ms"]) == 20
         assert all(0 < model < total for model, total in zip(raw["http_model_ms"], raw["http_ms"]))
     assert result["summary"]["control_plane"]["samples"] > 0
-    assert len(result["summary"]["targets"]) == 12
+    replicas = result["summary"]["replicas"]
+    assert replicas["capacity_1"] >= 1 and replicas["capacity_2"] >= 1 and replicas["hol_busy_samples"] > 0
+    assert replicas["hol_idle_p95_ms"] > 0 and replicas["hol_busy_p95_ms"] > 0
+    assert len(result["summary"]["targets"]) == 14
     assert "load time, API (ms)" in run.stdout and "| figure |" in md.read_text()

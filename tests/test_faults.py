@@ -8,21 +8,22 @@ import threading
 import time
 
 import falcon.testing
+import requests
 import zmq
 
 from api.app import create_app
-from tests.helpers import alive, speechlike_pcm, wait_for
+from tests.helpers import ServerProcess, alive, speechlike_pcm, wait_for
 
 PCM = {"Content-Type": "audio/L16; rate=16000"}
 
 
 def load(sup, model_id: str) -> int:
     sup.await_load(sup.request_load(model_id))
-    return sup.slots[model_id].worker.pid
+    return sup.view(model_id).pid
 
 
 def status(sup, model_id: str) -> str:
-    return sup.slots[model_id].status.value
+    return sup.view(model_id).status
 
 
 def test_killed_worker_is_detected_at_once_and_a_required_model_restarts(make_supervisor):
@@ -33,26 +34,26 @@ def test_killed_worker_is_detected_at_once_and_a_required_model_restarts(make_su
     wait_for(lambda: status(sup, "punctuation") != "loaded", timeout=1.0, interval=0.005)
     detected_s = time.monotonic() - killed_at
     assert detected_s < 1.0
-    assert "killed by SIGKILL, perhaps out of memory" in sup.slots["punctuation"].last_error
+    assert "killed by SIGKILL, perhaps out of memory" in sup.view("punctuation").last_error
     wait_for(lambda: status(sup, "punctuation") == "loaded", timeout=15)
-    assert sup.slots["punctuation"].worker.pid != pid and sup.slots["punctuation"].restarts == 1
+    assert sup.view("punctuation").pid != pid and sup.view("punctuation").restarts == 1
     print(f"detection time for a killed worker: {detected_s * 1000:.1f} ms")
 
 
 def test_restarts_back_off_and_stop_when_the_budget_is_spent(make_supervisor):
     sup = make_supervisor(punctuation={"required": True}, server={"restart_budget": 2})
     for expected_restarts in (1, 2):
-        pid = load(sup, "punctuation") if expected_restarts == 1 else sup.slots["punctuation"].worker.pid
+        pid = load(sup, "punctuation") if expected_restarts == 1 else sup.view("punctuation").pid
         os.kill(pid, signal.SIGKILL)
         began = time.monotonic()
         wait_for(lambda: status(sup, "punctuation") == "failed", timeout=2)
         wait_for(lambda: status(sup, "punctuation") == "loaded", timeout=20)
         assert time.monotonic() - began >= 2.0 ** (expected_restarts - 1) * 0.9  # 1 s, then 2 s
-        assert sup.slots["punctuation"].restarts == expected_restarts
-    os.kill(sup.slots["punctuation"].worker.pid, signal.SIGKILL)
+        assert sup.view("punctuation").restarts == expected_restarts
+    os.kill(sup.view("punctuation").pid, signal.SIGKILL)
     wait_for(lambda: status(sup, "punctuation") == "failed", timeout=2)
     time.sleep(5)  # past the next backoff: no restart comes
-    assert status(sup, "punctuation") == "failed" and sup.slots["punctuation"].restarts == 2
+    assert status(sup, "punctuation") == "failed" and sup.view("punctuation").restarts == 2
 
 
 def test_a_crashed_optional_model_stays_failed(make_supervisor):
@@ -60,27 +61,27 @@ def test_a_crashed_optional_model_stays_failed(make_supervisor):
     os.kill(load(sup, "punctuation"), signal.SIGKILL)
     wait_for(lambda: status(sup, "punctuation") == "failed", timeout=2)
     time.sleep(1.5)
-    assert status(sup, "punctuation") == "failed" and sup.slots["punctuation"].restarts == 0
+    assert status(sup, "punctuation") == "failed" and sup.view("punctuation").restarts == 0
 
 
 def test_a_model_that_fails_to_load_is_not_retried(make_supervisor, tmp_path):
     sup = make_supervisor(punctuation={"required": True, "preload": True, "source": str(tmp_path / "none")})
     wait_for(lambda: status(sup, "punctuation") == "failed", timeout=30)
     time.sleep(2.5)
-    assert status(sup, "punctuation") == "failed" and sup.slots["punctuation"].restarts == 0
+    assert status(sup, "punctuation") == "failed" and sup.view("punctuation").restarts == 0
 
 
 def test_requests_in_flight_fail_fast_and_streams_are_lost_when_a_worker_dies(make_supervisor):
     sup = make_supervisor()
     client = falcon.testing.TestClient(create_app(sup))
     stream_id = client.simulate_post("/asr/streams", json={}).json["stream_id"]
-    pid = sup.slots["streaming_asr"].worker.pid
+    pid = sup.view("streaming_asr").pid
     os.kill(pid, signal.SIGSTOP)  # the next request is now in flight, unanswered
     result = {}
     thread = threading.Thread(target=lambda: result.update(
         resp=client.simulate_post("/asr/transcribe", body=speechlike_pcm(1.0), headers=PCM)))
     thread.start()
-    wait_for(lambda: sup.slots["streaming_asr"].usage.in_flight == 1, timeout=5)
+    wait_for(lambda: sup.view("streaming_asr").metrics.in_flight == 1, timeout=5)
     os.kill(pid, signal.SIGKILL)
     thread.join(5)
     assert result["resp"].status_code == 502 and result["resp"].json["error_code"] == "MODEL_CRASHED"
@@ -94,7 +95,7 @@ def test_a_hung_worker_is_killed_when_its_heartbeats_stop(make_supervisor):
     time.sleep(3.0)
     assert status(sup, "punctuation") == "loaded"  # beating while idle: never killed for idling
     os.kill(pid, signal.SIGSTOP)
-    wait_for(lambda: "no heartbeat" in (sup.slots["punctuation"].last_error or ""), timeout=8)
+    wait_for(lambda: "no heartbeat" in (sup.view("punctuation").last_error or ""), timeout=8)
     assert not alive(pid)
     wait_for(lambda: status(sup, "punctuation") == "loaded", timeout=15)  # the supervisor's kill: restarted
 
@@ -108,7 +109,7 @@ def test_a_request_past_its_deadline_times_out_and_the_stuck_worker_is_replaced(
     resp = client.simulate_post("/punctuation", json={"text": "你好世界"})
     assert resp.status_code == 504 and resp.json["error_code"] == "INFERENCE_TIMEOUT"
     assert time.monotonic() - began < 3
-    wait_for(lambda: "stuck on a request" in (sup.slots["punctuation"].last_error or ""), timeout=5)
+    wait_for(lambda: "stuck on a request" in (sup.view("punctuation").last_error or ""), timeout=5)
     assert not alive(pid)
     wait_for(lambda: status(sup, "punctuation") == "loaded", timeout=15)
     assert client.simulate_post("/punctuation", json={"text": "你好世界"}).status_code == 200
@@ -117,7 +118,7 @@ def test_a_request_past_its_deadline_times_out_and_the_stuck_worker_is_replaced(
 def test_a_worker_past_its_memory_cap_is_killed_and_reported(make_supervisor):
     sup = make_supervisor(punctuation={"max_memory_mb": 1})
     pid = load(sup, "punctuation")
-    wait_for(lambda: "exceeded max_memory_mb=1" in (sup.slots["punctuation"].last_error or ""), timeout=5)
+    wait_for(lambda: "exceeded max_memory_mb=1" in (sup.view("punctuation").last_error or ""), timeout=5)
     assert not alive(pid)
 
 
@@ -134,7 +135,7 @@ def test_memory_pressure_evicts_the_least_recently_used_idle_model(make_supervis
     load(sup, "punctuation")
     load(sup, "streaming_asr")  # ~28 MB does not fit beside ~24 MB in 45 MB: punctuation goes
     assert status(sup, "punctuation") == "unloaded" and status(sup, "streaming_asr") == "loaded"
-    assert sup.slots["punctuation"].usage.evictions == 1
+    assert sup.view("punctuation").metrics.evictions == 1
 
 
 def test_memory_pressure_refuses_when_nothing_may_be_evicted(make_supervisor):
@@ -170,3 +171,29 @@ def test_ipc_directory_is_private_and_removed_at_close(make_supervisor):
     assert os.stat(directory).st_mode & 0o777 == 0o700
     sup.close()
     assert not os.path.exists(directory)
+
+
+def test_a_paused_supervisor_does_not_kill_its_healthy_models(cache_dir, tmp_path):
+    """SIGSTOP/SIGCONT of the server (a VM stall does the same): heartbeats queued while it was paused count,
+    and silence is judged only from when it listens again."""
+    config = tmp_path / "models.toml"
+    config.write_text('[models.streaming_asr]\nsource = "generated:tiny"\n[models.punctuation]\n'
+                      'source = "generated:tiny"\n[server]\nheartbeat_timeout_s = 2.0\n')
+    srv = ServerProcess(cache_dir, models=str(config))
+    try:
+        requests.post(f"{srv.url}/model/load", json={"model_type": "all", "async_load": False}).raise_for_status()
+        stream_id = requests.post(f"{srv.url}/asr/streams", json={}).json()["stream_id"]
+        before = {m: v["pid"] for m, v in requests.get(f"{srv.url}/model/info").json()["available_models"].items()}
+        os.kill(srv.proc.pid, signal.SIGSTOP)
+        time.sleep(5.0)  # more than twice heartbeat_timeout_s
+        os.kill(srv.proc.pid, signal.SIGCONT)
+        time.sleep(3.0)  # past another heartbeat_timeout_s after resuming
+        after = requests.get(f"{srv.url}/model/info").json()["available_models"]
+        assert {m: v["pid"] for m, v in after.items()} == before
+        assert all(v["status"] == "loaded" and v["last_error"] is None for v in after.values())
+        fed = requests.post(f"{srv.url}/asr/streams/{stream_id}/audio", data=speechlike_pcm(0.6), headers=PCM)
+        assert fed.status_code == 200
+    finally:
+        if srv.proc.poll() is None:
+            assert srv.stop() == 0
+        srv.kill_everything()

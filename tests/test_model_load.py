@@ -8,6 +8,7 @@ import pytest
 
 from supervisor.config import ModelConfig, load_config, with_models
 from supervisor.core import Supervisor
+from supervisor.errors import SupervisorError
 from tests.helpers import alive, wait_for
 
 
@@ -31,7 +32,7 @@ def test_async_load_reports_its_job_until_completed(client):
 
 
 def test_concurrent_loads_of_one_model_share_one_process(client, sup):
-    loads_before = sup.slots["streaming_asr"].loads  # the supervisor is shared: count from here
+    loads_before = sup.view("streaming_asr").metrics.loads  # the supervisor is shared: count from here
     results = []
 
     def load() -> None:
@@ -42,10 +43,9 @@ def test_concurrent_loads_of_one_model_share_one_process(client, sup):
     for thread in threads:
         thread.join()
     assert len({r["load_id"] for r in results}) == 1
-    wait_for(lambda: sup.slots["streaming_asr"].status.value == "loaded", timeout=60)
-    assert sup.slots["streaming_asr"].loads == loads_before + 1  # four requests, one process started
-    workers = [h for h in sup._spawner.handles.values() if h.model_id == "streaming_asr"]
-    assert len(workers) == 1
+    wait_for(lambda: sup.view("streaming_asr").status == "loaded", timeout=60)
+    assert sup.view("streaming_asr").metrics.loads == loads_before + 1  # four requests, one process started
+    assert len(sup.view("streaming_asr").replicas) == 1
 
 
 def test_force_reload_starts_a_new_process_and_stops_the_old(client):
@@ -104,12 +104,12 @@ def test_timeout_on_a_full_size_load_kills_its_process(cache_dir, full_punctuati
     other = Supervisor(config, cache_dir)
     other.start()
     try:
-        job = other.request_load("punctuation", timeout_s=0.001)
-        assert job.done.wait(30)
-        assert job.error_code == "LOAD_TIMEOUT"
-        assert other.slots["punctuation"].status.value == "failed"
-        assert "timeout" in other.slots["punctuation"].last_error
-        assert not [h for h in other._spawner.handles.values()]
+        with pytest.raises(SupervisorError) as refused:
+            other.await_load(other.request_load("punctuation", timeout_s=0.001))
+        assert refused.value.code == "LOAD_TIMEOUT"
+        assert other.view("punctuation").status == "failed"
+        assert "timeout" in other.view("punctuation").last_error
+        wait_for(lambda: not other.view("punctuation").replicas, timeout=10)  # its process is gone
     finally:
         other.close()
 

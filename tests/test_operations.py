@@ -54,7 +54,7 @@ def test_metrics_move_after_a_load_a_request_and_a_crash(make_supervisor):
     assert metric(client, "funasr_request_duration_seconds_count", model="punctuation") == 1
     assert metric(client, "funasr_model_requests_total", model="punctuation", outcome="ok") == 1
     assert metric(client, "funasr_model_cold_starts_total", model="punctuation") == 1
-    os.kill(sup.slots["punctuation"].worker.pid, signal.SIGKILL)
+    os.kill(sup.view("punctuation").pid, signal.SIGKILL)
     wait_for(lambda: metric(client, "funasr_model_loaded", model="punctuation") == 0, timeout=5)
     assert metric(client, "funasr_server_memory_rss_bytes") > 0
 

@@ -1,0 +1,229 @@
+"""Request queues and dispatch, on the arbiter thread.
+
+Every request joins its model's bounded queue and goes to an idle replica (a stream's work only to the replica
+holding its cache); long audio comes back to the tail of the queue between pieces, so others interleave. A
+request waits in the queue while its model loads, reloads or scales; its deadline counts only while the model
+serves. A running piece that outlives `request_timeout_s` means the process is stuck: it is killed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Callable
+
+from model_procs.protocol import Reply, RequestFailed, StreamDrop
+from supervisor.errors import SupervisorError
+from supervisor.replica import Model, Replica
+from supervisor.streams import stream_lost
+from supervisor.work import AudioWork, OpenStreamWork, Work
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = {"INFERENCE_TIMEOUT": "timeout", "MODEL_CRASHED": "crashed", "STREAM_LOST": "lost",
+            "INVALID_REQUEST": "invalid", "OVERLOADED": "overloaded", "MODEL_NOT_READY": "unavailable",
+            "LOAD_FAILED": "unavailable", "LOAD_TIMEOUT": "unavailable", "CONFLICT": "unavailable",
+            "INSUFFICIENT_MEMORY": "unavailable"}
+
+
+class Dispatcher:
+    def __init__(self, arbiter) -> None:
+        self.arb = arbiter
+        self._request_ids = itertools.count(1)
+
+    # -- into the queue ------------------------------------------------------------------------------
+    def submit(self, model: Model, work: Work) -> None:
+        """Queue `work`, loading the model first if it does not serve (raises what refuses it)."""
+        if self.arb.closing:
+            raise SupervisorError("MODEL_NOT_READY", "Server is shutting down", "retry against another instance",
+                                  model_type=model.model_id, retry_after_s=5)
+        if len(model.queue) >= model.config.max_queue:
+            raise SupervisorError("OVERLOADED", f"Model {model.model_id} is overloaded",
+                                  f"its queue is full ({model.config.max_queue} requests); retry shortly, or raise "
+                                  "max_queue / max_replicas", model_type=model.model_id, retry_after_s=1)
+        if work.pinned is None and not model.serving():
+            self._cold_start(model, work)
+        model.queue.append(work)
+        if isinstance(work, AudioWork) and work.stream is not None:
+            work.stream.pending += 1
+        self.pump(model)
+        self.arb.changed()
+
+    def _cold_start(self, model: Model, work: Work) -> None:
+        if not model.config.autoload and model.job is None:
+            estimate = self.arb.estimated_load_ms(model) // 1000
+            raise SupervisorError("MODEL_NOT_READY", f"Model {model.model_id} is not loaded",
+                                  f"load it first (POST /model/load), or set autoload for {model.model_id}",
+                                  model_type=model.model_id, retry_after_s=max(1, estimate))
+        self.arb.lifecycle.load_for_request(model)
+        work.cold_start = True
+        model.usage.cold_starts += 1
+
+    # -- out of the queue ----------------------------------------------------------------------------
+    def pump(self, model: Model) -> None:
+        """Give queued work to idle replicas, oldest first, skipping work whose replica is busy."""
+        idle = [r for r in model.replicas if r.ready and not r.stopping and r.work is None]
+        for work in list(model.queue):
+            if isinstance(work, OpenStreamWork):
+                target = self._least_streams(model)
+                if target is not None:
+                    model.queue.remove(work)
+                    self._open(model, work, target)
+                continue
+            target = self._pick(model, work, idle)
+            if target is not None:
+                model.queue.remove(work)
+                idle.remove(target)
+                self._run(model, target, work)
+
+    @staticmethod
+    def _pick(model: Model, work: Work, idle: list[Replica]) -> Replica | None:
+        if work.pinned is not None:
+            return next((r for r in idle if r.identity == work.pinned), None)
+        usable = [r for r in idle if r.generation == model.generation and not r.draining]
+        return min(usable, key=lambda r: len(r.streams), default=None)
+
+    @staticmethod
+    def _least_streams(model: Model) -> Replica | None:
+        return min(model.serving(), key=lambda r: (len(r.streams), r.work is not None), default=None)
+
+    def _open(self, model: Model, work: OpenStreamWork, replica: Replica) -> None:
+        stream = work.stream
+        stream.identity = replica.identity
+        replica.streams.add(stream.stream_id)
+        self.arb.streams.add(stream)
+        self.finish(model, work)
+
+    def _run(self, model: Model, replica: Replica, work: Work) -> None:
+        work.request_id = next(self._request_ids)
+        replica.work, replica.last_used = work, time.monotonic()
+        if not self.arb.loop.send(replica.identity, work.message(work.request_id)):
+            replica.work = None
+            replica.kill("its socket was unreachable")
+            self.finish(model, work, self._cut_off(replica, work, "its process is unreachable"))
+            return
+        timeout = self.arb.settings.request_timeout_s
+        replica.deadline = self.arb.loop.call_later(timeout, lambda: self._stuck(model, replica, work))
+
+    # -- back from a replica -------------------------------------------------------------------------
+    def on_reply(self, replica: Replica, reply: Reply | RequestFailed) -> None:
+        work = replica.work
+        if work is None or reply.request_id != work.request_id:
+            log.warning("model %s: dropped a reply to unknown request %d from pid %d", replica.model_id,
+                        reply.request_id, replica.pid)
+            return
+        replica.deadline.cancel()
+        replica.work, replica.last_used = None, time.monotonic()
+        model = self.arb.models[replica.model_id]
+        if isinstance(reply, RequestFailed):
+            self.finish(model, work, SupervisorError(
+                "INTERNAL", f"Model {model.model_id} could not process the request", reply.message))
+        elif work.absorb(reply):
+            self.finish(model, work)
+        else:  # more audio to go: back to the tail, on the replica that holds its stream
+            work.pinned = replica.identity
+            work.requeued()
+            self._requeue(model, work)
+        if replica.on_drained is not None:
+            replica.on_drained()
+        self.pump(model)
+
+    @staticmethod
+    def _requeue(model: Model, work: AudioWork) -> None:
+        """At the tail, but ahead of later feeds of the same stream, so its audio stays in order."""
+        for index, queued in enumerate(model.queue):
+            if isinstance(queued, AudioWork) and queued.stream_id == work.stream_id:
+                model.queue.insert(index, work)
+                return
+        model.queue.append(work)
+
+    def _stuck(self, model: Model, replica: Replica, work: Work) -> None:
+        if replica.work is not work:
+            return
+        timeout = self.arb.settings.request_timeout_s
+        replica.work = None
+        replica.kill(f"stuck on a request for more than request_timeout_s={timeout:g} s")
+        self.finish(model, work, SupervisorError(
+            "INFERENCE_TIMEOUT", f"Model {model.model_id} did not answer within {timeout:g} s",
+            "its process made no progress and is being replaced; retry shortly, or raise [server] "
+            "request_timeout_s"))
+
+    def finish(self, model: Model, work: Work, error: SupervisorError | None = None) -> None:
+        """Answer the caller (after this turn's snapshot) and account for the request."""
+        elapsed_s = time.monotonic() - work.enqueued_at
+        outcome = "ok" if error is None else OUTCOMES.get(error.code, "error")
+        model.usage.record(outcome, elapsed_s * 1000)
+        if outcome not in ("invalid", "unavailable", "overloaded"):
+            self.arb.metrics.request_duration.labels(model.model_id).observe(elapsed_s)
+        if isinstance(work, AudioWork):
+            self._audio_done(work, error)
+        self.arb.settle(work.future, None if error else work.result(), error)
+        self.arb.changed()
+
+    def _audio_done(self, work: AudioWork, error: SupervisorError | None) -> None:
+        stream = work.stream
+        if stream is not None:
+            stream.pending -= 1
+            stream.touch()
+        ended = error is None and work.is_final
+        if error is not None and work.offset > 0 and stream is not None:
+            self.arb.streams.lose(stream.stream_id, "a feed failed part-way through its audio")
+            ended = True
+        if error is not None and work.offset > 0 or ended:
+            self.drop_stream(work.pinned or (stream.identity if stream else None), work.stream_id,
+                             tell_process=not (error is None and work.is_final))
+        if ended and stream is not None:
+            self.arb.streams.remove(stream.stream_id)
+
+    # -- failure fan-out -------------------------------------------------------------------------------
+    def fail_replica(self, model: Model, replica: Replica, reason: str) -> None:
+        """A replica is gone: what it ran, what waited for it and its streams fail; the rest goes elsewhere."""
+        work, replica.work = replica.work, None
+        if work is not None:
+            self.finish(model, work, self._cut_off(replica, work, reason))
+        for stream_id in replica.streams:
+            self.arb.streams.lose(stream_id, f"its model process went away ({reason})")
+        replica.streams.clear()
+        for waiting in [w for w in model.queue if w.pinned == replica.identity]:
+            model.queue.remove(waiting)
+            self.finish(model, waiting, self._cut_off(replica, waiting, reason))
+        self.pump(model)
+
+    @staticmethod
+    def _cut_off(replica: Replica, work: Work, reason: str) -> SupervisorError:
+        if work.stream is not None and isinstance(work, AudioWork):
+            return stream_lost(work.stream.stream_id, reason)
+        if replica.stopping and not replica.kill_reason:
+            return SupervisorError("MODEL_NOT_READY", f"Model {replica.model_id} was stopped before the request "
+                                   "finished", "retry the request", model_type=replica.model_id, retry_after_s=1)
+        return SupervisorError("MODEL_CRASHED", f"Model {replica.model_id} process went away: {reason}",
+                               "retry: a required model is restarted; see /model/info last_error")
+
+    def fail_queue(self, model: Model, error: Callable[[], SupervisorError]) -> None:
+        waiting, model.queue = list(model.queue), type(model.queue)()
+        for work in waiting:
+            self.finish(model, work, error())
+
+    def expire_queue(self, model: Model) -> None:
+        """Requests that waited past their deadline while the model served: it is busy, not stuck."""
+        if not model.serving():
+            return
+        now = time.monotonic()
+        for work in [w for w in model.queue if now > w.queue_deadline]:
+            model.queue.remove(work)
+            self.finish(model, work, SupervisorError(
+                "INFERENCE_TIMEOUT", f"Model {model.model_id} was busy for {work.wait_s:g} s",
+                "the request waited in the queue behind others; the model is healthy: retry, raise max_replicas, "
+                "or raise [server] request_timeout_s"))
+
+    def drop_stream(self, identity: bytes | None, stream_id: str, tell_process: bool = True) -> None:
+        """Forget a stream on its replica (its cache freed there; no reply comes back)."""
+        replica = self.arb.replicas.by_identity.get(identity) if identity else None
+        if replica is None:
+            return
+        replica.streams.discard(stream_id)
+        if tell_process and not replica.stopping:
+            self.arb.loop.send(replica.identity, StreamDrop(request_id=0, stream_id=stream_id))
+        if replica.on_drained is not None:
+            replica.on_drained()

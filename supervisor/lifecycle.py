@@ -1,0 +1,281 @@
+"""Loading and unloading models, on the arbiter thread: jobs, force_reload, cancel, restarts, eviction.
+
+A load starts a new replica set (`generation`); dispatch switches to it when its first process is ready, and the
+replaced set drains (its streams finish there, up to `drain_timeout_s`) before the job ends. A load that cannot
+start yet (an unload in progress, memory being freed by an eviction) waits as a `pending` job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from supervisor.errors import SupervisorError
+from supervisor.jobs import JobStatus, LoadJob
+from supervisor.replica import Model, Replica
+from supervisor.states import ModelStatus
+
+log = logging.getLogger(__name__)
+
+SCALE_RETRY_S = 10.0  # a replica that failed to start blocks scaling up for this long
+UnloadDone = Callable[[float, bool], None]  # (MB freed, whether it was loaded)
+
+
+class UnloadWaiter:
+    """One unload call: done once the processes that existed when it was asked are gone."""
+
+    def __init__(self, done: UnloadDone, was_loaded: bool, pending: set[Replica]) -> None:
+        self.done, self.was_loaded, self.pending, self.freed_mb = done, was_loaded, pending, 0.0
+
+
+def job_error(job: LoadJob) -> SupervisorError:
+    return SupervisorError(job.error_code or "LOAD_FAILED", f"Loading {job.model_id} failed: {job.error}",
+                           job.details or "", **{"model_type": job.model_id, "load_id": job.load_id, **job.context})
+
+
+class Lifecycle:
+    def __init__(self, arbiter) -> None:
+        self.arb = arbiter
+        self.awaiting_memory: set[Model] = set()
+
+    # -- load ----------------------------------------------------------------------------------------
+    def load(self, model: Model, force_reload: bool, timeout_s: float) -> LoadJob:
+        """Start a load, or join the one in flight; a loaded model (without force) gets a completed job."""
+        if self.arb.closing:
+            raise SupervisorError("CONFLICT", "Server is shutting down", "retry against a running server")
+        if model.job is not None:
+            return model.job
+        job = LoadJob(model.model_id, timeout_s, force_reload)
+        self.arb.remember(job)
+        if model.status is ModelStatus.LOADED and not force_reload:
+            job.start(model.generation)
+            self._end_job(model, job, JobStatus.COMPLETED)
+            return job
+        model.job = job
+        self._begin(model)
+        return job
+
+    def _begin(self, model: Model) -> None:
+        job = model.job
+        self.awaiting_memory.discard(model)
+        if model.status is ModelStatus.UNLOADING:
+            job.phase = "waiting for an unload to finish"
+            return
+        try:
+            victims = self.arb.admission.admit(model)
+        except SupervisorError as exc:
+            self._fail(model, job, exc.code, exc.message, exc.details, **exc.context)
+            return
+        if victims:
+            for victim in victims:
+                log.warning("memory: evicting idle model %s to fit %s", victim.model_id, model.model_id)
+                victim.evictions += 1
+                self.unload(victim, "evicted to free memory for another model", lambda *_: None)
+            job.phase = f"waiting for memory: evicting {', '.join(v.model_id for v in victims)}"
+            self.awaiting_memory.add(model)
+            self.arb.changed(job)
+            return
+        job.start(next(model.generations))
+        model.transition(ModelStatus.LOADING, "force_reload" if job.force_reload else "load requested")
+        self.arb.replicas.start(model, job.generation)
+        job.deadline = self.arb.loop.call_later(job.timeout_s, lambda: self._timed_out(model, job))
+        self.arb.changed(job)
+
+    def load_for_request(self, model: Model) -> None:
+        """A request found the model not serving: load it, within the restart budget if it had failed."""
+        if model.job is not None or model.restart_timer is not None:
+            return  # a load or a restart is on its way; the request waits in the queue
+        if model.status is ModelStatus.FAILED:
+            if self.arb.restart_policy.next_delay(model.model_id) is None:
+                wait_s = self.arb.restart_policy.seconds_until_allowed(model.model_id)
+                raise SupervisorError("MODEL_NOT_READY", f"Model {model.model_id} failed: {model.last_error}",
+                                      f"its restart budget is spent; retry in {wait_s:.0f} s, or load it "
+                                      "explicitly (POST /model/load)", model_type=model.model_id,
+                                      retry_after_s=max(1, int(wait_s)))
+            model.restarts += 1
+        job = self.load(model, False, self.arb.settings.load_timeout_s)
+        if job.done and job.error_code:
+            raise job_error(job)
+
+    def on_progress(self, replica: Replica, phase: str) -> None:
+        job = self.arb.models[replica.model_id].job
+        if job is not None and not job.done and replica.generation == job.generation:
+            job.phase = phase
+            self.arb.changed(job)
+
+    def on_replica_ready(self, model: Model, replica: Replica) -> None:
+        job = model.job
+        if job is not None and job.status is JobStatus.LOADING and replica.generation == job.generation:
+            self._switch(model, job)
+        self.arb.dispatch.pump(model)
+
+    def _switch(self, model: Model, job: LoadJob) -> None:
+        """The new set serves from now on; the replaced one drains, and the job ends when it is gone."""
+        replaced = [r for r in model.replicas if r.generation != job.generation and not r.stopping]
+        model.generation = job.generation
+        model.transition(ModelStatus.LOADED, f"ready in {model.load_time_ms:.0f} ms")
+        job.deadline.cancel()
+        if not replaced:
+            self._end_job(model, job, JobStatus.COMPLETED)
+            return
+        job.phase = "draining the replaced processes"
+        self.arb.changed(job)
+
+        def one_gone(_: Replica) -> None:
+            if not any(r in model.replicas for r in replaced) and not job.done:
+                self._end_job(model, job, JobStatus.COMPLETED)
+        for old in replaced:
+            self.retire(model, old, "replaced by force_reload", keep_streams=True, then=one_gone)
+
+    def _timed_out(self, model: Model, job: LoadJob) -> None:
+        if job.status is not JobStatus.LOADING or model.generation == job.generation:
+            return
+        for replica in [r for r in model.replicas if r.generation == job.generation]:
+            replica.kill("load timeout")
+            self.arb.replicas.stop(replica, "load timed out")
+        self._fail(model, job, "LOAD_TIMEOUT",
+                   f"model not ready within its {job.timeout_s:g} s timeout; its process was killed",
+                   "raise `timeout`, or check that the model source is reachable and the right size")
+
+    def _fail(self, model: Model, job: LoadJob, code: str, message: str, details: str,
+              status: JobStatus = JobStatus.FAILED, **context) -> None:
+        if status is JobStatus.FAILED:
+            model.last_error = message
+        if model.status is ModelStatus.LOADING:
+            self._settle(model, f"load {status.value}: {code}", failed=status is JobStatus.FAILED)
+        self._end_job(model, job, status, code, message, details, **context)
+        if not model.serving():
+            error = job_error(job)
+            self.arb.dispatch.fail_queue(model, lambda: error)
+
+    @staticmethod
+    def _settle(model: Model, reason: str, failed: bool) -> None:
+        """After a load that did not complete: a force_reload falls back to the set still serving."""
+        if model.serving():
+            model.transition(ModelStatus.LOADED, f"{reason}; previous process still serving")
+        else:
+            model.transition(ModelStatus.FAILED if failed else ModelStatus.UNLOADED, reason)
+
+    def _end_job(self, model: Model, job: LoadJob, status: JobStatus, *error, **context) -> None:
+        job.finish(status, *error, **context)
+        if model.job is job:
+            model.job = None
+        self.awaiting_memory.discard(model)
+        self.arb.settle(job.future)
+        self.arb.changed(job)
+
+    # -- processes that end ----------------------------------------------------------------------------
+    def on_replica_gone(self, model: Model, replica: Replica) -> None:
+        reason = f"model process {replica.pid} {replica.describe_exit()}"
+        self.arb.dispatch.fail_replica(model, replica, reason)
+        if not replica.stopping:
+            self._on_unexpected_exit(model, replica, reason)
+        self._check_unloaded(model, replica)
+
+    def _on_unexpected_exit(self, model: Model, replica: Replica, reason: str) -> None:
+        job = model.job
+        if not replica.ready:
+            if job is not None and job.status is JobStatus.LOADING and replica.generation == job.generation:
+                message, hint = replica.load_failure or (
+                    f"{reason} while loading", "see the server log; a process killed while loading may have "
+                                               "run out of memory")
+                self._fail(model, job, "LOAD_FAILED", message, hint)
+            else:
+                model.last_error = f"a new replica did not start: {(replica.load_failure or (reason,))[0]}"
+                model.scale_blocked_until = time.monotonic() + SCALE_RETRY_S
+            return
+        model.last_error = reason
+        log.error("model %s: %s", model.model_id, reason)
+        if model.serving() or model.status is not ModelStatus.LOADED:
+            return  # other replicas serve on, or a force_reload's new set is on its way
+        model.transition(ModelStatus.FAILED, reason)
+        model.crashes += 1
+        if (model.config.required or replica.kill_reason) and not self.arb.closing:
+            self._schedule_restart(model)
+
+    def _schedule_restart(self, model: Model) -> None:
+        delay = self.arb.restart_policy.next_delay(model.model_id)
+        if delay is None:
+            log.error("model %s: restart budget spent (%d in %.0f s); it stays failed", model.model_id,
+                      self.arb.restart_policy.budget, self.arb.restart_policy.window_s)
+            return
+        log.warning("model %s: restarting in %.1f s", model.model_id, delay)
+        crash = model.crashes
+        model.restart_timer = self.arb.loop.call_later(delay, lambda: self._restart(model, crash))
+
+    def _restart(self, model: Model, crash: int) -> None:
+        model.restart_timer = None
+        if model.status is not ModelStatus.FAILED or model.crashes != crash or self.arb.closing:
+            return
+        model.restarts += 1
+        job = self.load(model, False, self.arb.settings.load_timeout_s)
+        if job.done and job.error_code:
+            log.error("model %s: restart refused: %s (%s)", model.model_id, job.error, job.details)
+
+    # -- unload --------------------------------------------------------------------------------------
+    def unload(self, model: Model, reason: str, done: UnloadDone) -> None:
+        """Cancel a load in flight, drain in-flight requests, answer queued ones, stop every replica; `done`
+        runs once every process that existed now is gone (not ones a later load starts)."""
+        self._cancel_load(model)
+        if model.restart_timer is not None:
+            model.restart_timer.cancel()
+            model.restart_timer = None
+        if model.status is ModelStatus.FAILED:
+            model.transition(ModelStatus.UNLOADED, reason)
+        if model.status is ModelStatus.LOADED:
+            model.transition(ModelStatus.UNLOADING, reason)
+            self.arb.dispatch.fail_queue(model, lambda: SupervisorError(
+                "MODEL_NOT_READY", f"Model {model.model_id} was unloaded", "load it again, or retry (autoload)",
+                model_type=model.model_id, retry_after_s=1))
+        model.unload_waiters.append(UnloadWaiter(done, model.status is ModelStatus.UNLOADING, set(model.replicas)))
+        for replica in [r for r in model.replicas if not r.stopping]:
+            self.retire(model, replica, reason, keep_streams=False)
+        self._check_unloaded(model)
+
+    def _cancel_load(self, model: Model) -> None:
+        job = model.job
+        if job is None or (job.status is JobStatus.LOADING and model.generation == job.generation):
+            return  # nothing in flight, or a force_reload already switched: its old set is being stopped
+        if job.status is JobStatus.LOADING:
+            for replica in [r for r in model.replicas if r.generation == job.generation]:
+                self.arb.replicas.stop(replica, "load cancelled")
+        self._fail(model, job, "CONFLICT", "load cancelled by an unload request",
+                   "the model was unloaded while it loaded; load it again if it is still needed",
+                   status=JobStatus.CANCELLED)
+
+    def _check_unloaded(self, model: Model, gone: Replica | None = None) -> None:
+        for waiter in model.unload_waiters:
+            if gone in waiter.pending:
+                waiter.pending.discard(gone)
+                waiter.freed_mb += gone.unique_mb
+        if model.status is ModelStatus.UNLOADING and not model.replicas:
+            model.transition(ModelStatus.UNLOADED, "every process stopped")
+            if model.job is not None and model.job.status is JobStatus.PENDING:
+                self._begin(model)
+            for waiting in list(self.awaiting_memory):
+                if waiting.job is not None:
+                    self._begin(waiting)
+        finished = [w for w in model.unload_waiters if not w.pending]
+        model.unload_waiters = [w for w in model.unload_waiters if w.pending]
+        for waiter in finished:
+            waiter.done(round(waiter.freed_mb, 1) if waiter.was_loaded else 0.0, waiter.was_loaded)
+
+    def retire(self, model: Model, replica: Replica, reason: str, keep_streams: bool,
+               then: Callable[[Replica], None] | None = None) -> None:
+        """Drain, then stop: no new work; what runs finishes (and, with keep_streams, its streams), bounded by
+        drain_timeout_s."""
+        replica.keep_streams = replica.keep_streams and keep_streams if replica.draining else keep_streams
+        replica.draining = True
+        if then is not None:
+            replica.on_exit.append(then)
+
+        def check() -> None:
+            pinned = any(w.pinned == replica.identity for w in model.queue)
+            if replica.work is None and not pinned and not (replica.keep_streams and replica.streams):
+                self.arb.replicas.stop(replica, reason)
+        replica.on_drained = check
+        self.arb.loop.call_later(self.arb.settings.drain_timeout_s,
+                                 lambda: self.arb.replicas.stop(replica, f"{reason}; drain_timeout_s passed"))
+        self.arb.changed()
+        check()

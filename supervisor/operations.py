@@ -1,0 +1,122 @@
+"""What callers ask of the arbiter. Each method runs on the arbiter thread (the facade `call`s it there) and
+returns at once: a job, or a Future the caller waits on with its deadline."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from concurrent.futures import Future
+
+from supervisor.catalog import MODEL_IDS
+from supervisor.errors import SupervisorError, model_not_found
+from supervisor.jobs import LoadGroup, LoadJob
+from supervisor.lifecycle import job_error
+from supervisor.states import ModelStatus
+from supervisor.streams import Stream, stream_lost
+from supervisor.views import UnloadView
+from supervisor.work import AudioWork, OpenStreamWork, PunctuateWork, Work
+
+log = logging.getLogger(__name__)
+
+ALL = "all"
+ASR = "streaming_asr"
+BYTES_PER_MS = 32  # 16 kHz, 16-bit mono
+
+
+def resolve(model_type: str, allow_all: bool = True) -> list[str]:
+    if model_type == ALL and allow_all:
+        return list(MODEL_IDS)
+    if model_type not in MODEL_IDS:
+        raise model_not_found(model_type, list(MODEL_IDS))
+    return [model_type]
+
+
+class Operations:
+    def __init__(self, arbiter) -> None:
+        self.arb = arbiter
+        self._transcriptions = itertools.count(1)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def load(self, model_type: str, force_reload: bool, timeout_s: float) -> LoadJob | LoadGroup:
+        """Start or join; a single model refused at once (memory) raises, `all` reports it in its group."""
+        jobs = [self.arb.lifecycle.load(self.arb.models[m], force_reload, timeout_s) for m in resolve(model_type)]
+        if model_type != ALL:
+            if jobs[0].done and jobs[0].error_code:
+                raise job_error(jobs[0])
+            return jobs[0]
+        group = LoadGroup(jobs)
+        self.arb.remember(group)
+        return group
+
+    def unload(self, model_type: str) -> Future:
+        """The Future gets the UnloadView once every process of the model(s) is gone."""
+        began, future = time.monotonic(), Future()
+        model_ids = resolve(model_type)
+        outcomes: dict[str, tuple[float, bool]] = {}
+
+        def one_done(model_id: str, freed: float, was_loaded: bool) -> None:
+            outcomes[model_id] = (freed, was_loaded)
+            if len(outcomes) == len(model_ids):
+                remaining = [m for m, model in self.arb.models.items() if model.status is ModelStatus.LOADED]
+                self.arb.settle(future, UnloadView(
+                    model_type=model_type, memory_freed_mb=round(sum(f for f, _ in outcomes.values()), 1),
+                    unload_time_ms=round((time.monotonic() - began) * 1000, 1), models_remaining=remaining,
+                    was_loaded=any(w for _, w in outcomes.values())))
+        for model_id in model_ids:
+            self.arb.lifecycle.unload(self.arb.models[model_id], "unload requested",
+                                      lambda freed, was, m=model_id: one_done(m, freed, was))
+        return future
+
+    def close(self) -> Future:
+        """Refuse new work, answer what is queued, drain what runs, unload everything."""
+        self.arb.closing = True
+        self.arb.changed()
+        for model in self.arb.models.values():
+            self.arb.dispatch.fail_queue(model, lambda: SupervisorError(
+                "MODEL_NOT_READY", "Server is shutting down", "retry against another instance", retry_after_s=5))
+        return self.unload(ALL)
+
+    # -- inference -----------------------------------------------------------------------------------
+    def _queue(self, model_id: str, work: Work) -> Future:
+        try:
+            self.arb.dispatch.submit(self.arb.models[model_id], work)
+        except SupervisorError as exc:
+            self.arb.dispatch.finish(self.arb.models[model_id], work, exc)
+        return work.future
+
+    def punctuate(self, text: str) -> Future:
+        return self._queue("punctuation", PunctuateWork("punctuation", self.arb.settings.request_timeout_s, text))
+
+    def open_stream(self, punctuate: bool) -> Future:
+        stream = Stream(ASR, punctuate, self.arb.settings.stream_expiry_s)
+        return self._queue(ASR, OpenStreamWork(ASR, self.arb.settings.request_timeout_s, stream))
+
+    def feed(self, stream_id: str, pcm: bytes, is_final: bool) -> Future:
+        stream = self.arb.streams.get(stream_id)
+        replica = self.arb.replicas.by_identity.get(stream.identity)
+        if replica is None or replica.stopping:
+            self.arb.streams.lose(stream_id, "its model process was stopped since the stream opened")
+            raise stream_lost(stream_id, "its model process was stopped since the stream opened")
+        work = self._audio(stream.stream_id, pcm, is_final)
+        work.stream, work.pinned = stream, stream.identity
+        return self._queue(ASR, work)
+
+    def transcribe(self, pcm: bytes) -> Future:
+        return self._queue(ASR, self._audio(f"tx_{next(self._transcriptions)}", pcm, True))
+
+    def _audio(self, stream_id: str, pcm: bytes, is_final: bool) -> AudioWork:
+        settings = self.arb.settings
+        return AudioWork(ASR, settings.request_timeout_s, stream_id, pcm, is_final,
+                         settings.transcribe_piece_ms * BYTES_PER_MS)
+
+    def abort(self, stream_id: str) -> None:
+        stream = self.arb.streams.get(stream_id)
+        self.arb.streams.remove(stream_id)
+        self.arb.dispatch.drop_stream(stream.identity, stream_id)
+        self.arb.changed()
+
+    def record_refused(self, model_id: str) -> None:
+        """A request refused before it reached the queue (bad input) still counts against the success rate."""
+        self.arb.models[model_id].usage.record("invalid", 0.0)
+        self.arb.changed()

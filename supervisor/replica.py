@@ -1,0 +1,131 @@
+"""One model process as the arbiter sees it, and a model's state: its replicas, queue, load job and history.
+
+Only the arbiter thread reads or writes these objects; everyone else reads the published snapshot.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Callable
+
+from model_procs.protocol import LoadTimings
+from supervisor.catalog import CatalogEntry
+from supervisor.config import ModelConfig
+from supervisor.event_loop import Timer
+from supervisor.jobs import LoadJob
+from supervisor.spawner import Child, describe_exit
+from supervisor.states import ModelStatus, check_transition
+from supervisor.usage import UsageStats
+
+if TYPE_CHECKING:
+    from supervisor.work import Work
+
+log = logging.getLogger(__name__)
+
+
+class Replica:
+    """A process of one model. `generation` says which replica set it belongs to (a force_reload starts a new
+    one); `draining` ones take no new work but their own streams'; `stopping` ones take nothing."""
+
+    def __init__(self, model_id: str, identity: bytes, generation: int) -> None:
+        now = time.monotonic()
+        self.model_id = model_id
+        self.identity = identity
+        self.generation = generation
+        self.child: Child | None = None
+        self.pid = 0
+        self.ready = False
+        self.draining = False
+        self.stopping = False
+        self.work: Work | None = None
+        self.deadline: Timer | None = None
+        self.streams: set[str] = set()
+        self.last_heartbeat = now
+        self.last_used = now
+        self.kill_reason: str | None = None
+        self.load_failure: tuple[str, str] | None = None   # (reason, hint) from its LoadFailed
+        self.exitcode: int | None = None
+        self.rss_mb = 0.0
+        self.unique_mb = 0.0
+        self.on_exit: list[Callable[[Replica], None]] = []
+        self.on_drained: Callable[[], None] | None = None  # set while it drains: checked after each change
+        self.keep_streams = True                            # drain waits for its streams to finish
+
+    @property
+    def state(self) -> str:
+        if self.stopping:
+            return "stopping"
+        if not self.ready:
+            return "starting"
+        if self.draining:
+            return "draining"
+        return "busy" if self.work is not None else "idle"
+
+    def kill(self, reason: str) -> None:
+        """The supervisor's own verdict (watchdog, deadline, cap): remembered so last_error says why."""
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        if self.child is not None:
+            self.child.signal(9)
+
+    def describe_exit(self) -> str:
+        if self.kill_reason:
+            return f"killed by the supervisor: {self.kill_reason}"
+        return describe_exit(self.exitcode)
+
+
+class Model:
+    """One model: its lifecycle status (a summary of its replicas), queue, load job and history."""
+
+    def __init__(self, entry: CatalogEntry, config: ModelConfig) -> None:
+        self.entry = entry
+        self.config = config
+        self.status = ModelStatus.UNLOADED
+        self.replicas: list[Replica] = []
+        self.generation = 0                     # the replica set dispatch uses
+        self.generations = itertools.count(1)   # each load starts a new set, cancelled ones included
+        self.job: LoadJob | None = None         # the load in flight or waiting to start
+        self.queue: deque[Work] = deque()
+        self.unload_waiters: list = []           # lifecycle.UnloadWaiter: unload calls still waiting
+        self.restart_timer: Timer | None = None
+        self.scale_blocked_until = 0.0
+        self.last_error: str | None = None
+        self.restarts = 0
+        self.crashes = 0
+        self.evictions = 0
+        self.load_time_ms: float | None = None
+        self.timings: LoadTimings | None = None
+        self.resolved_source: str | None = None
+        self.loads = 0
+        self.cache_hits = 0
+        self.usage = UsageStats()
+
+    @property
+    def model_id(self) -> str:
+        return self.entry.model_id
+
+    def transition(self, new: ModelStatus, reason: str) -> None:
+        check_transition(self.status, new)
+        pids = [r.pid for r in self.replicas if not r.stopping] or None
+        log.info("model %s: %s -> %s (%s) pid=%s", self.model_id, self.status.value, new.value, reason, pids)
+        self.status = new
+
+    def current(self) -> list[Replica]:
+        """The replica set dispatch uses, starting ones included."""
+        return [r for r in self.replicas if r.generation == self.generation and not (r.stopping or r.draining)]
+
+    def serving(self) -> list[Replica]:
+        return [r for r in self.current() if r.ready]
+
+    def live(self) -> list[Replica]:
+        return [r for r in self.replicas if not r.stopping]
+
+    def busy(self) -> bool:
+        """Work queued or running, or a stream open: what idle unloading and eviction must respect."""
+        return bool(self.queue) or any(r.work is not None or r.streams for r in self.replicas)
+
+    def loading(self) -> bool:
+        return self.job is not None and not self.job.done

@@ -1,0 +1,139 @@
+"""Starting, watching and stopping replica processes, on the arbiter thread; the slow parts go to the executor.
+
+A process is started off the loop (a forkserver spawn), watched through its pidfd, and reaped off the loop. It
+is stopped by asking (Shutdown), then SIGTERM, then SIGKILL, each after `stop_grace_s`; its Private_Dirty is
+read just before, since that is what the stop gives back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import uuid
+from typing import Callable
+
+from model_procs.protocol import Ready, Shutdown, WorkerSpec
+from supervisor.replica import Model, Replica
+
+log = logging.getLogger(__name__)
+
+
+class Replicas:
+    def __init__(self, arbiter) -> None:
+        self.arb = arbiter
+        self.by_identity: dict[bytes, Replica] = {}
+
+    def start(self, model: Model, generation: int) -> Replica:
+        identity = f"{model.model_id}:{uuid.uuid4().hex[:12]}".encode()
+        replica = Replica(model.model_id, identity, generation)
+        model.replicas.append(replica)
+        self.by_identity[identity] = replica
+        config = model.config
+        spec = WorkerSpec(model_id=model.model_id, source=config.source, device=config.device,
+                          threads=config.threads, endpoint=self.arb.loop.endpoint, identity=identity,
+                          supervisor_pid=os.getpid(), cache_dir=str(self.arb.cache_dir),
+                          spawned_at=time.monotonic(), log_format=self.arb.log_format)
+        self.arb.loop.offload(lambda: self.arb.spawner.spawn(spec),
+                              lambda child, error: self._spawned(model, replica, child, error))
+        self.arb.changed()
+        return replica
+
+    def _spawned(self, model: Model, replica: Replica, child, error: BaseException | None) -> None:
+        if error is not None:
+            log.error("model %s: could not start a process: %s", model.model_id, error)
+            replica.load_failure = (f"could not start a model process: {error}", "see the server log")
+            self._gone(model, replica)
+            return
+        replica.child, replica.pid = child, child.pid
+        log.info("model %s: process %d spawned (source %s)", model.model_id, child.pid, model.config.source)
+        self.arb.loop.watch(child.exit_fd, lambda: self.arb.loop.offload(
+            child.reap, lambda code, _: self._reaped(model, replica, code)))
+        if replica.stopping:  # given up on while it started
+            child.signal(signal.SIGKILL)
+        self.arb.changed()
+
+    def _reaped(self, model: Model, replica: Replica, exitcode: int | None) -> None:
+        replica.exitcode = exitcode
+        self._gone(model, replica)
+
+    def _gone(self, model: Model, replica: Replica) -> None:
+        if replica.deadline is not None:
+            replica.deadline.cancel()
+        if replica.child is not None:
+            replica.child.close()
+        model.replicas.remove(replica)
+        self.by_identity.pop(replica.identity, None)
+        self.arb.changed()
+        self.arb.lifecycle.on_replica_gone(model, replica)
+        for callback in replica.on_exit:
+            callback(replica)
+
+    def on_ready(self, replica: Replica, ready: Ready) -> None:
+        """Read its memory (off the loop) before it counts as ready, so the load's answer has real figures."""
+        replica.last_heartbeat = time.monotonic()  # a long load must not look like a silent process
+        model = self.arb.models[replica.model_id]
+        self.arb.loop.offload(lambda: self.arb.spawner.memory_mb(replica.pid),
+                              lambda memory, _: self._ready(model, replica, ready, memory))
+
+    def _ready(self, model: Model, replica: Replica, ready: Ready, memory: tuple[float, float] | None) -> None:
+        if replica.stopping or replica.identity not in self.by_identity:
+            return
+        replica.rss_mb, replica.unique_mb = memory or (0.0, 0.0)
+        replica.ready = True
+        replica.last_heartbeat = replica.last_used = time.monotonic()
+        model.timings, model.load_time_ms = ready.timings, ready.timings.total_ms
+        model.resolved_source = ready.resolved_source
+        model.loads += 1
+        model.cache_hits += int(ready.source_was_cached)
+        self.arb.admission.footprints.record(model, replica.unique_mb)
+        self.arb.metrics.load_duration.labels(model.model_id).observe(ready.timings.total_ms / 1000)
+        log.info("model %s: loaded by pid %d in %.0f ms (weights %.0f ms, warm-up %.0f ms), RSS %.1f MB",
+                 model.model_id, replica.pid, ready.timings.total_ms, ready.timings.weights_ms,
+                 ready.timings.warmup_ms, replica.rss_mb)
+        self.arb.lifecycle.on_replica_ready(model, replica)
+        self.arb.changed()
+
+    def stop(self, replica: Replica, reason: str, on_stopped: Callable[[Replica], None] | None = None) -> None:
+        """Ask, then SIGTERM, then SIGKILL. `on_stopped` runs once the process is reaped."""
+        if on_stopped is not None:
+            replica.on_exit.append(on_stopped)
+        if replica.stopping or replica.identity not in self.by_identity:
+            return
+        log.info("model %s: stopping pid %d (%s)", replica.model_id, replica.pid, reason)
+        replica.stopping, replica.draining = True, False
+        self.arb.changed()
+        if replica.child is None:
+            return  # still starting: killed the moment its spawn returns
+        if not replica.ready:
+            replica.child.signal(signal.SIGKILL)  # a load given up on: nothing to save
+            return
+        self.arb.loop.offload(lambda: self.arb.spawner.memory_mb(replica.pid),
+                              lambda memory, _: self._ask_to_exit(replica, memory))
+
+    def _ask_to_exit(self, replica: Replica, memory: tuple[float, float] | None) -> None:
+        if memory is not None and memory[1] > 0:
+            replica.unique_mb = memory[1]  # what the stop gives back
+        self.arb.loop.send(replica.identity, Shutdown())
+        grace, child = self.arb.stop_grace_s, replica.child
+        self.arb.loop.call_later(grace, lambda: child.signal(signal.SIGTERM))
+        self.arb.loop.call_later(2 * grace, lambda: child.signal(signal.SIGKILL))
+
+    def refresh_memory(self) -> None:
+        """RSS and Private_Dirty of every serving process, read off the loop; then enforce max_memory_mb."""
+        ready = [r for model in self.arb.models.values() for r in model.replicas if r.ready and not r.stopping]
+        if not ready:
+            return
+        self.arb.loop.offload(lambda: [self.arb.spawner.memory_mb(r.pid) for r in ready],
+                              lambda figures, _: self._memory_read(ready, figures or []))
+
+    def _memory_read(self, replicas: list[Replica], figures: list[tuple[float, float]]) -> None:
+        for replica, (rss, unique) in zip(replicas, figures):
+            if replica.stopping or replica.identity not in self.by_identity:
+                continue
+            replica.rss_mb, replica.unique_mb = rss, unique
+            cap = self.arb.models[replica.model_id].config.max_memory_mb
+            if cap and unique > cap:
+                replica.kill(f"its memory ({unique:.0f} MB) exceeded max_memory_mb={cap:g}")
+        self.arb.changed()
