@@ -75,8 +75,21 @@ def summarize(raw: dict) -> dict:
     plane = raw["control_plane_ms"]
     summary = {"models": models, "control_plane": {"samples": len(plane), "p50_ms": med(plane),
                                                    "p99_ms": pct(plane, 0.99)}}
+    if "capacity" in raw:
+        summary["replicas"] = summarize_replicas(raw)
     summary["targets"] = targets(summary)
     return summary
+
+
+def summarize_replicas(raw: dict) -> dict:
+    one, two = raw["capacity"]["1"], raw["capacity"]["2"]
+    hol = raw["head_of_line"]
+    idle, busy = pct(hol["idle_ms"], 0.95), pct(hol["busy_ms"], 0.95)
+    return {"capacity_1": one["capacity"], "capacity_2": two["capacity"],
+            "capped": one["capped"] or two["capped"],
+            "capacity_ratio": ratio(two["capacity"], one["capacity"]),
+            "hol_idle_p95_ms": idle, "hol_busy_p95_ms": busy, "hol_busy_samples": len(hol["busy_ms"]),
+            "hol_ratio": ratio(busy, idle), "hol_audio_s": hol["audio_s"]}
 
 
 def targets(summary: dict) -> list[dict]:
@@ -97,6 +110,11 @@ def targets(summary: dict) -> list[dict]:
             check("streaming chunk API / in-process p50", m["http_vs_direct_p50"], "<=", 1.05)
             check("streaming_asr worker RSS after load MB", m["rss_mb"], "<=", 1500)
     check("/model/info p99 ms during a load, 16 clients", summary["control_plane"]["p99_ms"], "<=", 20)
+    replicas = summary.get("replicas")
+    if replicas:
+        capped = " (capped by --max-streams: not measured)" if replicas["capped"] else ""
+        check(f"real-time streams, 2 replicas / 1 replica{capped}", replicas["capacity_ratio"], ">=", 1.7)
+        check("stream chunk p95 beside a long transcription / idle p95", replicas["hol_ratio"], "<=", 3.0)
     return rows
 
 
@@ -132,16 +150,27 @@ def render_table(result: dict) -> str:
     lines.append(f"/model/info during a load, 16 clients: p50 {plane['p50_ms']} ms, p99 {plane['p99_ms']} ms "
                  f"({plane['samples']} samples)")
     lines.append(f"memory probe: {result['memory_probe']}; size {result['size']}, median of {result['repeats']}")
+    lines += replica_lines(result["summary"].get("replicas"))
     lines.append("")
     lines += [f"{'MET ' if t['met'] else 'MISS'}  {t['figure']}: {t['value']:g} (target {t['target']})"
               for t in result["summary"]["targets"]]
     return "\n".join(lines)
 
 
+def replica_lines(replicas: dict | None) -> list[str]:
+    if not replicas:
+        return []
+    return [f"real-time streams sustained (p95 chunk <= 600 ms): {replicas['capacity_1']} with 1 replica, "
+            f"{replicas['capacity_2']} with 2" + (" (capped)" if replicas["capped"] else ""),
+            f"head-of-line: stream chunk p95 {replicas['hol_idle_p95_ms']} ms idle, {replicas['hol_busy_p95_ms']} ms "
+            f"beside a {replicas['hol_audio_s']:g} s transcription ({replicas['hol_busy_samples']} chunks)"]
+
+
 def render_markdown(result: dict) -> str:
     table = rows(result)
     out = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
     out += ["| " + " | ".join(r) + " |" for r in table[1:]]
+    out += [""] + replica_lines(result["summary"].get("replicas"))
     out += ["", "| target | value | met |", "|---|---|---|"]
     out += [f"| {t['figure']} {t['target']} | {t['value']:g} | {'yes' if t['met'] else '**no**'} |"
             for t in result["summary"]["targets"]]

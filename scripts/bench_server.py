@@ -46,13 +46,14 @@ def free_port() -> int:
 class BenchServer:
     """`funasr-supervisor serve` on loopback with generated models of one size, 1 thread each, never idle-unloaded."""
 
-    def __init__(self, cache_dir: Path, size: str, models: list[str]) -> None:
+    def __init__(self, cache_dir: Path, size: str, models: list[str], replicas: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = Path(tempfile.mkstemp(suffix=".toml")[1])
         self.config.write_text("".join(f'[models.{m}]\nsource = "generated:{size}"\nthreads = 1\n'
-                                       f"keep_alive_s = -1\nautoload = false\n" for m in models))
-        self.log = open(cache_dir / "bench-server.log", "wb")
+                                       f"keep_alive_s = -1\nautoload = false\n"
+                                       f"min_replicas = {replicas}\nmax_replicas = {replicas}\n" for m in models))
+        self.log = open(cache_dir / f"bench-server-{replicas}-replicas.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "serve", "--models", str(self.config),
                                       "--port", str(self.port), "--cache-dir", str(cache_dir)],
                                      cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -86,6 +87,14 @@ class BenchServer:
         resp = self.session.delete(f"{self.url}/model/unload/{model_id}", timeout=60)
         resp.raise_for_status()
         return resp.json()
+
+    def wait_for_replicas(self, model_id: str, count: int, timeout_s: float = 600) -> None:
+        """Until `count` processes of the model are idle (min_replicas starts the rest after the first)."""
+        deadline = time.monotonic() + timeout_s
+        while [r["state"] for r in self.info(model_id).get("replicas", [])] != ["idle"] * count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{model_id}: {count} replicas not ready within {timeout_s} s")
+            time.sleep(0.2)
 
     def info(self, model_id: str) -> dict:
         resp = self.session.post(self.url + "/model/info", json={"detailed": True}, timeout=30)

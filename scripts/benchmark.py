@@ -1,4 +1,5 @@
-"""Benchmark the server against FunASR without it: load time, memory returned on unload, request overhead.
+"""Benchmark the server against FunASR without it: load time, memory returned on unload, request overhead,
+streaming capacity with 1 and 2 replicas, and head-of-line blocking.
 
     python scripts/benchmark.py --size full --repeats 3 --json bench.json --markdown bench.md
 
@@ -25,6 +26,7 @@ if str(REPO) not in sys.path:
 
 import requests  # noqa: E402
 
+from scripts.bench_capacity import head_of_line, streaming_capacity  # noqa: E402
 from scripts.bench_report import machine_info, render_markdown, render_table, summarize  # noqa: E402
 from scripts.bench_requests import http_latencies  # noqa: E402
 from scripts.bench_server import BenchServer, SystemMemory  # noqa: E402
@@ -138,6 +140,23 @@ def control_plane_during_load(server: BenchServer, model_id: str, clients: int =
     return samples
 
 
+def replica_workloads(cache_dir: Path, size: str, args: argparse.Namespace) -> dict:
+    """Streaming capacity with 1 and with 2 replicas (each on its own server), then head-of-line blocking on
+    one replica; same run, same models."""
+    out: dict = {"capacity": {}}
+    for replicas in (1, 2):
+        print(f"[bench] streaming capacity, {replicas} replica(s)", file=sys.stderr, flush=True)
+        with BenchServer(cache_dir, size, ["streaming_asr"], replicas=replicas) as server:
+            server.load("streaming_asr")
+            server.wait_for_replicas("streaming_asr", replicas)
+            out["capacity"][str(replicas)] = streaming_capacity(server.url, args.max_streams, args.capacity_chunks)
+            if replicas == 1:
+                print(f"[bench] head-of-line: a stream beside a {args.hol_audio_s:g} s transcription",
+                      file=sys.stderr, flush=True)
+                out["head_of_line"] = head_of_line(server.url, args.hol_audio_s, args.capacity_chunks)
+    return out
+
+
 def run(args: argparse.Namespace) -> dict:
     cache_dir = Path(args.cache_dir or tempfile.mkdtemp(prefix="funasr-bench-"))
     dirs = generate_models(cache_dir, args.size, args.models)
@@ -153,6 +172,8 @@ def run(args: argparse.Namespace) -> dict:
             raw["models"][model_id] = entry
         print("[bench] control plane under load", file=sys.stderr, flush=True)
         raw["control_plane_ms"] = control_plane_during_load(server, args.models[0])
+    if "streaming_asr" in args.models:
+        raw |= replica_workloads(cache_dir, args.size, args)
     return {"machine": machine_info(), "size": args.size, "repeats": args.repeats, "requests": args.requests,
             "memory_probe": memory.source, "raw": raw, "summary": summarize(raw)}
 
@@ -163,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--requests", type=int, default=200, help="requests per latency figure")
     parser.add_argument("--models", nargs="+", choices=MODEL_IDS, default=list(MODEL_IDS))
+    parser.add_argument("--max-streams", type=int, default=16, help="capacity search stops here")
+    parser.add_argument("--capacity-chunks", type=int, default=10, help="600 ms chunks per stream per step")
+    parser.add_argument("--hol-audio-s", type=float, default=300.0, help="the long transcription's length")
     parser.add_argument("--cache-dir", help="where generated models go (default: a fresh temporary directory)")
     parser.add_argument("--json", type=Path, help="write every raw sample and the summary here")
     parser.add_argument("--markdown", type=Path, help="write the summary table as Markdown here")
