@@ -76,10 +76,12 @@ def head_of_line(url: str, audio_s: float, chunks: int) -> dict:
     transcribing = threading.Event()
 
     def transcribe() -> None:
-        client = KeepAliveClient(url)
+        client = KeepAliveClient(url, timeout_s=3600)  # shares its replica: slower than alone, by design
         transcribing.set()
-        client.post("/asr/transcribe?punctuate=false", pcm, PCM)
-        transcribing.clear()
+        try:
+            client.post("/asr/transcribe?punctuate=false", pcm, PCM)
+        finally:
+            transcribing.clear()
     long = threading.Thread(target=transcribe)
     long.start()
     transcribing.wait()

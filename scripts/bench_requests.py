@@ -40,9 +40,9 @@ class KeepAliveClient:
     """A lean HTTP/1.1 client on one kept-alive connection (stdlib), so the figure is the server's cost,
     not a client library's."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout_s: float = 120) -> None:
         host, port = url.removeprefix("http://").split(":")
-        self.connection = http.client.HTTPConnection(host, int(port), timeout=120)
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
 
         self.model_ms: list[float] = []   # from each answer's Server-Timing header
 

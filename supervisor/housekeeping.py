@@ -45,10 +45,14 @@ class Housekeeping:
                 self._memory_read_at = time.monotonic()
                 self.arb.replicas.refresh_memory()
             if time.monotonic() - self._cache_read_at >= CACHE_SIZE_EVERY_S:
-                self._cache_read_at = time.monotonic()
-                self.arb.loop.offload(lambda: directory_size_mb(self.arb.cache_dir), self._cache_size_read)
+                self.refresh_cache_size()
         finally:
             self.arb.loop.call_later(TICK_S, self._tick)
+
+    def refresh_cache_size(self) -> None:
+        """Walked off the loop every few seconds, and after each load (it may have fetched or made files)."""
+        self._cache_read_at = time.monotonic()
+        self.arb.loop.offload(lambda: directory_size_mb(self.arb.cache_dir), self._cache_size_read)
 
     def _cache_size_read(self, size_mb: float | None, _) -> None:
         if size_mb is not None:

@@ -92,6 +92,7 @@ class Replicas:
         log.info("model %s: loaded by pid %d in %.0f ms (weights %.0f ms, warm-up %.0f ms), RSS %.1f MB",
                  model.model_id, replica.pid, ready.timings.total_ms, ready.timings.weights_ms,
                  ready.timings.warmup_ms, replica.rss_mb)
+        self.arb.housekeeping.refresh_cache_size()
         self.arb.lifecycle.on_replica_ready(model, replica)
         self.arb.changed()
 
