@@ -46,8 +46,11 @@ class KeepAliveClient:
 
         self.model_ms: list[float] = []   # from each answer's Server-Timing header
 
-    def post(self, path: str, body: bytes, content_type: str) -> dict:
-        self.connection.request("POST", path, body=body, headers={"Content-Type": content_type})
+    def get(self, path: str) -> dict:
+        return self.post(path, None, None, method="GET")
+
+    def post(self, path: str, body: bytes | None, content_type: str | None, method: str = "POST") -> dict:
+        self.connection.request(method, path, body=body, headers={"Content-Type": content_type} if body else {})
         response = self.connection.getresponse()
         payload = json.loads(response.read())
         if response.status >= 300:

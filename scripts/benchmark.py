@@ -24,11 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import requests  # noqa: E402
-
 from scripts.bench_capacity import head_of_line, streaming_capacity  # noqa: E402
 from scripts.bench_report import machine_info, render_markdown, render_table, summarize  # noqa: E402
-from scripts.bench_requests import http_latencies  # noqa: E402
+from scripts.bench_requests import KeepAliveClient, http_latencies  # noqa: E402
 from scripts.bench_server import BenchServer, SystemMemory  # noqa: E402
 
 MODEL_IDS = ("streaming_asr", "punctuation")
@@ -114,16 +112,17 @@ def naive_cold_start(model_id: str, model_dir: Path) -> float:
 
 
 def control_plane_during_load(server: BenchServer, model_id: str, clients: int = 16) -> list[float]:
-    """`/model/info` latency from `clients` threads, sampled only while `model_id` is loading."""
+    """`/model/info` latency from `clients` threads, sampled only while `model_id` is loading. Each client is a
+    lean stdlib keep-alive connection: the clients share the machine's 2 cores with the server and the load."""
     loading = threading.Event()
     done = threading.Event()
     samples: list[float] = []
 
     def poll() -> None:
-        session = requests.Session()
+        client = KeepAliveClient(server.url)
         while not done.is_set():
             began = time.perf_counter()
-            session.get(f"{server.url}/model/info").raise_for_status()
+            client.get("/model/info")
             if loading.is_set():
                 samples.append((time.perf_counter() - began) * 1000)
     threads = [threading.Thread(target=poll) for _ in range(clients)]

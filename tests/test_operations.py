@@ -17,6 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
+from api.errors import HTTP_STATUS
 from tests.helpers import REPO, ServerProcess, wait_for
 
 
@@ -136,3 +137,12 @@ def test_kubernetes_manifests_validate():
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["resources"]["limits"]["memory"] and container["lifecycle"]["preStop"]
+
+
+def test_readme_error_table_matches_the_codes_the_server_uses():
+    """One table (api.errors.HTTP_STATUS) defines each code's status; the README's table must agree with it."""
+    rows = dict(re.findall(r"^\| `([A-Z_]+)`(?: / `[A-Z_]+`)? \| (\d{3})", (REPO / "README.md").read_text(), re.M))
+    pairs = re.findall(r"^\| `([A-Z_]+)` / `([A-Z_]+)` \| (\d{3}) / (\d{3})", (REPO / "README.md").read_text(), re.M)
+    for first, second, first_status, second_status in pairs:
+        rows[first], rows[second] = first_status, second_status
+    assert {code: int(status) for code, status in rows.items() if code in HTTP_STATUS} == HTTP_STATUS
