@@ -8,6 +8,7 @@ import falcon
 import falcon.media
 
 from api.auth import ApiKeyMiddleware
+from api.gate import ThreadGate
 from api.observability import MetricsResource, ModelReadyResource, ReadyResource, RequestLogMiddleware
 from api.openapi import OpenApiResource
 from api.errors import handle_supervisor_error, handle_unexpected, serialize_falcon_error
@@ -21,6 +22,8 @@ from supervisor.errors import SupervisorError
 
 def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App:
     middleware = [RequestLogMiddleware(), *([ApiKeyMiddleware(api_key)] if api_key else [])]
+    settings = supervisor.settings
+    gate = ThreadGate(settings.http_threads - settings.control_threads)
     app = falcon.App(middleware=middleware)
     json_handler = MsgspecJSONHandler()
     app.req_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler})
@@ -33,15 +36,15 @@ def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App
     app.add_route("/openapi.json", OpenApiResource(version("funasr-supervisor")))
     app.add_route("/model/{model_type}/ready", ModelReadyResource(supervisor))
     app.add_route("/model/info", ModelInfoResource(supervisor))
-    app.add_route("/model/load", ModelLoadResource(supervisor))
+    app.add_route("/model/load", ModelLoadResource(supervisor, gate))
     app.add_route("/model/load/{load_id}", LoadStatusResource(supervisor))
-    app.add_route("/model/unload/{model_type}", ModelUnloadResource(supervisor))
-    app.add_route("/punctuation", PunctuationResource(supervisor))
-    app.add_route("/asr/streams", StreamsResource(supervisor))
+    app.add_route("/model/unload/{model_type}", ModelUnloadResource(supervisor, gate))
+    app.add_route("/punctuation", PunctuationResource(supervisor, gate))
+    app.add_route("/asr/streams", StreamsResource(supervisor, gate))
     app.add_route("/asr/streams/{stream_id}", StreamResource(supervisor))
-    app.add_route("/asr/streams/{stream_id}/audio", StreamAudioResource(supervisor))
-    app.add_route("/asr/streams/{stream_id}/finish", StreamFinishResource(supervisor))
-    app.add_route("/asr/transcribe", TranscribeResource(supervisor))
+    app.add_route("/asr/streams/{stream_id}/audio", StreamAudioResource(supervisor, gate))
+    app.add_route("/asr/streams/{stream_id}/finish", StreamFinishResource(supervisor, gate))
+    app.add_route("/asr/transcribe", TranscribeResource(supervisor, gate))
 
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(SupervisorError, handle_supervisor_error)

@@ -7,6 +7,7 @@ import falcon
 from api.audio import read_pcm
 from api.bodies import (PunctuateRequest, PunctuateResponse, StreamClosedResponse, StreamOpenRequest,
                         StreamOpenResponse, StreamTextResponse, TranscribeResponse)
+from api.gate import ThreadGate
 from api.media import read_body
 from supervisor.core import Supervisor
 from supervisor.views import StreamText
@@ -29,26 +30,30 @@ class Limits:
         self.text_bytes = int(settings.max_text_kb * 1024)
 
 
-class PunctuationResource:
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor, self.limits = supervisor, Limits(supervisor)
+class ModelWork:
+    """A resource whose calls hold their thread while a model works: admitted through the thread gate."""
+
+    def __init__(self, supervisor: Supervisor, gate: ThreadGate) -> None:
+        self.supervisor, self.gate, self.limits = supervisor, gate, Limits(supervisor)
+
+
+class PunctuationResource(ModelWork):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         request = read_body(req, PunctuateRequest, limit=self.limits.text_bytes)
-        result = self.supervisor.punctuate(request.text)
+        with self.gate.admit():
+            result = self.supervisor.punctuate(request.text)
         resp.media = PunctuateResponse(success=True, text=result.text, model_type="punctuation",
                                        processing_ms=result.processing_ms, cold_start=result.cold_start)
         mark_cold_start(resp, result.cold_start)
         server_timing(resp, result.model_ms)
 
 
-class StreamsResource:
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor = supervisor
-
+class StreamsResource(ModelWork):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         request = read_body(req, StreamOpenRequest, optional=True)
-        opened = self.supervisor.open_stream(request.punctuate)
+        with self.gate.admit():  # it may be a cold start
+            opened = self.supervisor.open_stream(request.punctuate)
         resp.status = 201
         resp.media = StreamOpenResponse(success=True, stream_id=opened.stream_id, sample_rate=opened.sample_rate,
                                         chunk_ms=opened.chunk_ms, expires_in_s=opened.expires_in_s,
@@ -61,23 +66,19 @@ def stream_text(stream_id: str, result: StreamText) -> StreamTextResponse:
                               processing_ms=result.processing_ms, punctuated_text=result.punctuated_text)
 
 
-class StreamAudioResource:
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor, self.limits = supervisor, Limits(supervisor)
-
+class StreamAudioResource(ModelWork):
     def on_post(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
         pcm = read_pcm(req, self.limits.audio_bytes)
-        result = self.supervisor.feed(stream_id, pcm)
+        with self.gate.admit():
+            result = self.supervisor.feed(stream_id, pcm)
         resp.media = stream_text(stream_id, result)
         server_timing(resp, result.model_ms)
 
 
-class StreamFinishResource:
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor = supervisor
-
+class StreamFinishResource(ModelWork):
     def on_post(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
-        result = self.supervisor.feed(stream_id, b"", is_final=True)
+        with self.gate.admit():
+            result = self.supervisor.feed(stream_id, b"", is_final=True)
         resp.media = stream_text(stream_id, result)
         server_timing(resp, result.model_ms)
 
@@ -91,14 +92,12 @@ class StreamResource:
         resp.media = StreamClosedResponse(success=True, stream_id=stream_id, message="Stream aborted")
 
 
-class TranscribeResource:
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor, self.limits = supervisor, Limits(supervisor)
-
+class TranscribeResource(ModelWork):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         punctuate = req.get_param_as_bool("punctuate", default=True)
         pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True)
-        result = self.supervisor.transcribe(pcm, punctuate)
+        with self.gate.admit():
+            result = self.supervisor.transcribe(pcm, punctuate)
         resp.media = TranscribeResponse(success=True, text=result.text, punctuated_text=result.punctuated_text,
                                         audio_ms=result.audio_ms, processing_ms=result.processing_ms,
                                         rtf=result.rtf, cold_start=result.cold_start)

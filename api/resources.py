@@ -7,6 +7,7 @@ import msgspec
 
 from api.bodies import (HealthResponse, InfoRequest, InfoResponse, JobResponse, LoadAccepted, LoadCompleted,
                         LoadRequest, UnloadResponse)
+from api.gate import ThreadGate
 from api.media import read_body
 from supervisor.core import LoadTicket, Supervisor
 from supervisor.jobs import utc_now
@@ -49,17 +50,19 @@ class ModelInfoResource:
 
 
 class ModelLoadResource:
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor = supervisor
+    def __init__(self, supervisor: Supervisor, gate: ThreadGate) -> None:
+        self.supervisor, self.gate = supervisor, gate
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         request = read_body(req, LoadRequest)
-        ticket = self.supervisor.request_load(request.model_type, request.force_reload, request.timeout)
         if request.async_load:
+            ticket = self.supervisor.request_load(request.model_type, request.force_reload, request.timeout)
             resp.media = self.accepted(ticket)
             resp.status = 200 if ticket.completed else 202
             return
-        self.supervisor.await_load(ticket)
+        with self.gate.admit():  # a sync load holds its thread for the whole load
+            ticket = self.supervisor.request_load(request.model_type, request.force_reload, request.timeout)
+            self.supervisor.await_load(ticket)
         resp.media = self.completed(ticket)
 
     @staticmethod
@@ -97,11 +100,12 @@ class LoadStatusResource:
 
 
 class ModelUnloadResource:
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor = supervisor
+    def __init__(self, supervisor: Supervisor, gate: ThreadGate) -> None:
+        self.supervisor, self.gate = supervisor, gate
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, model_type: str) -> None:
-        view = self.supervisor.unload(model_type)
+        with self.gate.admit():  # draining may take up to drain_timeout_s
+            view = self.supervisor.unload(model_type)
         resp.media = UnloadResponse(
             success=True, message="Model unloaded successfully" if view.was_loaded else "Model was not loaded",
             model_type=view.model_type, memory_freed_mb=view.memory_freed_mb, unload_time_ms=view.unload_time_ms,

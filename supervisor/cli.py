@@ -12,13 +12,11 @@ import threading
 from pathlib import Path
 
 from supervisor.commands import add_parsers, run
-from supervisor.config import DEFAULT_CACHE_DIR, ConfigError, load_config
+from supervisor.config import DEFAULT_CACHE_DIR, ConfigError, ServerSettings, load_config
 from supervisor.core import Supervisor
 from supervisor.logs import configure
 
 log = logging.getLogger("funasr_supervisor")
-
-HTTP_THREADS = 16  # sync loads hold a thread for their whole load; keep room for /model/info
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,6 +55,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def waitress_options(settings: ServerSettings) -> dict:
+    """Sized for a model server: thousands of connections (poll, not select, past 1024 descriptors), idle and
+    stalled connections closed after channel_timeout_s, and no body larger than a route accepts (waitress
+    reads a body before the app, and before the API key, sees it)."""
+    largest_body_mb = max(settings.max_audio_mb, settings.max_text_kb / 1024) + 1
+    return {"threads": settings.http_threads, "connection_limit": settings.connection_limit,
+            "channel_timeout": settings.channel_timeout_s,
+            "cleanup_interval": max(1, int(settings.channel_timeout_s / 2)),
+            "max_request_body_size": int(largest_body_mb * 1024 * 1024), "asyncore_use_poll": True}
+
+
 def serve(args: argparse.Namespace) -> int:
     from waitress import create_server
 
@@ -73,7 +82,8 @@ def serve(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     supervisor = Supervisor(config, args.cache_dir, log_format=args.log_format)
-    server = create_server(create_app(supervisor, args.api_key), host=args.host, port=args.port, threads=HTTP_THREADS)
+    server = create_server(create_app(supervisor, args.api_key), host=args.host, port=args.port,
+                           **waitress_options(config.server))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())  # the handler only records; the main thread acts

@@ -46,6 +46,10 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     memory_margin_mb: Annotated[float, msgspec.Meta(ge=0)] = 256.0   # kept free beyond a model's footprint
     evict_idle: bool = True          # free memory for a load by unloading idle, non-required models (LRU)
     drain_timeout_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0  # shutdown waits for requests
+    http_threads: Annotated[int, msgspec.Meta(ge=4, le=1024)] = 32        # waitress worker threads
+    control_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4        # of those, kept for control routes
+    connection_limit: Annotated[int, msgspec.Meta(ge=16, le=100000)] = 2000  # open client connections
+    channel_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0  # an idle or stalled connection
     transcribe_piece_ms: Annotated[int, msgspec.Meta(ge=600, le=60000, multiple_of=600)] = 1200  # audio per turn
 
 
@@ -63,6 +67,9 @@ def with_defaults(config: Config) -> Config:
     unknown = sorted(set(config.models) - set(CATALOG))
     if unknown:
         raise ConfigError(f"unknown model(s) in [models]: {', '.join(unknown)}; known: {', '.join(CATALOG)}")
+    if config.server.control_threads >= config.server.http_threads:
+        raise ConfigError(f"[server] control_threads ({config.server.control_threads}) must be below http_threads "
+                          f"({config.server.http_threads}): the rest serve the models")
     models = {}
     for model_id, entry in CATALOG.items():
         model = config.models.get(model_id, ModelConfig())
