@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from supervisor.commands import add_parsers, run
+from supervisor.commands import add_parsers, run, shared_options, with_shared_defaults
 from supervisor.config import DEFAULT_CACHE_DIR, ConfigError, ServerSettings, load_config
 from supervisor.core import Supervisor
 from supervisor.logs import configure
@@ -19,14 +19,24 @@ from supervisor.logs import configure
 log = logging.getLogger("funasr_supervisor")
 
 
+def port_number(text: str) -> int:
+    """argparse type for --port (and $FUNASR_SUPERVISOR_PORT, since argparse applies it to string defaults)."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535; set --port or "
+                                         "$FUNASR_SUPERVISOR_PORT)")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="funasr-supervisor", description="Process-per-model FunASR server")
+    shared = shared_options()
+    parser = argparse.ArgumentParser(prog="funasr-supervisor", description="Process-per-model FunASR server",
+                                     parents=[shared])
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API and the model supervisor")
     env = os.environ.get
     serve.add_argument("--host", default=env("FUNASR_SUPERVISOR_HOST", "127.0.0.1"),
                        help="address to bind (default: $FUNASR_SUPERVISOR_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=int(env("FUNASR_SUPERVISOR_PORT", "8000")),
+    serve.add_argument("--port", type=port_number, default=env("FUNASR_SUPERVISOR_PORT", "8000"),
                        help="port to bind (default: $FUNASR_SUPERVISOR_PORT or 8000)")
     serve.add_argument("--models", default=env("FUNASR_SUPERVISOR_MODELS"),
                        help="'demo' (small generated models) or a TOML config path (default: "
@@ -42,8 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve.add_argument("--allow-unauthenticated", action="store_true",
                        default=env("FUNASR_SUPERVISOR_ALLOW_UNAUTHENTICATED", "") == "1",
                        help="allow binding a non-loopback address without an API key")
-    add_parsers(commands)
-    return parser.parse_args(argv)
+    add_parsers(commands, shared)
+    return with_shared_defaults(parser.parse_args(argv))
 
 
 def is_loopback(host: str) -> bool:
@@ -66,6 +76,18 @@ def waitress_options(settings: ServerSettings) -> dict:
             "max_request_body_size": int(largest_body_mb * 1024 * 1024), "asyncore_use_poll": True}
 
 
+def unusable_cache_dir(path: Path) -> str | None:
+    """What is wrong with the cache directory, in one line; None when it can be used."""
+    hint = "set --cache-dir or $FUNASR_SUPERVISOR_CACHE"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot use the cache directory {path}: {exc.strerror}; {hint}"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"the cache directory {path} is not writable by this user; {hint}"
+    return None
+
+
 def serve(args: argparse.Namespace) -> int:
     from waitress import create_server
 
@@ -81,9 +103,19 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+    problem = unusable_cache_dir(args.cache_dir)
+    if problem:
+        log.error("%s", problem)
+        return 2
     supervisor = Supervisor(config, args.cache_dir, log_format=args.log_format)
-    server = create_server(create_app(supervisor, args.api_key), host=args.host, port=args.port,
-                           **waitress_options(config.server))
+    try:
+        server = create_server(create_app(supervisor, args.api_key), host=args.host, port=args.port,
+                               **waitress_options(config.server))
+    except (OSError, ValueError) as exc:  # port in use, address not on this host, a host that does not resolve
+        log.error("cannot listen on %s:%s: %s; choose another --host or --port", args.host, args.port,
+                  getattr(exc, "strerror", None) or exc)
+        supervisor.close()  # never started: this only removes its socket directory
+        return 2
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())  # the handler only records; the main thread acts

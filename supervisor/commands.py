@@ -89,10 +89,29 @@ def ready(client: ModelManagerClient, args: argparse.Namespace) -> int:
 COMMANDS = {"info": info, "load": load, "unload": unload, "ready": ready}
 
 
-def add_parsers(commands) -> None:
+SHARED_DEFAULTS = {"url": "http://127.0.0.1:8000", "api_key": None, "json": False}
+
+
+def shared_options() -> argparse.ArgumentParser:
+    """--url, --api-key and --json, accepted before or after the subcommand (as people type them)."""
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--url", default=argparse.SUPPRESS, help=f"server (default {SHARED_DEFAULTS['url']})")
+    shared.add_argument("--api-key", default=argparse.SUPPRESS, help="the server's API key")
+    shared.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    return shared
+
+
+def with_shared_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    for name, value in SHARED_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, value)
+    return args
+
+
+def add_parsers(commands, shared: argparse.ArgumentParser) -> None:
     for name, help_text in (("info", "show every model"), ("load", "load a model, with live progress"),
                             ("unload", "unload a model"), ("ready", "exit 0 when ready (all required, or MODEL)")):
-        sub = commands.add_parser(name, help=help_text)
+        sub = commands.add_parser(name, help=help_text, parents=[shared])
         if name in ("load", "unload"):
             sub.add_argument("model", help="streaming_asr, punctuation or all")
         if name == "ready":
@@ -101,9 +120,6 @@ def add_parsers(commands) -> None:
             sub.add_argument("--sync", action="store_true", help="one blocking call instead of polling the job")
             sub.add_argument("--force", action="store_true", help="force_reload: a fresh process")
             sub.add_argument("--timeout", type=float, default=300.0)
-        sub.add_argument("--url", default="http://127.0.0.1:8000")
-        sub.add_argument("--api-key", default=None)
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -70,11 +70,13 @@ class Supervisor:
         self.metrics = self.arbiter.metrics
         self._ops = self.arbiter.operations
         self._stop_grace_s = stop_grace_s
+        self._started = False
         self._closed = False
 
     # -- life of the supervisor itself -------------------------------------------------------------
     def start(self) -> None:
         """Start the arbiter now and the forkserver in the background (it preloads torch+funasr: seconds)."""
+        self._started = True
         self.arbiter.start()
         threading.Thread(target=self._boot, name="supervisor-boot", daemon=True).start()
 
@@ -96,7 +98,8 @@ class Supervisor:
             return
         self._closed = True
         try:
-            self._wait(self._call(self._ops.close), self._unload_backstop_s())
+            if self._started:
+                self._wait(self._call(self._ops.close), self._unload_backstop_s())
         except SupervisorError as exc:
             log.error("supervisor: shutdown did not finish cleanly: %s", exc.message)
         finally:

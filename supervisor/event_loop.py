@@ -113,8 +113,9 @@ class EventLoop:
     def stop(self) -> None:
         def halt() -> None:
             self._running = False
-        self.post(halt)
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self.post(halt)
+            self._thread.join(timeout=10)
         self._executor.shutdown(wait=False, cancel_futures=True)
         for sock in (self._router, self._wake_pull, self._wake_push):
             sock.close(linger=0)

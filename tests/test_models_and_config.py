@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +117,42 @@ def test_fast_init_gives_exactly_what_automodel_gives(tmp_path, case):
                          check=True, capture_output=True, text=True, timeout=300)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"same_weights": True, "same_text": True}
     assert ("does not cover every parameter" in out.stderr) == (case == "drop-a-key")
+
+
+def serve_fails(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "supervisor.cli", "serve", "--models", "demo", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def socket_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("funasr-supervisor-*")}
+
+
+def test_start_up_errors_exit_with_one_line_and_leave_nothing_behind(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    before = socket_dirs()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cases = [
+            (["--port", str(taken.getsockname()[1]), "--cache-dir", str(tmp_path / "c")], None, "cannot listen"),
+            (["--host", "no-such-host.invalid", "--allow-unauthenticated", "--cache-dir", str(tmp_path / "c")], None,
+             "cannot listen"),
+            (["--cache-dir", str(a_file / "cache")], None, "cannot use the cache directory"),
+            ([], {"FUNASR_SUPERVISOR_PORT": "eighty"}, "FUNASR_SUPERVISOR_PORT"),
+            (["--port", "70000"], None, "not a port number"),
+        ]
+        for args, env, says in cases:
+            run = serve_fails(args, env)
+            assert run.returncode == 2, (args, run.stderr)
+            assert says in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)
+    assert socket_dirs() == before  # no ipc directory left in the temporary directory
+
+
+def test_client_options_go_before_or_after_the_subcommand():
+    for argv in (["--url", "http://127.0.0.1:9", "--json", "info"], ["info", "--url", "http://127.0.0.1:9", "--json"]):
+        run = subprocess.run([sys.executable, "-m", "supervisor.cli", *argv], cwd=REPO, capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 1, run.stderr  # parsed, then the (absent) server is unreachable
+        assert json.loads(run.stdout)["success"] is False
