@@ -133,6 +133,7 @@ class StreamTextResponse(msgspec.Struct, frozen=True, omit_defaults=True):
     partial_text: str
     processing_ms: float
     punctuated_text: str | None = None
+    warnings: list[str] = []   # e.g. punctuation was asked for but is unavailable: the text is still here
 
 
 class StreamClosedResponse(msgspec.Struct, frozen=True):
@@ -149,3 +150,4 @@ class TranscribeResponse(msgspec.Struct, frozen=True):
     processing_ms: float
     rtf: float
     cold_start: bool
+    warnings: list[str] = []   # e.g. punctuation was asked for but is unavailable: the text is still here

@@ -63,7 +63,8 @@ class StreamsResource(ModelWork):
 
 def stream_text(stream_id: str, result: StreamText) -> StreamTextResponse:
     return StreamTextResponse(success=True, stream_id=stream_id, text=result.text, partial_text=result.partial_text,
-                              processing_ms=result.processing_ms, punctuated_text=result.punctuated_text)
+                              processing_ms=result.processing_ms, punctuated_text=result.punctuated_text,
+                              warnings=result.warnings)
 
 
 class StreamAudioResource(ModelWork):
@@ -100,6 +101,6 @@ class TranscribeResource(ModelWork):
             result = self.supervisor.transcribe(pcm, punctuate)
         resp.media = TranscribeResponse(success=True, text=result.text, punctuated_text=result.punctuated_text,
                                         audio_ms=result.audio_ms, processing_ms=result.processing_ms,
-                                        rtf=result.rtf, cold_start=result.cold_start)
+                                        rtf=result.rtf, cold_start=result.cold_start, warnings=result.warnings)
         mark_cold_start(resp, result.cold_start)
         server_timing(resp, result.model_ms)

@@ -177,11 +177,14 @@ class Supervisor:
         self._refused_counted("streaming_asr", lambda: check_pcm(pcm, allow_empty=is_final))
         began = time.monotonic()
         result = self._work(lambda: self._ops.feed(stream_id, pcm, is_final), pieces=self._pieces(pcm))
-        punctuated = self.punctuate(result.partial_text) if is_final and result.stream.punctuate else None
+        warnings: list[str] = []
+        wanted = is_final and result.stream.punctuate
+        punctuated = self._punctuated(result.partial_text, warnings) if wanted else None
         return StreamText(text=result.partial_text if is_final else result.text, partial_text=result.partial_text,
                           punctuated_text=punctuated.text if punctuated else None,
                           processing_ms=round((time.monotonic() - began) * 1000, 2),
-                          model_ms=round(result.compute_ms + (punctuated.model_ms if punctuated else 0), 3))
+                          model_ms=round(result.compute_ms + (punctuated.model_ms if punctuated else 0), 3),
+                          warnings=warnings)
 
     def abort(self, stream_id: str) -> None:
         self._call(lambda: self._ops.abort(stream_id))
@@ -190,14 +193,27 @@ class Supervisor:
         self._refused_counted("streaming_asr", lambda: check_pcm(pcm))
         began = time.monotonic()
         result = self._work(lambda: self._ops.transcribe(pcm), pieces=self._pieces(pcm))
-        punctuated = self.punctuate(result.text) if punctuate else None
+        warnings: list[str] = []
+        punctuated = self._punctuated(result.text, warnings) if punctuate else None
         processing_ms = (time.monotonic() - began) * 1000
         audio_ms = len(pcm) / BYTES_PER_SECOND * 1000
         return Transcript(text=result.text, punctuated_text=punctuated.text if punctuated else None,
                           audio_ms=round(audio_ms, 1), processing_ms=round(processing_ms, 2),
                           rtf=round(processing_ms / audio_ms, 4),
                           cold_start=result.cold_start or bool(punctuated and punctuated.cold_start),
-                          model_ms=round(result.compute_ms + (punctuated.model_ms if punctuated else 0), 3))
+                          model_ms=round(result.compute_ms + (punctuated.model_ms if punctuated else 0), 3),
+                          warnings=warnings)
+
+    def _punctuated(self, text: str, warnings: list[str]) -> PunctuationResult | None:
+        """Punctuation is an extra: when it cannot be had, the recognised text is still the answer."""
+        if not text:
+            return PunctuationResult(text="", processing_ms=0.0, cold_start=False, model_ms=0.0)
+        try:
+            return self.punctuate(text)
+        except SupervisorError as exc:
+            log.warning("punctuation unavailable, answering unpunctuated text: %s %s", exc.code, exc.message)
+            warnings.append(f"punctuation unavailable ({exc.code}: {exc.message}); punctuated_text is null")
+            return None
 
     # -- waiting ----------------------------------------------------------------------------------------
     def _refused_counted(self, model_id: str, check: Callable[[], None]) -> None:

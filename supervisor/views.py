@@ -124,6 +124,7 @@ class StreamText(msgspec.Struct, frozen=True, omit_defaults=True):
     punctuated_text: str | None = None
     processing_ms: float = 0.0
     model_ms: float = 0.0
+    warnings: list[str] = []         # what was asked and could not be done (punctuation unavailable)
 
 
 class Transcript(msgspec.Struct, frozen=True):
@@ -134,3 +135,4 @@ class Transcript(msgspec.Struct, frozen=True):
     rtf: float                       # processing time / audio duration
     cold_start: bool
     model_ms: float
+    warnings: list[str] = []

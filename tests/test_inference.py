@@ -193,3 +193,16 @@ def test_preload_loads_required_first_and_a_failed_required_model_is_reported(ma
     asr = model_info(client, "streaming_asr")
     assert asr["status"] == "failed" and asr["required"] is True and "does not exist" in asr["last_error"]
     assert client.simulate_post("/punctuation", json={"text": "你好"}).status_code == 200
+
+
+def test_asr_answers_keep_their_text_when_punctuation_is_unavailable(make_supervisor):
+    sup = make_supervisor(punctuation={"autoload": False})  # not loaded, and requests may not load it
+    client = falcon.testing.TestClient(create_app(sup))
+    whole = client.simulate_post("/asr/transcribe", body=speechlike_pcm(2.0), headers=PCM)
+    assert whole.status_code == 200 and whole.json["text"] and whole.json["punctuated_text"] is None
+    assert "MODEL_NOT_READY" in whole.json["warnings"][0]
+    stream_id = client.simulate_post("/asr/streams", json={"punctuate": True}).json["stream_id"]
+    client.simulate_post(f"/asr/streams/{stream_id}/audio", body=speechlike_pcm(2.0), headers=PCM)
+    finished = client.simulate_post(f"/asr/streams/{stream_id}/finish")
+    assert finished.status_code == 200 and finished.json["text"] == whole.json["text"]
+    assert finished.json.get("punctuated_text") is None and "punctuation unavailable" in finished.json["warnings"][0]
