@@ -66,10 +66,7 @@ class Dispatcher:
         idle = [r for r in model.replicas if r.ready and not r.stopping and r.work is None]
         for work in list(model.queue):
             if isinstance(work, OpenStreamWork):
-                target = self._least_streams(model)
-                if target is not None:
-                    model.queue.remove(work)
-                    self._open(model, work, target)
+                self._place_stream(model, work)
                 continue
             target = self._pick(model, work, idle)
             if target is not None:
@@ -84,9 +81,22 @@ class Dispatcher:
         usable = [r for r in idle if r.generation == model.generation and not r.draining]
         return min(usable, key=lambda r: len(r.streams), default=None)
 
-    @staticmethod
-    def _least_streams(model: Model) -> Replica | None:
-        return min(model.serving(), key=lambda r: (len(r.streams), r.work is not None), default=None)
+    def _place_stream(self, model: Model, work: OpenStreamWork) -> None:
+        """On the serving replica with the fewest streams, below max_streams_per_replica; when every one is
+        full it waits for a scale-up if max_replicas allows one, else it is refused."""
+        limit = self.arb.settings.max_streams_per_replica
+        serving = [r for r in model.serving() if len(r.streams) < limit]
+        target = min(serving, key=lambda r: (len(r.streams), r.work is not None), default=None)
+        if target is not None:
+            model.queue.remove(work)
+            self._open(model, work, target)
+        elif model.serving() and len(model.current()) >= model.config.max_replicas:
+            model.queue.remove(work)
+            self.finish(model, work, SupervisorError(
+                "OVERLOADED", f"Model {model.model_id} holds as many streams as it may",
+                f"each of its {len(model.current())} processes holds max_streams_per_replica={limit} streams; "
+                "finish some, or raise max_replicas or [server] max_streams_per_replica",
+                model_type=model.model_id, retry_after_s=1))
 
     def _open(self, model: Model, work: OpenStreamWork, replica: Replica) -> None:
         stream = work.stream

@@ -98,6 +98,13 @@ class Operations:
         if replica is None or replica.stopping:
             self.arb.streams.lose(stream_id, "its model process was stopped since the stream opened")
             raise stream_lost(stream_id, "its model process was stopped since the stream opened")
+        limit_bytes = int(self.arb.settings.max_stream_s * 1000 * BYTES_PER_MS)
+        if stream.audio_bytes + len(pcm) > limit_bytes:
+            raise SupervisorError("PAYLOAD_TOO_LARGE", "Stream too long",
+                                  f"a stream takes at most max_stream_s={self.arb.settings.max_stream_s:g} s of audio "
+                                  "(its per-chunk cost grows with its length); finish this one and open a new one",
+                                  stream_id=stream_id)
+        stream.audio_bytes += len(pcm)
         work = self._audio(stream.stream_id, pcm, is_final)
         work.stream, work.pinned = stream, stream.identity
         return self._queue(ASR, work)

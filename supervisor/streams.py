@@ -35,6 +35,7 @@ class Stream:
         self.expires_in_s = expires_in_s
         self.last_activity = time.monotonic()
         self.pending = 0                      # feeds queued or running: never expire one mid-call
+        self.audio_bytes = 0                  # fed so far, against max_stream_s
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()

@@ -235,3 +235,28 @@ def test_unload_answers_queued_requests_and_lets_the_running_one_finish(arbiter,
     assert results["一"].text == "一。"  # running when the unload came: drained, not cut off
     assert isinstance(results["二"], SupervisorError) and results["二"].code == "MODEL_NOT_READY"
     assert unloaded.was_loaded and status(sup) == "unloaded"
+
+
+def test_streams_are_bounded_per_replica_and_a_new_replica_takes_more(arbiter, fake):
+    sup = arbiter(server={"max_streams_per_replica": 2}, streaming_asr={"scale_up_after_ms": 10})
+    opened = [sup.open_stream(punctuate=False) for _ in range(2)]
+    with pytest.raises(SupervisorError) as refused:
+        sup.open_stream(punctuate=False)
+    assert refused.value.code == "OVERLOADED" and "max_streams_per_replica=2" in refused.value.details
+    sup.abort(opened[0].stream_id)
+    assert sup.open_stream(punctuate=False).stream_id  # room again
+    scaled = arbiter(server={"max_streams_per_replica": 2}, streaming_asr={"scale_up_after_ms": 10,
+                                                                          "max_replicas": 2})
+    for _ in range(4):  # the third waits for a second replica instead of being refused
+        scaled.open_stream(punctuate=False)
+    assert [r.open_streams for r in scaled.view("streaming_asr").replicas] == [2, 2]
+
+
+def test_a_stream_is_capped_at_max_stream_s_and_can_still_finish(arbiter, fake):
+    sup = arbiter(server={"max_stream_s": 1.5})
+    stream_id = sup.open_stream(punctuate=False).stream_id
+    sup.feed(stream_id, PCM_SECOND)
+    with pytest.raises(SupervisorError) as refused:
+        sup.feed(stream_id, PCM_SECOND)
+    assert refused.value.code == "PAYLOAD_TOO_LARGE" and "max_stream_s=1.5" in refused.value.details
+    assert sup.feed(stream_id, b"", is_final=True).partial_text == "[32000][0]"

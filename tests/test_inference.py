@@ -7,6 +7,7 @@ import time
 import falcon.testing
 
 from api.app import create_app
+from supervisor.memory import private_dirty_mb
 from tests.helpers import alive, speechlike_pcm, wait_for, wav_bytes
 
 PCM = {"Content-Type": "audio/L16; rate=16000"}
@@ -206,3 +207,18 @@ def test_asr_answers_keep_their_text_when_punctuation_is_unavailable(make_superv
     finished = client.simulate_post(f"/asr/streams/{stream_id}/finish")
     assert finished.status_code == 200 and finished.json["text"] == whole.json["text"]
     assert finished.json.get("punctuated_text") is None and "punctuation unavailable" in finished.json["warnings"][0]
+
+
+def test_finished_streams_give_their_memory_back_to_the_model_process(sup):
+    def streams(count: int) -> None:
+        for _ in range(count):
+            stream_id = sup.open_stream(punctuate=False).stream_id
+            sup.feed(stream_id, speechlike_pcm(1.2))
+            sup.feed(stream_id, b"", is_final=True)
+    streams(20)  # warm-up: first-use allocations
+    pid = sup.view("streaming_asr").pid
+    before = private_dirty_mb(pid)
+    streams(200)
+    grown = private_dirty_mb(pid) - before
+    print(f"Private_Dirty after 200 streams: {grown:+.1f} MB")
+    assert sup.view("streaming_asr").pid == pid and grown < 10
