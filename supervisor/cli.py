@@ -1,4 +1,5 @@
-"""`funasr-supervisor serve`: start the supervisor and the HTTP API; SIGTERM/SIGINT unload everything and exit 0."""
+"""`funasr-supervisor serve`: start the supervisor and the HTTP API; SIGTERM, SIGINT or SIGHUP unload everything
+and exit 0."""
 
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ def serve(args: argparse.Namespace) -> int:
         supervisor.close()  # never started: this only removes its socket directory
         return 2
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: a closed terminal, or an operator
         signal.signal(signum, lambda *_: stop.set())  # the handler only records; the main thread acts
     supervisor.start()
     threading.Thread(target=server.run, name="waitress", daemon=True).start()

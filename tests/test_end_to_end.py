@@ -9,6 +9,7 @@ import sys
 import time
 
 import psutil
+import pytest
 import requests
 
 from tests.helpers import REPO, alive, descendants, speechlike_pcm, wait_for, wav_bytes
@@ -36,11 +37,12 @@ def test_reference_client_flows(server):
     assert manager.ensure_model_loaded("not_a_model") is False
 
 
-def test_sigterm_unloads_everything_and_exits_zero(server):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_sigterm_sigint_and_sighup_unload_everything_and_exit_zero(server, signum):
     requests.post(server.url + "/model/load", json={"model_type": "all", "async_load": False}, timeout=120)
     children = descendants(server.proc.pid)
     assert len(children) >= 3  # forkserver + two model processes
-    assert server.stop(signal.SIGTERM) == 0
+    assert server.stop(signum) == 0
     wait_for(lambda: not any(alive(pid) for pid in children), timeout=5)
     log = server.log_path.read_text()
     assert "unloading every model" in log and "supervisor: closed" in log

@@ -8,6 +8,7 @@ import threading
 import time
 
 import falcon.testing
+import psutil
 import requests
 import zmq
 
@@ -196,4 +197,31 @@ def test_a_paused_supervisor_does_not_kill_its_healthy_models(cache_dir, tmp_pat
     finally:
         if srv.proc.poll() is None:
             assert srv.stop() == 0
+        srv.kill_everything()
+
+
+def test_a_dead_forkserver_is_a_dependency_not_the_owner(cache_dir):
+    """SIGKILL the forkserver: loaded models keep serving and are reported truthfully, the next spawn gets a
+    new forkserver, and shutdown completes."""
+    srv = ServerProcess(cache_dir)
+    try:
+        requests.post(f"{srv.url}/model/load", json={"model_type": "all", "async_load": False}).raise_for_status()
+        before = {m: v["pid"] for m, v in requests.get(f"{srv.url}/model/info").json()["available_models"].items()}
+        forkservers = [p for p in psutil.Process(srv.proc.pid).children()
+                       if "multiprocess.forkserver" in " ".join(p.cmdline())]
+        assert len(forkservers) == 1
+        forkservers[0].kill()
+        wait_for(lambda: not alive(forkservers[0].pid), timeout=5)  # a zombie until its parent reaps it
+        time.sleep(1.0)
+        info = requests.get(f"{srv.url}/model/info").json()["available_models"]
+        assert {m: v["pid"] for m, v in info.items()} == before and all(alive(pid) for pid in before.values())
+        assert all(v["status"] == "loaded" for v in info.values())
+        assert requests.post(f"{srv.url}/punctuation", json={"text": "你好"}).status_code == 200
+        reloaded = requests.post(f"{srv.url}/model/load", json={"model_type": "punctuation", "async_load": False,
+                                                                 "force_reload": True})
+        assert reloaded.status_code == 200, reloaded.text
+        assert requests.get(f"{srv.url}/model/info").json()["available_models"]["punctuation"]["pid"] not in before
+        assert srv.stop(timeout=30) == 0
+        wait_for(lambda: not any(alive(pid) for pid in before.values()), timeout=10)
+    finally:
         srv.kill_everything()
