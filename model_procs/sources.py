@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 
 GENERATED_PREFIX = "generated:"
@@ -15,6 +17,37 @@ class SourceUnavailable(Exception):
         super().__init__(reason)
         self.reason = reason
         self.hint = hint
+
+
+CACHE_HINT = "free space there or make it writable, or set --cache-dir ($FUNASR_SUPERVISOR_CACHE) to one that is"
+FULL_BELOW_BYTES = 16 * 1024 * 1024  # a write failed and less than this is free: the disk is full
+WRITE_ERRORS = {errno.ENOSPC: "no space left on the device holding {}", errno.EDQUOT: "disk quota exceeded for {}",
+                errno.EROFS: "{} is on a read-only filesystem", errno.EACCES: "no permission to write {}",
+                errno.EPERM: "no permission to write {}"}
+
+
+def explain_write_error(exc: OSError) -> SourceUnavailable | None:
+    """A full, read-only or forbidden cache, said with the path, instead of a bare OSError."""
+    template = WRITE_ERRORS.get(exc.errno)
+    if template is None:
+        return None
+    return SourceUnavailable(template.format(exc.filename or "the model cache"), CACHE_HINT)
+
+
+def damaged_file(model_dir: str) -> str | None:
+    """After a failed build: the checkpoint that cannot be read, with why; None if it reads fine."""
+    import torch
+
+    path = Path(model_dir) / "model.pt"
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # truncated, not a zip, not a state dict: all mean the file is damaged
+        return f"{path} ({type(exc).__name__}: {exc})"
+    return None
+
+
+def discard(model_dir: str) -> None:
+    shutil.rmtree(model_dir)
 
 
 def looks_like_path(source: str) -> bool:
@@ -37,7 +70,14 @@ def generated_dir(model_id: str, size: str, cache_dir: str) -> tuple[str, bool]:
         raise SourceUnavailable(f"unknown generated size '{size}'", f"use one of: generated:{', generated:'.join(SIZES)}")
     root = Path(cache_dir) / "generated"
     cached = (model_dir(root, model_id, size) / DONE_MARKER).exists()
-    return str(ensure_model(root, model_id, size)), cached
+    try:
+        return str(ensure_model(root, model_id, size)), cached
+    except OSError:
+        raise
+    except Exception as exc:  # torch.save reports a full disk as a RuntimeError of its zip writer
+        if shutil.disk_usage(root).free < FULL_BELOW_BYTES:
+            raise SourceUnavailable(f"no space left on the device holding {root} ({exc})", CACHE_HINT) from None
+        raise
 
 
 def local_dir(model_id: str, source: str) -> str:

@@ -20,7 +20,8 @@ import zmq
 from model_procs import protocol
 from model_procs.protocol import (Heartbeat, LoadFailed, LoadTimings, Progress, Punctuate, Ready, Reply,
                                   RequestFailed, Shutdown, StreamDrop, StreamFeed, WorkerSpec)
-from model_procs.sources import SourceUnavailable, resolve_source
+from model_procs.sources import (GENERATED_PREFIX, SourceUnavailable, damaged_file, discard, explain_write_error,
+                                 resolve_source)
 from supervisor.logs import configure as configure_logging
 
 log = logging.getLogger(__name__)
@@ -55,14 +56,12 @@ def load(spec: WorkerSpec, started: float, progress: Callable[[str], None]):
     imports_began = time.monotonic()
     import torch  # noqa: F401  (already imported when the forkserver preloaded it)
 
-    from model_procs.engines import build_engine
-
     torch.set_num_threads(spec.threads)
     weights_began = time.monotonic()
     progress("finding the model files")
     model_dir, cached = resolve_source(spec.model_id, spec.source, spec.cache_dir)
     progress("loading weights")
-    engine = build_engine(spec.model_id, model_dir, spec.device, spec.threads)
+    engine, model_dir, cached = build_checked(spec, model_dir, cached, progress)
     weights_done = time.monotonic()
     trim_ms = malloc_trim()
     progress("warming up")
@@ -78,6 +77,27 @@ def load(spec: WorkerSpec, started: float, progress: Callable[[str], None]):
         total_ms=(done - spec.spawned_at) * 1000,
     )
     return engine, Ready(pid=os.getpid(), timings=timings, resolved_source=model_dir, source_was_cached=cached)
+
+
+def build_checked(spec: WorkerSpec, model_dir: str, cached: bool, progress: Callable[[str], None]):
+    """Build the engine; when it fails on a damaged checkpoint, say which file, and regenerate a generated
+    model once (a cached copy that a full disk or a crash truncated)."""
+    from model_procs.engines import build_engine
+
+    try:
+        return build_engine(spec.model_id, model_dir, spec.device, spec.threads), model_dir, cached
+    except Exception:
+        damaged = damaged_file(model_dir)
+        if damaged is None:
+            raise
+        if not (cached and spec.source.startswith(GENERATED_PREFIX)):
+            raise SourceUnavailable(f"the model file {damaged} is damaged",
+                                    "replace it with a good copy of the model") from None
+    log.warning("model %s: cached %s is damaged; regenerating it once", spec.model_id, damaged)
+    progress("regenerating a damaged cached model")
+    discard(model_dir)
+    model_dir, cached = resolve_source(spec.model_id, spec.source, spec.cache_dir)
+    return build_engine(spec.model_id, model_dir, spec.device, spec.threads), model_dir, cached
 
 
 def connect(context: zmq.Context, spec: WorkerSpec, identity: bytes) -> zmq.Socket:
@@ -152,6 +172,9 @@ def run_worker(spec: WorkerSpec) -> None:
         engine, ready = load(spec, started, lambda phase: socket.send(protocol.encoder.encode(Progress(phase=phase))))
     except SourceUnavailable as exc:
         fail(socket, context, exc.reason, exc.hint)
+    except OSError as exc:
+        explained = explain_write_error(exc) or SourceUnavailable(f"{type(exc).__name__}: {exc}", "see the server log")
+        fail(socket, context, explained.reason, explained.hint)
     except Exception as exc:  # any loader error is reported, not raised: the supervisor decides what next
         fail(socket, context, f"{type(exc).__name__}: {exc}", "check that the source is a FunASR model of this kind")
     stop = threading.Event()

@@ -72,19 +72,34 @@ def no_orphans(request):
             from None
 
 
-@pytest.fixture
-def make_supervisor(cache_dir):
-    """Build extra supervisors with changed settings (they share the process's forkserver); closed after."""
-    made = []
+class Supervisors:
+    """Starts supervisors with any config, cache and spawner; `close_all` (also run after the test) stops them."""
 
-    def make(server: dict | None = None, **models: dict) -> Supervisor:
-        sup = Supervisor(demo_config(server, **models), cache_dir)
+    def __init__(self) -> None:
+        self.started: list[Supervisor] = []
+
+    def __call__(self, config, cache_dir: Path, **kwargs) -> Supervisor:
+        sup = Supervisor(config, cache_dir, **kwargs)
         sup.start()
-        made.append(sup)
+        self.started.append(sup)
         return sup
-    yield make
-    for sup in made:
-        sup.close()
+
+    def close_all(self) -> None:
+        for sup in self.started:
+            sup.close()
+
+
+@pytest.fixture
+def start_supervisor():
+    supervisors = Supervisors()
+    yield supervisors
+    supervisors.close_all()
+
+
+@pytest.fixture
+def make_supervisor(cache_dir, start_supervisor):
+    """Extra supervisors on the demo models with changed settings (they share the process's forkserver)."""
+    return lambda server=None, **models: start_supervisor(demo_config(server, **models), cache_dir)
 
 
 @pytest.fixture(scope="session")

@@ -21,19 +21,13 @@ def fake():
 
 
 @pytest.fixture
-def arbiter(fake, tmp_path):
-    """Build a supervisor on the fake spawner: `arbiter(server={...}, punctuation={...})`; closed after."""
-    made = []
-
+def arbiter(fake, tmp_path, start_supervisor):
+    """Build a supervisor on the fake spawner: `arbiter(server={...}, punctuation={...})`."""
     def make(server: dict | None = None, **models: dict) -> Supervisor:
         server = {"restart_backoff_max_s": 0.05, "heartbeat_timeout_s": 1.0, **(server or {})}
-        sup = Supervisor(demo_config(server, **models), tmp_path, stop_grace_s=0.2, spawner=fake)
-        sup.start()
-        made.append(sup)
-        return sup
+        return start_supervisor(demo_config(server, **models), tmp_path, stop_grace_s=0.2, spawner=fake)
     yield make
-    for sup in made:
-        sup.close()
+    start_supervisor.close_all()
     assert fake.wait_all_gone(), "a fake process outlived its supervisor"
 
 
