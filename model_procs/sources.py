@@ -46,6 +46,13 @@ def damaged_file(model_dir: str) -> str | None:
     return None
 
 
+def sweep_abandoned_generations(cache_dir: str) -> None:
+    """Staging directories of generations whose process is gone (the supervisor calls it when it stops)."""
+    from scripts.make_models import remove_abandoned_staging
+
+    remove_abandoned_staging(Path(cache_dir) / "generated")
+
+
 def discard(model_dir: str) -> None:
     shutil.rmtree(model_dir)
 

@@ -150,21 +150,22 @@ def model_dir(root: Path, model_id: str, size: str) -> Path:
     return Path(root) / f"{model_id}-{size}"
 
 
-def remove_abandoned_staging(target: Path) -> None:
-    """A generation killed midway (an unload, SIGKILL) leaves `.<name>-<pid>-*`: remove those of dead pids."""
-    for staging in target.parent.glob(f".{target.name}-*-*"):
-        pid = staging.name.removeprefix(f".{target.name}-").split("-", 1)[0]
-        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+def remove_abandoned_staging(root: Path) -> None:
+    """A generation killed midway (an unload, SIGKILL) leaves `.<name>-<pid>-<random>`: remove those whose
+    process is gone."""
+    for staging in root.glob(".*-*-*") if root.is_dir() else []:
+        pid = staging.name.rsplit("-", 2)[1]
+        if staging.is_dir() and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
             shutil.rmtree(staging, ignore_errors=True)
 
 
 def ensure_model(root: Path, model_id: str, size: str) -> Path:
     """Return the model directory, generating it first if needed; written aside and renamed, so never half there."""
     target = model_dir(root, model_id, size)
+    remove_abandoned_staging(root)
     if (target / DONE_MARKER).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_staging(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-{os.getpid()}-", dir=target.parent))
     try:
         write_model(model_id, size, staging)

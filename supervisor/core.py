@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import msgspec
 
+from model_procs.sources import sweep_abandoned_generations
 from supervisor.arbiter import Arbiter
 from supervisor.catalog import MODEL_IDS, funasr_version
 from supervisor.config import Config
@@ -105,6 +106,7 @@ class Supervisor:
         finally:
             self.loop.stop()
             self._spawner.shutdown()
+            sweep_abandoned_generations(str(self.cache_dir))  # a load cancelled mid-generation left its copy
         log.info("supervisor: closed")
 
     def is_alive(self) -> bool:

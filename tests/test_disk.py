@@ -9,15 +9,28 @@ import sys
 
 import pytest
 
-from scripts.make_models import ensure_model
 from supervisor.errors import SupervisorError
-from tests.helpers import demo_config, wait_for
+from tests.helpers import REPO, demo_config, wait_for
 
 
 @pytest.fixture
 def own_cache(start_supervisor):
     """Supervisors on a cache directory of their own (the session's shared cache must stay intact)."""
     return lambda cache_dir, **models: start_supervisor(demo_config(None, **models), cache_dir)
+
+
+def generate(out) -> None:
+    """In a subprocess: generating imports torch, which the test process (like the API process) must not."""
+    subprocess.run([sys.executable, "-m", "scripts.make_models", "--size", "tiny", "--models", "punctuation",
+                    "--out", str(out)], cwd=REPO, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """A generated tiny punctuation model, made once for this module."""
+    root = tmp_path_factory.mktemp("generated")
+    generate(root)
+    return root
 
 
 def truncate(path) -> None:
@@ -36,9 +49,9 @@ def test_a_damaged_generated_model_is_regenerated_once(own_cache, tmp_path):
     assert sup.punctuate("你好").text
 
 
-def test_a_damaged_model_directory_fails_naming_the_file(own_cache, tmp_path):
+def test_a_damaged_model_directory_fails_naming_the_file(own_cache, tmp_path, generated):
     source = tmp_path / "punctuation-model"
-    shutil.copytree(ensure_model(tmp_path / "gen", "punctuation", "tiny"), source)
+    shutil.copytree(generated / "punctuation-tiny", source)
     truncate(source / "model.pt")
     sup = own_cache(tmp_path / "cache", punctuation={"source": str(source)})
     with pytest.raises(SupervisorError) as failed:
@@ -69,11 +82,30 @@ def test_a_full_cache_fails_the_load_naming_the_path_and_leaves_no_staging(own_c
     wait_for(lambda: not list((tiny_filesystem / "generated").glob(".*")), timeout=5)
 
 
-def test_a_generation_abandoned_by_a_dead_process_is_cleaned_up(tmp_path):
+def abandoned_generation(cache_dir):
+    """What a generation killed midway leaves: a staging directory named after its (now dead) process."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    abandoned = tmp_path / "generated" / f".punctuation-tiny-{dead.pid}-x1y2"
+    abandoned = cache_dir / "generated" / f".punctuation-tiny-{dead.pid}-x1y2"
     abandoned.mkdir(parents=True)
     (abandoned / "model.pt").write_bytes(b"partial")
-    ensure_model(tmp_path / "generated", "punctuation", "tiny")
+    return abandoned
+
+
+def test_a_generation_abandoned_by_a_dead_process_is_cleaned_up(tmp_path, own_cache, generated):
+    shutil.copytree(generated, tmp_path / "generated")
+    abandoned = abandoned_generation(tmp_path)
+    generate(tmp_path / "generated")  # the next use of the generated models sweeps it
     assert not abandoned.exists() and (tmp_path / "generated" / "punctuation-tiny" / "model.pt").exists()
+    abandoned = abandoned_generation(tmp_path)
+    own_cache(tmp_path).close()  # and so does the supervisor when it stops
+    assert not abandoned.exists()
+
+
+def test_a_read_only_cache_fails_the_load_naming_the_path(own_cache, tiny_filesystem):
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_filesystem)], check=True)
+    sup = own_cache(tiny_filesystem)
+    with pytest.raises(SupervisorError) as failed:
+        sup.await_load(sup.request_load("punctuation"))
+    assert failed.value.code == "LOAD_FAILED" and "read-only filesystem" in failed.value.message
+    assert str(tiny_filesystem) in failed.value.message
