@@ -161,6 +161,7 @@ def remove_abandoned_staging(root: Path) -> None:
 
 def ensure_model(root: Path, model_id: str, size: str) -> Path:
     """Return the model directory, generating it first if needed; written aside and renamed, so never half there."""
+    root = Path(root)
     target = model_dir(root, model_id, size)
     remove_abandoned_staging(root)
     if (target / DONE_MARKER).exists():

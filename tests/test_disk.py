@@ -6,11 +6,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
+import requests
 
 from supervisor.errors import SupervisorError
-from tests.helpers import REPO, demo_config, wait_for
+from tests.helpers import REPO, ServerProcess, demo_config, wait_for
 
 
 @pytest.fixture
@@ -109,3 +111,22 @@ def test_a_read_only_cache_fails_the_load_naming_the_path(own_cache, tiny_filesy
         sup.await_load(sup.request_load("punctuation"))
     assert failed.value.code == "LOAD_FAILED" and "read-only filesystem" in failed.value.message
     assert str(tiny_filesystem) in failed.value.message
+
+
+def test_sigterm_during_a_generation_exits_in_time_and_leaves_no_copy(tmp_path):
+    """The slowest load state: a full-size model being generated into the cache (hundreds of MB)."""
+    config = tmp_path / "models.toml"
+    config.write_text('[models.punctuation]\nsource = "generated:full"\n[server]\ndrain_timeout_s = 2\n')
+    (tmp_path / "cache").mkdir()
+    srv = ServerProcess(tmp_path / "cache", models=str(config))
+    try:
+        load_id = requests.post(f"{srv.url}/model/load", json={"model_type": "punctuation"}).json()["load_id"]
+        staging = lambda: list((tmp_path / "cache" / "generated").glob(".punctuation-full-*"))  # noqa: E731
+        wait_for(staging, timeout=60)
+        assert requests.get(f"{srv.url}/model/load/{load_id}").json()["job"]["status"] == "loading"
+        began = time.monotonic()
+        assert srv.stop(timeout=30) == 0
+        assert time.monotonic() - began < 2 + 3 * 2.0 + 5  # drain_timeout_s + the stop grace, and a margin
+        assert not staging()
+    finally:
+        srv.kill_everything()
