@@ -14,10 +14,12 @@ import time
 import uuid
 from typing import Callable
 
-from model_procs.protocol import Ready, Shutdown, WorkerSpec
+from model_procs.protocol import EXIT_LOAD_FAILED, Ready, Shutdown, WorkerSpec
 from supervisor.replica import Model, Replica
 
 log = logging.getLogger(__name__)
+
+LOAD_FAILED_GRACE_S = 1.0  # how long an exit with EXIT_LOAD_FAILED waits for its LoadFailed message
 
 
 class Replicas:
@@ -54,8 +56,13 @@ class Replicas:
             child.signal(signal.SIGKILL)
         self.arb.changed()
 
-    def _reaped(self, model: Model, replica: Replica, exitcode: int | None) -> None:
+    def _reaped(self, model: Model, replica: Replica, exitcode: int | None, waited_s: float = 0.0) -> None:
+        """A process that exits because it could not load sent LoadFailed first, but the message and the pidfd
+        are two channels: give the reason a moment to arrive, so the error says why, not just "exited"."""
         replica.exitcode = exitcode
+        if exitcode == EXIT_LOAD_FAILED and replica.load_failure is None and waited_s < LOAD_FAILED_GRACE_S:
+            self.arb.loop.call_later(0.02, lambda: self._reaped(model, replica, exitcode, waited_s + 0.02))
+            return
         self._gone(model, replica)
 
     def _gone(self, model: Model, replica: Replica) -> None:

@@ -27,6 +27,7 @@ _pids = itertools.count(900000)
 class Script:
     load_s: float = 0.01           # time to Ready
     fail_load: str | None = None   # send LoadFailed with this reason
+    exit_before_reason: bool = False  # the exit is seen before the LoadFailed message (two channels race)
     reply_s: float = 0.0           # time per request (per piece of audio)
     hang: bool = False             # stop answering and beating once a request arrives
     rss_mb: float = 100.0
@@ -83,9 +84,7 @@ class FakeChild:
             if self._dead.wait(self.script.load_s):
                 return
             if self.script.fail_load:
-                socket.send(protocol.encoder.encode(LoadFailed(pid=self.pid, reason=self.script.fail_load,
-                                                               hint="fix the source")))
-                self.die(protocol.EXIT_LOAD_FAILED)
+                self._fail_load(socket)
                 return
             timings = LoadTimings(process_start_ms=1, imports_ms=0, weights_ms=self.script.load_s * 1000,
                                   trim_ms=0, warmup_ms=0, total_ms=self.script.load_s * 1000)
@@ -95,6 +94,14 @@ class FakeChild:
             self._serve(socket)
         finally:
             socket.close(linger=0)
+
+    def _fail_load(self, socket: zmq.Socket) -> None:
+        failed = protocol.encoder.encode(LoadFailed(pid=self.pid, reason=self.script.fail_load, hint="fix the source"))
+        if self.script.exit_before_reason:
+            self.die(protocol.EXIT_LOAD_FAILED)
+            time.sleep(0.1)
+        socket.send(failed)
+        self.die(protocol.EXIT_LOAD_FAILED)
 
     def _beat(self) -> None:
         socket = self._socket(self.spec.identity + protocol.HEARTBEAT_SUFFIX)

@@ -81,6 +81,15 @@ def test_an_unload_during_a_load_cancels_it(arbiter, fake):
     assert not fake.alive("punctuation")
 
 
+def test_a_load_failure_keeps_its_reason_when_the_exit_is_seen_first(arbiter, fake):
+    sup = arbiter()
+    fake.script("punctuation").fail_load = "weights are corrupt"
+    fake.script("punctuation").exit_before_reason = True
+    with pytest.raises(SupervisorError) as failed:
+        sup.await_load(sup.request_load("punctuation"))
+    assert "weights are corrupt" in failed.value.message and failed.value.details == "fix the source"
+
+
 def test_a_failed_force_reload_keeps_the_old_replica_serving(arbiter, fake):
     sup = arbiter()
     sup.await_load(sup.request_load("punctuation"))
