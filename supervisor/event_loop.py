@@ -89,9 +89,6 @@ class EventLoop:
         frame = sys._current_frames().get(self._thread.ident)
         return "".join(traceback.format_stack(frame)) if frame else "(not running)"
 
-    def on_loop(self) -> bool:
-        return threading.current_thread() is self._thread
-
     def post(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the loop soon."""
         self._commands.put(fn)

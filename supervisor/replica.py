@@ -126,6 +126,3 @@ class Model:
     def busy(self) -> bool:
         """Work queued or running, or a stream open: what idle unloading and eviction must respect."""
         return bool(self.queue) or any(r.work is not None or r.streams for r in self.replicas)
-
-    def loading(self) -> bool:
-        return self.job is not None and not self.job.done
