@@ -45,8 +45,6 @@ class Dispatcher:
         if work.pinned is None and not model.serving():
             self._cold_start(model, work)
         model.queue.append(work)
-        if isinstance(work, AudioWork) and work.stream is not None:
-            work.stream.pending += 1
         self.pump(model)
         self.arb.changed()
 

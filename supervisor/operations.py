@@ -107,6 +107,7 @@ class Operations:
         stream.audio_bytes += len(pcm)
         work = self._audio(stream.stream_id, pcm, is_final)
         work.stream, work.pinned = stream, stream.identity
+        stream.pending += 1  # before queueing: finish() undoes it whether the work runs or is refused
         return self._queue(ASR, work)
 
     def transcribe(self, pcm: bytes) -> Future:

@@ -263,3 +263,12 @@ def test_a_stream_is_capped_at_max_stream_s_and_can_still_finish(arbiter, fake):
         sup.feed(stream_id, PCM_SECOND)
     assert refused.value.code == "PAYLOAD_TOO_LARGE" and "max_stream_s=1.5" in refused.value.details
     assert sup.feed(stream_id, b"", is_final=True).partial_text == "[32000][0]"
+
+
+def test_a_refused_feed_does_not_keep_its_stream_from_expiring(arbiter, fake):
+    sup = arbiter(server={"stream_expiry_s": 0.5}, streaming_asr={"max_queue": 1})
+    fake.script("streaming_asr").reply_s = 0.3
+    streams = [sup.open_stream(punctuate=False).stream_id for _ in range(3)]
+    results = in_threads([lambda s=s: sup.feed(s, PCM_SECOND) for s in streams])
+    assert any(isinstance(r, SupervisorError) and r.code == "OVERLOADED" for r in results)
+    wait_for(lambda: sup.view("streaming_asr").details.open_streams == 0, timeout=5)  # every one expires
