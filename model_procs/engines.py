@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import logging
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -12,14 +13,41 @@ STREAM_OPTIONS = {"chunk_size": [0, 10, 5], "encoder_chunk_look_back": 4, "decod
 WARMUP_TEXT = "今天天气很好我们一起去公园散步吧"
 PCM_SCALE = 1.0 / 32768
 
+log = logging.getLogger(__name__)
+
 
 class Engine(Protocol):
     def warm_up(self) -> None: ...
 
 
-def load_automodel(model_dir: str, device: str, threads: int):
-    """The one way we build a model: absolute directory, no update check (it calls PyPI with no timeout),
-    and no random init for weights the checkpoint overwrites (see fast_init)."""
+class Built(NamedTuple):
+    """A loaded AutoModel and how its weights came: `weights_file` is the mapped file (None when copied)."""
+
+    automodel: object
+    loader: str                    # "mapped" or "automodel"
+    weights_file: str | None
+    fallback_reason: str | None    # why the mapped loader was not used
+
+
+def load_automodel(model_dir: str, device: str, threads: int, cache_dir: str, loader: str) -> Built:
+    """The one way we build a model: absolute directory, no update check (it calls PyPI with no timeout).
+    By default the weights are mapped from the checkpoint (mapped_loader); where that cannot be proved
+    identical, or `loader = "automodel"`, funasr loads them itself, without the random init it overwrites."""
+    from model_procs.mapped_loader import NotMappable, mapped_automodel
+
+    reason = "loader = \"automodel\" in the configuration"
+    if loader == "mapped":
+        try:
+            automodel, weights_file = mapped_automodel(model_dir, device, threads, cache_dir)
+            return Built(automodel, "mapped", weights_file, None)
+        except NotMappable as exc:
+            reason = str(exc)
+            log.warning("%s: weights not mapped (%s); loading them with AutoModel's own loader", model_dir, reason)
+    return Built(plain_automodel(model_dir, device, threads), "automodel", None, reason)
+
+
+def plain_automodel(model_dir: str, device: str, threads: int):
+    """funasr's own load, minus the random init that the checkpoint overwrites (see fast_init)."""
     from funasr import AutoModel
 
     from model_procs.fast_init import build_without_random_init
@@ -100,5 +128,7 @@ class StreamingAsrEngine:
 ENGINES = {"streaming_asr": StreamingAsrEngine, "punctuation": PunctuationEngine}
 
 
-def build_engine(model_id: str, model_dir: str, device: str, threads: int) -> Engine:
-    return ENGINES[model_id](load_automodel(model_dir, device, threads))
+def build_engine(model_id: str, model_dir: str, device: str, threads: int, cache_dir: str,
+                 loader: str) -> tuple[Engine, Built]:
+    built = load_automodel(model_dir, device, threads, cache_dir, loader)
+    return ENGINES[model_id](built.automodel), built

@@ -27,6 +27,7 @@ class WorkerSpec(msgspec.Struct, frozen=True):
     cache_dir: str
     spawned_at: float         # time.monotonic() in the supervisor (CLOCK_MONOTONIC is system-wide)
     log_format: str = "text"  # "text" or "json", as the server logs
+    loader: str = "mapped"    # "mapped" (weights mapped from the file) or "automodel" (copied by funasr)
 
 
 # supervisor -> worker
@@ -75,6 +76,9 @@ class Ready(msgspec.Struct, frozen=True, tag="ready"):
     timings: LoadTimings
     resolved_source: str      # the directory funasr loaded
     source_was_cached: bool   # the model files were on disk before this load
+    loader: str = "automodel"           # how the weights were loaded: "mapped" or "automodel"
+    weights_file: str | None = None     # the file the weights are mapped from (shared by replicas)
+    loader_note: str | None = None      # why the mapped loader was not used
 
 
 class LoadFailed(msgspec.Struct, frozen=True, tag="load_failed"):

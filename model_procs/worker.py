@@ -61,7 +61,7 @@ def load(spec: WorkerSpec, started: float, progress: Callable[[str], None]):
     progress("finding the model files")
     model_dir, cached = resolve_source(spec.model_id, spec.source, spec.cache_dir)
     progress("loading weights")
-    engine, model_dir, cached = build_checked(spec, model_dir, cached, progress)
+    engine, built, model_dir, cached = build_checked(spec, model_dir, cached, progress)
     weights_done = time.monotonic()
     trim_ms = malloc_trim()
     progress("warming up")
@@ -76,7 +76,8 @@ def load(spec: WorkerSpec, started: float, progress: Callable[[str], None]):
         warmup_ms=(done - warmup_began) * 1000,
         total_ms=(done - spec.spawned_at) * 1000,
     )
-    return engine, Ready(pid=os.getpid(), timings=timings, resolved_source=model_dir, source_was_cached=cached)
+    return engine, Ready(pid=os.getpid(), timings=timings, resolved_source=model_dir, source_was_cached=cached,
+                         loader=built.loader, weights_file=built.weights_file, loader_note=built.fallback_reason)
 
 
 def build_checked(spec: WorkerSpec, model_dir: str, cached: bool, progress: Callable[[str], None]):
@@ -84,8 +85,11 @@ def build_checked(spec: WorkerSpec, model_dir: str, cached: bool, progress: Call
     model once (a cached copy that a full disk or a crash truncated)."""
     from model_procs.engines import build_engine
 
+    def build(directory: str):
+        return build_engine(spec.model_id, directory, spec.device, spec.threads, spec.cache_dir, spec.loader)
+
     try:
-        return build_engine(spec.model_id, model_dir, spec.device, spec.threads), model_dir, cached
+        return *build(model_dir), model_dir, cached
     except Exception:
         damaged = damaged_file(model_dir)
         if damaged is None:
@@ -97,7 +101,7 @@ def build_checked(spec: WorkerSpec, model_dir: str, cached: bool, progress: Call
     progress("regenerating a damaged cached model")
     discard(model_dir)
     model_dir, cached = resolve_source(spec.model_id, spec.source, spec.cache_dir)
-    return build_engine(spec.model_id, model_dir, spec.device, spec.threads), model_dir, cached
+    return *build(model_dir), model_dir, cached
 
 
 def connect(context: zmq.Context, spec: WorkerSpec, identity: bytes) -> zmq.Socket:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -30,6 +30,8 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_replicas: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1    # processes the queue may scale up to
     max_queue: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 64  # queued requests; past it: OVERLOADED
     scale_up_after_ms: Annotated[float, msgspec.Meta(ge=0)] = 200.0  # oldest queued request waited this long
+    loader: Literal["mapped", "automodel"] = "mapped"  # weights mapped from the file, or copied by AutoModel
+    keep_warm: bool = False          # after the last unload, leave the weights' pages in the page cache
 
 
 class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Callable
 
+from supervisor import page_cache
 from supervisor.errors import SupervisorError
 from supervisor.jobs import JobStatus, LoadJob
 from supervisor.replica import Model, Replica
@@ -258,8 +259,30 @@ class Lifecycle:
                     self._begin(waiting)
         finished = [w for w in model.unload_waiters if not w.pending]
         model.unload_waiters = [w for w in model.unload_waiters if w.pending]
+        if finished and self._drops_weights(model):
+            path = model.weights_file
+            self.arb.loop.offload(lambda: page_cache.drop(path),
+                                  lambda dropped, _: self._weights_dropped(model, finished, dropped or 0.0))
+            return
+        self._answer_unloads(finished, 0.0)
+
+    @staticmethod
+    def _drops_weights(model: Model) -> bool:
+        """The last process of a mapped model is gone, no load follows at once and keep_warm is off: its
+        weights leave the page cache too, so the unload gives back all it took."""
+        return (model.weights_file is not None and not model.replicas and model.job is None
+                and not model.config.keep_warm and model.weights_mb > 0)
+
+    def _weights_dropped(self, model: Model, finished: list[UnloadWaiter], dropped_mb: float) -> None:
+        log.info("model %s: dropped %.1f MB of mapped weights from the page cache", model.model_id, dropped_mb)
+        model.weights_mb = 0.0
+        self._answer_unloads(finished, dropped_mb)
+        self.arb.changed()
+
+    @staticmethod
+    def _answer_unloads(finished: list[UnloadWaiter], weights_mb: float) -> None:
         for waiter in finished:
-            waiter.done(round(waiter.freed_mb, 1) if waiter.was_loaded else 0.0, waiter.was_loaded)
+            waiter.done(round(waiter.freed_mb + weights_mb, 1) if waiter.was_loaded else 0.0, waiter.was_loaded)
 
     def retire(self, model: Model, replica: Replica, reason: str, keep_streams: bool,
                then: Callable[[Replica], None] | None = None) -> None:

@@ -50,6 +50,7 @@ class Replica:
         self.exitcode: int | None = None
         self.rss_mb = 0.0
         self.unique_mb = 0.0
+        self.gpu_mb: float | None = None                   # device memory (NVML), only where a GPU is present
         self.on_exit: list[Callable[[Replica], None]] = []
         self.on_drained: Callable[[], None] | None = None  # set while it drains: checked after each change
         self.keep_streams = True                            # drain waits for its streams to finish
@@ -99,6 +100,10 @@ class Model:
         self.load_time_ms: float | None = None
         self.timings: LoadTimings | None = None
         self.resolved_source: str | None = None
+        self.loader: str | None = None          # how the last replica loaded its weights: mapped / automodel
+        self.loader_note: str | None = None     # why it was not mapped
+        self.weights_file: str | None = None    # the file its replicas map the weights from
+        self.weights_mb = 0.0                   # that file's pages in the page cache: shared, counted once
         self.loads = 0
         self.cache_hits = 0
         self.usage = UsageStats()
@@ -122,6 +127,16 @@ class Model:
 
     def live(self) -> list[Replica]:
         return [r for r in self.replicas if not r.stopping]
+
+    def holds_weights(self) -> bool:
+        """Its mapped weights are in use: some process of it is up."""
+        return self.weights_file is not None and bool(self.live())
+
+    def warm_mb(self) -> float | None:
+        """Unloaded with keep_warm: the weights still in the page cache, which the next load finds there."""
+        if self.config.keep_warm and self.weights_file and not self.replicas and self.weights_mb > 0:
+            return self.weights_mb
+        return None
 
     def busy(self) -> bool:
         """Work queued or running, or a stream open: what idle unloading and eviction must respect."""

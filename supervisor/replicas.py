@@ -15,6 +15,7 @@ import uuid
 from typing import Callable
 
 from model_procs.protocol import EXIT_LOAD_FAILED, Ready, Shutdown, WorkerSpec
+from supervisor import gpu, page_cache
 from supervisor.replica import Model, Replica
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class Replicas:
         spec = WorkerSpec(model_id=model.model_id, source=config.source, device=config.device,
                           threads=config.threads, endpoint=self.arb.loop.endpoint, identity=identity,
                           supervisor_pid=os.getpid(), cache_dir=str(self.arb.cache_dir),
-                          spawned_at=time.monotonic(), log_format=self.arb.log_format)
+                          spawned_at=time.monotonic(), log_format=self.arb.log_format, loader=config.loader)
         self.arb.loop.offload(lambda: self.arb.spawner.spawn(spec),
                               lambda child, error: self._spawned(model, replica, child, error))
         self.arb.changed()
@@ -81,24 +82,29 @@ class Replicas:
         """Read its memory (off the loop) before it counts as ready, so the load's answer has real figures."""
         replica.last_heartbeat = time.monotonic()  # a long load must not look like a silent process
         model = self.arb.models[replica.model_id]
-        self.arb.loop.offload(lambda: self.arb.spawner.memory_mb(replica.pid),
-                              lambda memory, _: self._ready(model, replica, ready, memory))
 
-    def _ready(self, model: Model, replica: Replica, ready: Ready, memory: tuple[float, float] | None) -> None:
+        def read() -> tuple[float, float, float]:
+            weights = page_cache.resident_mb(ready.weights_file) if ready.weights_file else 0.0
+            return (*self.arb.spawner.memory_mb(replica.pid), weights)
+        self.arb.loop.offload(read, lambda memory, _: self._ready(model, replica, ready, memory))
+
+    def _ready(self, model: Model, replica: Replica, ready: Ready, memory: tuple[float, float, float] | None) -> None:
         if replica.stopping or replica.identity not in self.by_identity:
             return
-        replica.rss_mb, replica.unique_mb = memory or (0.0, 0.0)
+        replica.rss_mb, replica.unique_mb, model.weights_mb = memory or (0.0, 0.0, 0.0)
+        model.loader, model.loader_note, model.weights_file = ready.loader, ready.loader_note, ready.weights_file
         replica.ready = True
         replica.last_heartbeat = replica.last_used = time.monotonic()
         model.timings, model.load_time_ms = ready.timings, ready.timings.total_ms
         model.resolved_source = ready.resolved_source
         model.loads += 1
         model.cache_hits += int(ready.source_was_cached)
-        self.arb.admission.footprints.record(model, replica.unique_mb)
+        self.arb.admission.footprints.record(model, replica.unique_mb, model.weights_mb)
         self.arb.metrics.load_duration.labels(model.model_id).observe(ready.timings.total_ms / 1000)
-        log.info("model %s: loaded by pid %d in %.0f ms (weights %.0f ms, warm-up %.0f ms), RSS %.1f MB",
-                 model.model_id, replica.pid, ready.timings.total_ms, ready.timings.weights_ms,
-                 ready.timings.warmup_ms, replica.rss_mb)
+        log.info("model %s: loaded by pid %d in %.0f ms (weights %.0f ms %s, warm-up %.0f ms), RSS %.1f MB, "
+                 "private %.1f MB, shared weights %.1f MB", model.model_id, replica.pid, ready.timings.total_ms,
+                 ready.timings.weights_ms, ready.loader, ready.timings.warmup_ms, replica.rss_mb, replica.unique_mb,
+                 model.weights_mb)
         self.arb.housekeeping.refresh_cache_size()
         self.arb.lifecycle.on_replica_ready(model, replica)
         self.arb.changed()
@@ -129,18 +135,29 @@ class Replicas:
         self.arb.loop.call_later(2 * grace, lambda: child.signal(signal.SIGKILL))
 
     def refresh_memory(self) -> None:
-        """RSS and Private_Dirty of every serving process, read off the loop; then enforce max_memory_mb."""
-        ready = [r for model in self.arb.models.values() for r in model.replicas if r.ready and not r.stopping]
-        if not ready:
+        """RSS and Private_Dirty of every serving process, the page-cache size of each model's mapped weights
+        (kept warm ones too) and, with a GPU, device memory, all read off the loop; then enforce max_memory_mb."""
+        models = self.arb.models.values()
+        ready = [r for model in models for r in model.replicas if r.ready and not r.stopping]
+        mapped = {m.model_id: m.weights_file for m in models if m.holds_weights() or m.warm_mb() is not None}
+        if not ready and not mapped:
             return
-        self.arb.loop.offload(lambda: [self.arb.spawner.memory_mb(r.pid) for r in ready],
-                              lambda figures, _: self._memory_read(ready, figures or []))
 
-    def _memory_read(self, replicas: list[Replica], figures: list[tuple[float, float]]) -> None:
+        def read():
+            return ([self.arb.spawner.memory_mb(r.pid) for r in ready],
+                    {model_id: page_cache.resident_mb(path) for model_id, path in mapped.items()},
+                    gpu.process_memory_mb())
+        self.arb.loop.offload(read, lambda figures, _: self._memory_read(ready, *(figures or ([], {}, None))))
+
+    def _memory_read(self, replicas: list[Replica], figures: list[tuple[float, float]], weights: dict[str, float],
+                     device: dict[int, float] | None) -> None:
+        for model_id, resident in weights.items():
+            self.arb.models[model_id].weights_mb = resident
         for replica, (rss, unique) in zip(replicas, figures):
             if replica.stopping or replica.identity not in self.by_identity:
                 continue
             replica.rss_mb, replica.unique_mb = rss, unique
+            replica.gpu_mb = None if device is None else device.get(replica.pid, 0.0)
             cap = self.arb.models[replica.model_id].config.max_memory_mb
             if cap and unique > cap:
                 replica.kill(f"its memory ({unique:.0f} MB) exceeded max_memory_mb={cap:g}")

@@ -47,10 +47,15 @@ class Snapshot(msgspec.Struct, frozen=True):
     loop_alive_at: float
 
 
-def replica_view(replica: Replica) -> ReplicaView:
+def replica_view(replica: Replica, shared_weights_mb: float | None) -> ReplicaView:
     return ReplicaView(pid=replica.pid or None, state=replica.state, in_flight=int(replica.work is not None),
                        memory_usage_mb=round(replica.rss_mb, 1), memory_unique_mb=round(replica.unique_mb, 1),
-                       open_streams=len(replica.streams))
+                       open_streams=len(replica.streams), memory_shared_weights_mb=shared_weights_mb,
+                       gpu_memory_mb=optional_round(replica.gpu_mb))
+
+
+def optional_round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def model_view(model: Model, version_: str, open_streams: int) -> ModelView:
@@ -58,6 +63,8 @@ def model_view(model: Model, version_: str, open_streams: int) -> ModelView:
     shown = model.serving() or model.live()  # the seed's pid: the set dispatch uses, else the loading one
     entry, usage = model.entry, model.usage
     loaded = model.status is ModelStatus.LOADED
+    shared = round(model.weights_mb, 1) if model.holds_weights() else None
+    gpu = [r.gpu_mb for r in serving if r.gpu_mb is not None]
     return ModelView(
         model_id=entry.model_id, display_name=entry.display_name, description=entry.description,
         version=version_, provider=entry.provider, language=entry.language, capabilities=list(entry.capabilities),
@@ -67,12 +74,15 @@ def model_view(model: Model, version_: str, open_streams: int) -> ModelView:
         load_time_ms=round(model.load_time_ms, 1) if model.load_time_ms is not None else None,
         last_used=usage.last_used, total_requests=usage.total, success_rate=usage.success_rate(),
         restarts=model.restarts, last_error=model.last_error, required=model.config.required,
-        replicas=[replica_view(r) for r in model.replicas],
+        replicas=[replica_view(r, shared) for r in model.replicas],
+        memory_shared_weights_mb=shared, warm_mb=optional_round(model.warm_mb()),
+        gpu_memory_mb=round(sum(gpu), 1) if gpu else None,
         details=ModelDetails(
             source=model.config.source, resolved_source=model.resolved_source, device=model.config.device,
             threads=model.config.threads,
             memory_unique_mb=round(sum(r.unique_mb for r in serving), 1) if loaded else None,
-            load_phases_ms=model.timings, config=model.config, open_streams=open_streams),
+            load_phases_ms=model.timings, loader=model.loader, loader_note=model.loader_note,
+            weights_file=model.weights_file, config=model.config, open_streams=open_streams),
         metrics=ModelMetrics(
             loads=model.loads, restarts=model.restarts, cache_hits=model.cache_hits, cold_starts=usage.cold_starts,
             idle_unloads=usage.idle_unloads, evictions=model.evictions,

@@ -20,11 +20,14 @@ class ModelDetails(msgspec.Struct, frozen=True):
     threads: int
     memory_unique_mb: float | None      # Private_Dirty: what unloading returns
     load_phases_ms: LoadTimings | None
+    loader: str | None                   # "mapped": weights mapped from weights_file; "automodel": copied
+    loader_note: str | None              # why the weights were not mapped
+    weights_file: str | None
     config: ModelConfig                  # autoload, keep_alive_s, required, preload, priority, ...
     open_streams: int
 
 
-class ReplicaView(msgspec.Struct, frozen=True):
+class ReplicaView(msgspec.Struct, frozen=True, omit_defaults=True):
     """One process of a model: `starting`, `idle`, `busy`, `draining` (replaced or scaled down: finishing its
     streams) or `stopping`."""
 
@@ -34,6 +37,8 @@ class ReplicaView(msgspec.Struct, frozen=True):
     memory_usage_mb: float          # RSS, refreshed every second off the request path
     memory_unique_mb: float         # Private_Dirty: what stopping it returns
     open_streams: int
+    memory_shared_weights_mb: float | None = None  # its model's mapped weights: the same pages in every replica
+    gpu_memory_mb: float | None = None             # NVML; only where a GPU is present
 
 
 class ModelMetrics(msgspec.Struct, frozen=True):
@@ -72,6 +77,9 @@ class ModelView(msgspec.Struct, frozen=True, omit_defaults=True):
     last_error: str | None
     required: bool
     replicas: list[ReplicaView] = []    # one per process; the seed's pid is the first one's
+    memory_shared_weights_mb: float | None = None  # mapped weights in the page cache, counted once per model
+    warm_mb: float | None = None        # unloaded with keep_warm: weights still cached for the next load
+    gpu_memory_mb: float | None = None  # NVML, every replica together; only where a GPU is present
     details: ModelDetails | None = None
     metrics: ModelMetrics | None = None
 

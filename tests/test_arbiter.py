@@ -121,8 +121,8 @@ def test_force_reload_switches_dispatch_and_drains_the_old_replica_without_losin
 def test_load_all_partly_admitted_still_has_a_load_id(arbiter, fake):
     sup = arbiter(server={"memory_budget_mb": 600, "memory_margin_mb": 0, "evict_idle": False})
     footprints, models = sup.arbiter.admission.footprints, sup.arbiter.models
-    footprints.record(models["streaming_asr"], 1000)  # as measured by an earlier load: over the budget
-    footprints.record(models["punctuation"], 100)
+    footprints.record(models["streaming_asr"], 1000, 0)  # as measured by an earlier load: over the budget
+    footprints.record(models["punctuation"], 100, 0)
     ticket = sup.request_load("all")
     assert ticket.load_id and set(ticket.load_ids) == {"streaming_asr", "punctuation"}
     with pytest.raises(SupervisorError) as refused:
