@@ -12,29 +12,27 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-CGROUP_V2_STAT = Path("/sys/fs/cgroup/memory.stat")
+CGROUP_V2_CURRENT = Path("/sys/fs/cgroup/memory.current")
 
 
 class SystemMemory:
-    """Anonymous memory in use, in MB: the cgroup's (v2 `anon`) where shown, else the machine's `AnonPages`.
+    """Memory in use on the machine, in MB, page cache included: `MemTotal - MemFree` (or the cgroup's
+    `memory.current` where there is one).
 
-    Not MemAvailable: reading an 840 MB checkpoint moves the page cache, which MemAvailable mixes in.
+    Not MemAvailable, nor anonymous memory only: mapped weights are page cache, which MemAvailable counts as
+    available and AnonPages leaves out, so neither would see what the weights hold or what dropping them gives.
     """
 
     def __init__(self) -> None:
-        self.source = ("cgroup v2 memory.stat anon" if CGROUP_V2_STAT.exists()
-                       else "/proc/meminfo AnonPages (whole machine: other processes add noise)")
+        self.source = ("cgroup v2 memory.current" if CGROUP_V2_CURRENT.exists()
+                       else "/proc/meminfo MemTotal - MemFree (whole machine: other processes add noise)")
 
     def used_mb(self, settle_s: float = 0.3) -> float:
         time.sleep(settle_s)  # let the kernel finish freeing a process that just exited
-        if CGROUP_V2_STAT.exists():
-            for line in CGROUP_V2_STAT.read_text().splitlines():
-                if line.startswith("anon "):
-                    return int(line.split()[1]) / (1024 * 1024)
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("AnonPages:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("/proc/meminfo has no AnonPages")
+        if CGROUP_V2_CURRENT.exists():
+            return int(CGROUP_V2_CURRENT.read_text()) / (1024 * 1024)
+        fields = {line.split(":")[0]: int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()}
+        return (fields["MemTotal"] - fields["MemFree"]) / 1024
 
 
 def free_port() -> int:
@@ -46,13 +44,15 @@ def free_port() -> int:
 class BenchServer:
     """`funasr-supervisor serve` on loopback with generated models of one size, 1 thread each, never idle-unloaded."""
 
-    def __init__(self, cache_dir: Path, size: str, models: list[str], replicas: int = 1) -> None:
+    def __init__(self, cache_dir: Path, size: str, models: list[str], replicas: int = 1,
+                 keep_warm: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = Path(tempfile.mkstemp(suffix=".toml")[1])
         self.config.write_text("".join(f'[models.{m}]\nsource = "generated:{size}"\nthreads = 1\n'
                                        f"keep_alive_s = -1\nautoload = false\n"
-                                       f"min_replicas = {replicas}\nmax_replicas = {replicas}\n" for m in models))
+                                       f"min_replicas = {replicas}\nmax_replicas = {replicas}\n"
+                                       f"keep_warm = {str(keep_warm).lower()}\n" for m in models))
         self.log = open(cache_dir / f"bench-server-{replicas}-replicas.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "serve", "--models", str(self.config),
                                       "--port", str(self.port), "--cache-dir", str(cache_dir)],

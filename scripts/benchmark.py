@@ -1,5 +1,5 @@
-"""Benchmark the server against FunASR without it: load time, memory returned on unload, request overhead,
-streaming capacity with 1 and 2 replicas, and head-of-line blocking.
+"""Benchmark the server against FunASR without it: load time (cold and warm), memory returned on unload,
+memory shared by replicas, request overhead, streaming capacity with 1 and 2 replicas, and head-of-line blocking.
 
     python scripts/benchmark.py --size full --repeats 3 --json bench.json --markdown bench.md
 
@@ -28,6 +28,9 @@ from scripts.bench_capacity import head_of_line, streaming_capacity  # noqa: E40
 from scripts.bench_report import machine_info, render_markdown, render_table, summarize  # noqa: E402
 from scripts.bench_requests import KeepAliveClient, http_latencies  # noqa: E402
 from scripts.bench_server import BenchServer, SystemMemory  # noqa: E402
+from supervisor import page_cache  # noqa: E402
+
+MB = 1024 * 1024
 
 MODEL_IDS = ("streaming_asr", "punctuation")
 
@@ -139,21 +142,45 @@ def control_plane_during_load(server: BenchServer, model_id: str, clients: int =
     return samples
 
 
-def replica_workloads(cache_dir: Path, size: str, args: argparse.Namespace) -> dict:
-    """Streaming capacity with 1 and with 2 replicas (each on its own server), then head-of-line blocking on
-    one replica; same run, same models."""
-    out: dict = {"capacity": {}}
+def replica_workloads(cache_dir: Path, size: str, args: argparse.Namespace, memory: SystemMemory) -> dict:
+    """Per replica count (each on its own server): the machine memory one and two replicas hold, streaming
+    capacity; on the one-replica server (keep_warm on) also warm reloads and head-of-line blocking."""
+    out: dict = {"capacity": {}, "replica_memory": {}}
+    weights = cache_dir / "generated" / f"streaming_asr-{size}" / "model.pt"
     for replicas in (1, 2):
-        print(f"[bench] streaming capacity, {replicas} replica(s)", file=sys.stderr, flush=True)
-        with BenchServer(cache_dir, size, ["streaming_asr"], replicas=replicas) as server:
+        print(f"[bench] {replicas} replica(s): machine memory, streaming capacity", file=sys.stderr, flush=True)
+        with BenchServer(cache_dir, size, ["streaming_asr"], replicas=replicas, keep_warm=replicas == 1) as server:
+            page_cache.drop(str(weights))  # both counts start with the weights on disk only
+            before = memory.used_mb()
             server.load("streaming_asr")
             server.wait_for_replicas("streaming_asr", replicas)
+            time.sleep(1.5)  # the replicas' memory figures are refreshed every second
+            info = server.info("streaming_asr")
+            out["replica_memory"][str(replicas)] = {
+                "machine_mb": memory.used_mb() - before, "weights_file_mb": weights.stat().st_size / MB,
+                "shared_weights_mb": info.get("memory_shared_weights_mb"),
+                "private_mb": [r["memory_unique_mb"] for r in info["replicas"]]}
+            if replicas == 1:
+                print("[bench] warm reloads (keep_warm)", file=sys.stderr, flush=True)
+                out["warm_reload"] = warm_reloads(server, args.repeats)
             out["capacity"][str(replicas)] = streaming_capacity(server.url, args.max_streams, args.capacity_chunks)
             if replicas == 1:
                 print(f"[bench] head-of-line: a stream beside a {args.hol_audio_s:g} s transcription",
                       file=sys.stderr, flush=True)
                 out["head_of_line"] = head_of_line(server.url, args.hol_audio_s, args.capacity_chunks)
     return out
+
+
+def warm_reloads(server: BenchServer, repeats: int) -> list[dict]:
+    """Unload with keep_warm (the weights stay in the page cache), then load again: the load's time to ready."""
+    samples = []
+    for _ in range(repeats):
+        unloaded = server.unload("streaming_asr")
+        warm_mb = server.info("streaming_asr").get("warm_mb")
+        samples.append({"load_ms": server.load("streaming_asr")["load_time_ms"], "warm_mb": warm_mb,
+                        "freed_mb": unloaded["memory_freed_mb"]})
+    server.wait_for_replicas("streaming_asr", 1)
+    return samples
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -172,7 +199,7 @@ def run(args: argparse.Namespace) -> dict:
         print("[bench] control plane under load", file=sys.stderr, flush=True)
         raw["control_plane_ms"] = control_plane_during_load(server, args.models[0])
     if "streaming_asr" in args.models:
-        raw |= replica_workloads(cache_dir, args.size, args)
+        raw |= replica_workloads(cache_dir, args.size, args, memory)
     return {"machine": machine_info(), "size": args.size, "repeats": args.repeats, "requests": args.requests,
             "memory_probe": memory.source, "raw": raw, "summary": summarize(raw)}
 

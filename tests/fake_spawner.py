@@ -32,6 +32,7 @@ class Script:
     hang: bool = False             # stop answering and beating once a request arrives
     rss_mb: float = 100.0
     unique_mb: float = 50.0
+    weights_file: str | None = None  # a real file it says it maps (its page-cache residency is really read)
 
 
 class FakeChild:
@@ -90,7 +91,8 @@ class FakeChild:
                                   trim_ms=0, warmup_ms=0, total_ms=self.script.load_s * 1000)
             threading.Thread(target=self._beat, daemon=True).start()
             socket.send(protocol.encoder.encode(Ready(pid=self.pid, timings=timings, resolved_source="/fake",
-                                                      source_was_cached=True)))
+                                                      source_was_cached=True, loader="mapped",
+                                                      weights_file=self.script.weights_file)))
             self._serve(socket)
         finally:
             socket.close(linger=0)

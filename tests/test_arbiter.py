@@ -3,10 +3,12 @@ cancel, force_reload, admission of `all`, restart budget, scaling, queue overflo
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
 
+from supervisor import page_cache
 from supervisor.core import Supervisor
 from supervisor.errors import SupervisorError
 from tests.fake_spawner import FakeSpawner
@@ -272,3 +274,43 @@ def test_a_refused_feed_does_not_keep_its_stream_from_expiring(arbiter, fake):
     results = in_threads([lambda s=s: sup.feed(s, PCM_SECOND) for s in streams])
     assert any(isinstance(r, SupervisorError) and r.code == "OVERLOADED" for r in results)
     wait_for(lambda: sup.view("streaming_asr").details.open_streams == 0, timeout=5)  # every one expires
+
+
+def weights_file(tmp_path, mb: int) -> str:
+    """A real file standing for mapped weights, written (so in the page cache) and synced (so droppable)."""
+    path = tmp_path / f"weights-{mb}.pt"
+    path.write_bytes(os.urandom(mb * 1024 * 1024))
+    os.sync()
+    return str(path)
+
+
+def test_shared_weights_count_once_per_model_and_leave_the_page_cache_on_unload(arbiter, fake, tmp_path):
+    """Admission: a second replica needs only its private memory; the unload drops the weights and says so."""
+    weights = weights_file(tmp_path, 8)
+    fake.script("punctuation").weights_file = weights
+    # 110 MB: room for 50 + 8 (first replica and the weights) + 50 (the second); not for the weights twice
+    sup = arbiter(server={"memory_budget_mb": 110, "memory_margin_mb": 0, "evict_idle": False},
+                  punctuation={"max_replicas": 2, "min_replicas": 2})
+    sup.arbiter.admission.footprints.record(sup.arbiter.models["punctuation"], 50, 8)
+    sup.await_load(sup.request_load("punctuation"))
+    wait_for(lambda: len([r for r in sup.view("punctuation").replicas if r.state == "idle"]) == 2, timeout=5)
+    view = sup.view("punctuation")
+    assert view.memory_shared_weights_mb == pytest.approx(8, abs=0.1)  # once per model, not per replica
+    assert {r.memory_shared_weights_mb for r in view.replicas} == {view.memory_shared_weights_mb}
+    assert view.details.loader == "mapped" and view.details.weights_file == weights
+    unloaded = sup.unload("punctuation")
+    assert unloaded.memory_freed_mb == pytest.approx(2 * 50 + 8, abs=0.1)  # both private parts + the weights
+    assert page_cache.resident_mb(weights) == 0
+    assert sup.view("punctuation").warm_mb is None
+
+
+def test_keep_warm_leaves_the_weights_cached_and_reports_them(arbiter, fake, tmp_path):
+    weights = weights_file(tmp_path, 4)
+    fake.script("punctuation").weights_file = weights
+    sup = arbiter(punctuation={"keep_warm": True})
+    sup.await_load(sup.request_load("punctuation"))
+    assert sup.unload("punctuation").memory_freed_mb == pytest.approx(50)  # the weights stay, by request
+    view = sup.view("punctuation")
+    assert view.status == "unloaded" and view.warm_mb == pytest.approx(4, abs=0.1)
+    assert page_cache.resident_mb(weights) == pytest.approx(4, abs=0.1)
+    assert view.memory_shared_weights_mb is None  # no process maps them now

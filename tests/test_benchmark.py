@@ -35,5 +35,7 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
     replicas = result["summary"]["replicas"]
     assert replicas["capacity_1"] >= 1 and replicas["capacity_2"] >= 1 and replicas["hol_busy_samples"] > 0
     assert replicas["hol_idle_p95_ms"] > 0 and replicas["hol_busy_p95_ms"] > 0
-    assert len(result["summary"]["targets"]) == 14
+    assert replicas["warm_reload_ms"] > 0 and replicas["warm_mb"] > 0  # keep_warm left the weights cached
+    assert replicas["second_replica_private_mb"] > 0 and replicas["machine_mb_2_replicas"] != 0
+    assert len(result["summary"]["targets"]) == 18
     assert "load time, API (ms)" in run.stdout and "| figure |" in md.read_text()
