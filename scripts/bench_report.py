@@ -100,9 +100,9 @@ def summarize_replicas(raw: dict, inproc_load_ms: float) -> dict:
             "weights_file_mb": round(memory_two["weights_file_mb"], 1),
             "second_replica_private_mb": second_private,
             "second_private_vs_weights": ratio(second_private, memory_two["weights_file_mb"]),
-            "machine_mb_1_replica": round(memory_one["machine_mb"], 1),
-            "machine_mb_2_replicas": round(memory_two["machine_mb"], 1),
-            "two_vs_one_replica_memory": ratio(memory_two["machine_mb"], memory_one["machine_mb"])}
+            "machine_mb_1_replica": med(memory_one["machine_mb"]),
+            "machine_mb_2_replicas": med(memory_two["machine_mb"]),
+            "two_vs_one_replica_memory": ratio(med(memory_two["machine_mb"]), med(memory_one["machine_mb"]))}
 
 
 def targets(summary: dict) -> list[dict]:

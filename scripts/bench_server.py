@@ -12,27 +12,43 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-CGROUP_V2_CURRENT = Path("/sys/fs/cgroup/memory.current")
+CGROUP_V2_STAT = Path("/sys/fs/cgroup/memory.stat")
 
 
 class SystemMemory:
-    """Memory in use on the machine, in MB, page cache included: `MemTotal - MemFree` (or the cgroup's
-    `memory.current` where there is one).
+    """Memory in use on the machine, in MB: anonymous memory plus the page cache (`AnonPages + Cached` from
+    /proc/meminfo, or the cgroup's `anon + file` where there is one), as the kernel counts them.
 
-    Not MemAvailable, nor anonymous memory only: mapped weights are page cache, which MemAvailable counts as
-    available and AnonPages leaves out, so neither would see what the weights hold or what dropping them gives.
+    Not MemAvailable: mapped weights are page cache, which it counts as available. Not `MemTotal - MemFree`:
+    on this VM it drifts by ~12 MB/s for tens of seconds after processes exit (memory the host reclaims
+    lazily), which swamped the figures. Anonymous memory alone would leave the mapped weights out.
     """
 
-    def __init__(self) -> None:
-        self.source = ("cgroup v2 memory.current" if CGROUP_V2_CURRENT.exists()
-                       else "/proc/meminfo MemTotal - MemFree (whole machine: other processes add noise)")
+    FIELDS = {"cgroup": ("anon", "file"), "meminfo": ("AnonPages", "Cached")}
 
-    def used_mb(self, settle_s: float = 0.3) -> float:
-        time.sleep(settle_s)  # let the kernel finish freeing a process that just exited
-        if CGROUP_V2_CURRENT.exists():
-            return int(CGROUP_V2_CURRENT.read_text()) / (1024 * 1024)
-        fields = {line.split(":")[0]: int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()}
-        return (fields["MemTotal"] - fields["MemFree"]) / 1024
+    def __init__(self) -> None:
+        self.source = ("cgroup v2 memory.stat anon + file" if CGROUP_V2_STAT.exists()
+                       else "/proc/meminfo AnonPages + Cached (whole machine: other processes add noise)")
+
+    def used_mb(self, settle_s: float = 0.3, steady_mb: float = 2.0, within_s: float = 10.0) -> float:
+        """Once two reads `settle_s` apart agree within `steady_mb` (the kernel may still be freeing a process
+        that just exited, or a previous server's), or after `within_s`."""
+        deadline = time.monotonic() + within_s
+        last = self._read_mb()
+        while True:
+            time.sleep(settle_s)
+            now = self._read_mb()
+            if abs(now - last) <= steady_mb or time.monotonic() > deadline:
+                return now
+            last = now
+
+    @classmethod
+    def _read_mb(cls) -> float:
+        if CGROUP_V2_STAT.exists():
+            stat = dict(line.split() for line in CGROUP_V2_STAT.read_text().splitlines())
+            return sum(int(stat[name]) for name in cls.FIELDS["cgroup"]) / (1024 * 1024)
+        meminfo = {line.split(":")[0]: int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()}
+        return sum(meminfo[name] for name in cls.FIELDS["meminfo"]) / 1024
 
 
 def free_port() -> int:
