@@ -13,8 +13,8 @@ from api.observability import MetricsResource, ModelReadyResource, ReadyResource
 from api.openapi import OpenApiResource
 from api.errors import handle_supervisor_error, handle_unexpected, serialize_falcon_error
 from api.media import MsgspecJSONHandler
-from api.inference import (PunctuationResource, StreamAudioResource, StreamFinishResource, StreamResource,
-                           StreamsResource, TranscribeResource)
+from api.inference import (PunctuationResource, StreamFeedResource, StreamResource, StreamsResource,
+                           TranscribeResource, VadResource)
 from api.resources import HealthResource, LoadStatusResource, ModelInfoResource, ModelLoadResource, ModelUnloadResource
 from supervisor.core import Supervisor
 from supervisor.errors import SupervisorError
@@ -40,11 +40,13 @@ def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App
     app.add_route("/model/load/{load_id}", LoadStatusResource(supervisor))
     app.add_route("/model/unload/{model_type}", ModelUnloadResource(supervisor, gate))
     app.add_route("/punctuation", PunctuationResource(supervisor, gate))
-    app.add_route("/asr/streams", StreamsResource(supervisor, gate))
-    app.add_route("/asr/streams/{stream_id}", StreamResource(supervisor))
-    app.add_route("/asr/streams/{stream_id}/audio", StreamAudioResource(supervisor, gate))
-    app.add_route("/asr/streams/{stream_id}/finish", StreamFinishResource(supervisor, gate))
+    for prefix, model_id in (("/asr", "streaming_asr"), ("/vad", "vad")):
+        app.add_route(f"{prefix}/streams", StreamsResource(supervisor, gate, model_id))
+        app.add_route(f"{prefix}/streams/{{stream_id}}", StreamResource(supervisor))
+        app.add_route(f"{prefix}/streams/{{stream_id}}/audio", StreamFeedResource(supervisor, gate, model_id))
+        app.add_route(f"{prefix}/streams/{{stream_id}}/finish", StreamFeedResource(supervisor, gate, model_id, True))
     app.add_route("/asr/transcribe", TranscribeResource(supervisor, gate))
+    app.add_route("/vad", VadResource(supervisor, gate))
 
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(SupervisorError, handle_supervisor_error)

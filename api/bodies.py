@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 
 from supervisor.snapshot import CacheInfo, SystemInfo
-from supervisor.views import JobView, ModelView
+from supervisor.views import JobView, ModelView, TranscriptSegment
 
 Timeout = Annotated[float, msgspec.Meta(gt=0, le=3600, description="seconds to wait for the model to be ready")]
 
@@ -136,6 +136,13 @@ class StreamTextResponse(msgspec.Struct, frozen=True, omit_defaults=True):
     warnings: list[str] = []   # e.g. punctuation was asked for but is unavailable: the text is still here
 
 
+class VadStreamResponse(msgspec.Struct, frozen=True):
+    success: bool
+    stream_id: str
+    segments: list[list[int]]   # speech segments this audio closed, [start_ms, end_ms] from the stream start
+    processing_ms: float
+
+
 class StreamClosedResponse(msgspec.Struct, frozen=True):
     success: bool
     stream_id: str
@@ -151,3 +158,13 @@ class TranscribeResponse(msgspec.Struct, frozen=True):
     rtf: float
     cold_start: bool
     warnings: list[str] = []   # e.g. punctuation was asked for but is unavailable: the text is still here
+    segments: list[TranscriptSegment] | None = None  # ?vad=true (default when the VAD is loaded): per speech segment
+
+
+class VadResponse(msgspec.Struct, frozen=True):
+    success: bool
+    segments: list[list[int]]   # [start_ms, end_ms] of each stretch of speech
+    audio_ms: float
+    processing_ms: float
+    rtf: float
+    cold_start: bool

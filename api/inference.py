@@ -1,4 +1,4 @@
-"""Falcon responders for using the models: punctuation, live ASR streams, whole-file transcription."""
+"""Falcon responders for using the models: punctuation, live ASR and VAD streams, whole recordings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import falcon
 
 from api.audio import read_pcm
 from api.bodies import (PunctuateRequest, PunctuateResponse, StreamClosedResponse, StreamOpenRequest,
-                        StreamOpenResponse, StreamTextResponse, TranscribeResponse)
+                        StreamOpenResponse, StreamTextResponse, TranscribeResponse, VadResponse, VadStreamResponse)
 from api.gate import ThreadGate
 from api.media import read_body
 from supervisor.core import Supervisor
@@ -50,10 +50,16 @@ class PunctuationResource(ModelWork):
 
 
 class StreamsResource(ModelWork):
+    """Open a stream of `model_id` (streaming_asr takes `{"punctuate": true}`; vad takes no body)."""
+
+    def __init__(self, supervisor: Supervisor, gate: ThreadGate, model_id: str = "streaming_asr") -> None:
+        super().__init__(supervisor, gate)
+        self.model_id = model_id
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        request = read_body(req, StreamOpenRequest, optional=True)
+        punctuate = read_body(req, StreamOpenRequest, optional=True).punctuate if self.model_id != "vad" else False
         with self.gate.admit():  # it may be a cold start
-            opened = self.supervisor.open_stream(request.punctuate)
+            opened = self.supervisor.open_stream(punctuate, self.model_id)
         resp.status = 201
         resp.media = StreamOpenResponse(success=True, stream_id=opened.stream_id, sample_rate=opened.sample_rate,
                                         chunk_ms=opened.chunk_ms, expires_in_s=opened.expires_in_s,
@@ -67,20 +73,25 @@ def stream_text(stream_id: str, result: StreamText) -> StreamTextResponse:
                               warnings=result.warnings)
 
 
-class StreamAudioResource(ModelWork):
-    def on_post(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
-        pcm = read_pcm(req, self.limits.audio_bytes)
-        with self.gate.admit():
-            result = self.supervisor.feed(stream_id, pcm)
-        resp.media = stream_text(stream_id, result)
-        server_timing(resp, result.model_ms)
+def stream_segments(stream_id: str, result: StreamText) -> VadStreamResponse:
+    return VadStreamResponse(success=True, stream_id=stream_id, segments=result.segments,
+                             processing_ms=result.processing_ms)
 
 
-class StreamFinishResource(ModelWork):
+class StreamFeedResource(ModelWork):
+    """Audio for a stream (`finish`: its end). The answer is text for ASR streams, segments for VAD ones."""
+
+    def __init__(self, supervisor: Supervisor, gate: ThreadGate, model_id: str = "streaming_asr",
+                 finish: bool = False) -> None:
+        super().__init__(supervisor, gate)
+        self.model_id, self.finish = model_id, finish
+        self.answer = stream_segments if model_id == "vad" else stream_text
+
     def on_post(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
+        pcm = b"" if self.finish else read_pcm(req, self.limits.audio_bytes)
         with self.gate.admit():
-            result = self.supervisor.feed(stream_id, b"", is_final=True)
-        resp.media = stream_text(stream_id, result)
+            result = self.supervisor.feed(stream_id, pcm, is_final=self.finish, model_id=self.model_id)
+        resp.media = self.answer(stream_id, result)
         server_timing(resp, result.model_ms)
 
 
@@ -96,11 +107,24 @@ class StreamResource:
 class TranscribeResource(ModelWork):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         punctuate = req.get_param_as_bool("punctuate", default=True)
+        vad = req.get_param_as_bool("vad")  # None: split when the VAD is loaded
         pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True)
         with self.gate.admit():
-            result = self.supervisor.transcribe(pcm, punctuate)
+            result = self.supervisor.transcribe(pcm, punctuate, vad)
         resp.media = TranscribeResponse(success=True, text=result.text, punctuated_text=result.punctuated_text,
                                         audio_ms=result.audio_ms, processing_ms=result.processing_ms,
-                                        rtf=result.rtf, cold_start=result.cold_start, warnings=result.warnings)
+                                        rtf=result.rtf, cold_start=result.cold_start, warnings=result.warnings,
+                                        segments=result.segments)
+        mark_cold_start(resp, result.cold_start)
+        server_timing(resp, result.model_ms)
+
+
+class VadResource(ModelWork):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True)
+        with self.gate.admit():
+            result = self.supervisor.detect_speech(pcm)
+        resp.media = VadResponse(success=True, segments=result.segments, audio_ms=result.audio_ms,
+                                 processing_ms=result.processing_ms, rtf=result.rtf, cold_start=result.cold_start)
         mark_cold_start(resp, result.cold_start)
         server_timing(resp, result.model_ms)

@@ -52,6 +52,15 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, type], tuple[str, ...]]] = [
      ("STREAM_NOT_FOUND",)),
     ("post", "/asr/transcribe", "Transcribe a whole recording", (*WAV_TYPES, *AUDIO_TYPES),
      {200: bodies.TranscribeResponse}, ("UNSUPPORTED_MEDIA", *INFERENCE_ERRORS)),
+    ("post", "/vad", "Find the speech segments of a whole recording", (*WAV_TYPES, *AUDIO_TYPES),
+     {200: bodies.VadResponse}, ("UNSUPPORTED_MEDIA", *INFERENCE_ERRORS)),
+    ("post", "/vad/streams", "Open a live VAD stream", None, {201: bodies.StreamOpenResponse}, INFERENCE_ERRORS),
+    ("post", "/vad/streams/{stream_id}/audio", "Send audio to a VAD stream: the segments it closed", AUDIO_TYPES,
+     {200: bodies.VadStreamResponse}, STREAM_ERRORS),
+    ("post", "/vad/streams/{stream_id}/finish", "End a VAD stream: its last segments", None,
+     {200: bodies.VadStreamResponse}, STREAM_ERRORS),
+    ("delete", "/vad/streams/{stream_id}", "Abort a VAD stream", None, {200: bodies.StreamClosedResponse},
+     ("STREAM_NOT_FOUND",)),
 ]
 
 
@@ -86,7 +95,8 @@ def operation(method: str, path: str, summary: str, body: Any, responses: dict, 
     params = [{"name": name.strip("{}"), "in": "path", "required": True, "schema": {"type": "string"}}
               for name in path.split("/") if name.startswith("{")]
     if path == "/asr/transcribe":
-        params.append({"name": "punctuate", "in": "query", "required": False, "schema": {"type": "boolean"}})
+        params += [{"name": name, "in": "query", "required": False, "schema": {"type": "boolean"}}
+                   for name in ("punctuate", "vad")]
     if params:
         op["parameters"] = params
     if (rb := request_body(body, schemas)) is not None:

@@ -20,6 +20,15 @@ class Engine(Protocol):
     def warm_up(self) -> None: ...
 
 
+class Heard(NamedTuple):
+    """What one piece of audio gave: new text and all text so far (ASR), or speech segments closed by it (VAD,
+    `[start_ms, end_ms]` from the stream's start)."""
+
+    text: str = ""
+    partial_text: str = ""
+    segments: tuple[tuple[int, int], ...] = ()
+
+
 class Built(NamedTuple):
     """A loaded AutoModel and how its weights came: `weights_file` is the mapped file (None when copied)."""
 
@@ -92,8 +101,8 @@ class StreamingAsrEngine:
         self.model = model
         self.streams: dict[str, AudioStream] = {}
 
-    def feed(self, stream_id: str, samples: np.ndarray, is_final: bool) -> tuple[str, str]:
-        """Returns (text new from this call, all text so far); a final feed flushes and ends the stream."""
+    def feed(self, stream_id: str, samples: np.ndarray, is_final: bool) -> Heard:
+        """Text new from this call, and all text so far; a final feed flushes and ends the stream."""
         stream = self.streams.setdefault(stream_id, AudioStream())
         audio = np.concatenate([stream.pending, samples])
         usable = len(audio) if is_final else len(audio) - len(audio) % CHUNK_SAMPLES
@@ -107,7 +116,7 @@ class StreamingAsrEngine:
         stream.text += "".join(new_text)
         if is_final:
             del self.streams[stream_id]
-        return "".join(new_text), stream.text
+        return Heard("".join(new_text), stream.text)
 
     def _chunk(self, stream: AudioStream, chunk: np.ndarray, is_final: bool) -> str:
         result = self.model.generate(input=chunk, cache=stream.cache, is_final=is_final, disable_pbar=True,
@@ -119,13 +128,78 @@ class StreamingAsrEngine:
 
     def transcribe(self, samples: np.ndarray) -> str:
         """A whole recording through the same streaming path as a live stream, so both give the same text."""
-        return self.feed("__transcribe__", samples, is_final=True)[0]
+        return self.feed("__transcribe__", samples, is_final=True).text
 
     def warm_up(self) -> None:
         self.transcribe(np.zeros(CHUNK_SAMPLES, dtype=np.float32))
 
 
-ENGINES = {"streaming_asr": StreamingAsrEngine, "punctuation": PunctuationEngine}
+class VadStream:
+    """One stream's VAD state: the model's cache, a segment whose end is not heard yet, and held-back samples."""
+
+    def __init__(self) -> None:
+        self.cache: dict = {}
+        self.open_start: int | None = None
+        self.held = np.zeros(0, dtype=np.float32)
+
+
+class VadEngine:
+    """FSMN-VAD, fed audio of any length as it comes. The model reports a segment as it opens (`[start, -1]`)
+    and closes (`[-1, end]`); this answers closed segments only. FunASR's published segments use a fixed
+    end-of-speech silence of 800 ms (funasr 1.4.16 otherwise turns on a dynamic schedule)."""
+
+    OPTIONS = {"max_end_silence_time": 800, "is_streaming_input": True, "disable_pbar": True}
+    MIN_CHUNK_MS = 200
+    HOLD_SAMPLES = 160  # 10 ms kept back from each feed, so the final one always has audio to flush with
+    MIN_CALL_SAMPLES = 1600  # 100 ms: fewer gives funasr no feature frame to time (ZeroDivisionError)
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.streams: dict[str, VadStream] = {}
+
+    def feed(self, stream_id: str, samples: np.ndarray, is_final: bool) -> Heard:
+        stream = self.streams.setdefault(stream_id, VadStream())
+        audio = np.concatenate([stream.held, samples])
+        usable = len(audio) if is_final else max(len(audio) - self.HOLD_SAMPLES, 0)
+        waiting = len(stream.cache.get("prev_samples", ()))  # what the model kept from the last call
+        if waiting + usable < self.MIN_CALL_SAMPLES:  # funasr divides by the audio's duration in frames
+            if not is_final:
+                usable = 0
+            elif waiting + usable:  # the end of a stream shorter than that: pad it with silence
+                audio = np.concatenate([audio, np.zeros(self.MIN_CALL_SAMPLES - waiting - usable, np.float32)])
+                usable = len(audio)
+        stream.held = audio[usable:]
+        closed: list[tuple[int, int]] = []
+        if usable:
+            # one model chunk per call: the model keeps what does not fill a chunk for the next call
+            chunk_ms = max(self.MIN_CHUNK_MS, usable * 1000 // SAMPLE_RATE // 10 * 10)
+            result = self.model.generate(input=audio[:usable], cache=stream.cache, is_final=is_final,
+                                         chunk_size=chunk_ms, **self.OPTIONS)
+            for start, end in result[0]["value"] if result else []:
+                closed += self._close(stream, int(start), int(end))
+        if is_final:
+            del self.streams[stream_id]
+        return Heard(segments=tuple(closed))
+
+    @staticmethod
+    def _close(stream: VadStream, start: int, end: int) -> list[tuple[int, int]]:
+        if start >= 0 and end >= 0:
+            return [(start, end)]
+        if start >= 0:
+            stream.open_start = start
+        elif end >= 0 and stream.open_start is not None:
+            opened, stream.open_start = stream.open_start, None
+            return [(opened, end)]
+        return []
+
+    def drop(self, stream_id: str) -> None:
+        self.streams.pop(stream_id, None)
+
+    def warm_up(self) -> None:
+        self.feed("__warmup__", np.zeros(SAMPLE_RATE, dtype=np.float32), is_final=True)
+
+
+ENGINES = {"streaming_asr": StreamingAsrEngine, "punctuation": PunctuationEngine, "vad": VadEngine}
 
 
 def build_engine(model_id: str, model_dir: str, device: str, threads: int, cache_dir: str,

@@ -92,6 +92,7 @@ class Reply(msgspec.Struct, frozen=True, tag="reply"):
     text: str                 # punctuated text, new stream text, or a transcript
     partial_text: str = ""    # streams: all text so far
     compute_ms: float = 0.0   # time spent in the model
+    segments: list[tuple[int, int]] = []  # VAD: speech segments this audio closed, [start_ms, end_ms]
 
 
 class RequestFailed(msgspec.Struct, frozen=True, tag="request_failed"):

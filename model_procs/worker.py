@@ -143,22 +143,22 @@ def serve(socket: zmq.Socket, engine) -> None:
             continue
         began = time.monotonic()
         try:
-            text, partial = answer(engine, message)
-            reply = Reply(request_id=message.request_id, text=text, partial_text=partial,
-                          compute_ms=(time.monotonic() - began) * 1000)
+            heard = answer(engine, message)
+            reply = Reply(request_id=message.request_id, text=heard.text, partial_text=heard.partial_text,
+                          segments=list(heard.segments), compute_ms=(time.monotonic() - began) * 1000)
         except Exception as exc:  # a request that breaks the model fails alone; the process serves on
             log.exception("request %s failed", type(message).__name__)
             reply = RequestFailed(request_id=message.request_id, message=f"{type(exc).__name__}: {exc}")
         socket.send(protocol.encoder.encode(reply))
 
 
-def answer(engine, message) -> tuple[str, str]:
-    """Run one request on the engine: (text, partial text)."""
-    from model_procs.engines import pcm_to_float  # numpy: the worker's import, not the supervisor's
+def answer(engine, message):
+    """Run one request on the engine: what it heard (engines.Heard)."""
+    from model_procs.engines import Heard, pcm_to_float  # numpy: the worker's import, not the supervisor's
 
     match message:
         case Punctuate(text=text):
-            return engine.punctuate(text), ""
+            return Heard(text=engine.punctuate(text))
         case StreamFeed(stream_id=stream_id, pcm=pcm, is_final=is_final):
             return engine.feed(stream_id, pcm_to_float(pcm), is_final)
     raise TypeError(f"{type(message).__name__} is not a request")

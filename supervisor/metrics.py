@@ -17,7 +17,7 @@ COUNTERS = (("restarts", "Restarts after a crash or a watchdog kill"),
             ("cold_starts", "Loads triggered by a request for an unloaded model"),
             ("idle_unloads", "Unloads after keep_alive_s of idleness"),
             ("evictions", "Unloads to make memory for another model"))
-GAUGES = (("open_streams", "Open ASR streams"),
+GAUGES = (("open_streams", "Open streams"),
           ("queued_requests", "Requests waiting in the model's queue (a KEDA/HPA scaling signal)"),
           ("in_flight_requests", "Requests running in the model's processes"),
           ("replicas", "Processes of the model, starting ones included"))

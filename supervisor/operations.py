@@ -8,19 +8,18 @@ import logging
 import time
 from concurrent.futures import Future
 
-from supervisor.catalog import MODEL_IDS
+from supervisor.catalog import CATALOG, MODEL_IDS
 from supervisor.errors import SupervisorError, model_not_found
 from supervisor.jobs import LoadGroup, LoadJob
 from supervisor.lifecycle import job_error
 from supervisor.states import ModelStatus
-from supervisor.streams import Stream, stream_lost
+from supervisor.streams import Stream, stream_lost, stream_not_found
 from supervisor.views import UnloadView
 from supervisor.work import AudioWork, OpenStreamWork, PunctuateWork, Work
 
 log = logging.getLogger(__name__)
 
 ALL = "all"
-ASR = "streaming_asr"
 BYTES_PER_MS = 32  # 16 kHz, 16-bit mono
 
 
@@ -88,12 +87,14 @@ class Operations:
     def punctuate(self, text: str) -> Future:
         return self._queue("punctuation", PunctuateWork("punctuation", self.arb.settings.request_timeout_s, text))
 
-    def open_stream(self, punctuate: bool) -> Future:
-        stream = Stream(ASR, punctuate, self.arb.settings.stream_expiry_s)
-        return self._queue(ASR, OpenStreamWork(ASR, self.arb.settings.request_timeout_s, stream))
+    def open_stream(self, model_id: str, punctuate: bool) -> Future:
+        stream = Stream(model_id, punctuate, self.arb.settings.stream_expiry_s)
+        return self._queue(model_id, OpenStreamWork(model_id, self.arb.settings.request_timeout_s, stream))
 
-    def feed(self, stream_id: str, pcm: bytes, is_final: bool) -> Future:
+    def feed(self, model_id: str, stream_id: str, pcm: bytes, is_final: bool) -> Future:
         stream = self.arb.streams.get(stream_id)
+        if stream.model_id != model_id:  # an ASR stream's id on a VAD route, or the other way round
+            raise stream_not_found(stream_id)
         replica = self.arb.replicas.by_identity.get(stream.identity)
         if replica is None or replica.stopping:
             self.arb.streams.lose(stream_id, "its model process was stopped since the stream opened")
@@ -105,18 +106,19 @@ class Operations:
                                   "(its per-chunk cost grows with its length); finish this one and open a new one",
                                   stream_id=stream_id)
         stream.audio_bytes += len(pcm)
-        work = self._audio(stream.stream_id, pcm, is_final)
+        work = self._audio(model_id, stream.stream_id, pcm, is_final)
         work.stream, work.pinned = stream, stream.identity
         stream.pending += 1  # before queueing: finish() undoes it whether the work runs or is refused
-        return self._queue(ASR, work)
+        return self._queue(model_id, work)
 
-    def transcribe(self, pcm: bytes) -> Future:
-        return self._queue(ASR, self._audio(f"tx_{next(self._transcriptions)}", pcm, True))
+    def recording(self, model_id: str, pcm: bytes) -> Future:
+        """A whole recording on a private stream id: transcribed (ASR) or split into speech segments (VAD)."""
+        return self._queue(model_id, self._audio(model_id, f"rec_{next(self._transcriptions)}", pcm, True))
 
-    def _audio(self, stream_id: str, pcm: bytes, is_final: bool) -> AudioWork:
-        settings = self.arb.settings
-        return AudioWork(ASR, settings.request_timeout_s, stream_id, pcm, is_final,
-                         settings.transcribe_piece_ms * BYTES_PER_MS)
+    def _audio(self, model_id: str, stream_id: str, pcm: bytes, is_final: bool) -> AudioWork:
+        piece_ms = CATALOG[model_id].audio_piece_ms or self.arb.settings.transcribe_piece_ms
+        return AudioWork(model_id, self.arb.settings.request_timeout_s, stream_id, pcm, is_final,
+                         piece_ms * BYTES_PER_MS)
 
     def abort(self, stream_id: str) -> None:
         stream = self.arb.streams.get(stream_id)

@@ -1,4 +1,4 @@
-"""Live ASR streams: which replica holds each stream's cache, when an idle one expires, and which were lost.
+"""Live streams (ASR and VAD): which replica holds each stream's cache, when an idle one expires, and which were lost.
 
 Arbiter thread only. A stream whose process went away is remembered (boundedly) so its next call says
 STREAM_LOST (once), not STREAM_NOT_FOUND.

@@ -133,6 +133,16 @@ class StreamText(msgspec.Struct, frozen=True, omit_defaults=True):
     processing_ms: float = 0.0
     model_ms: float = 0.0
     warnings: list[str] = []         # what was asked and could not be done (punctuation unavailable)
+    segments: list[tuple[int, int]] = []  # VAD streams: speech segments closed by this audio
+
+
+class TranscriptSegment(msgspec.Struct, frozen=True):
+    """One stretch of speech of a VAD-split transcription, in ms from the recording's start."""
+
+    start_ms: int
+    end_ms: int
+    text: str
+    punctuated_text: str | None = None
 
 
 class Transcript(msgspec.Struct, frozen=True):
@@ -144,3 +154,15 @@ class Transcript(msgspec.Struct, frozen=True):
     cold_start: bool
     model_ms: float
     warnings: list[str] = []
+    segments: list[TranscriptSegment] | None = None  # split on the VAD's speech segments (None: not split)
+
+
+class SpeechSegments(msgspec.Struct, frozen=True):
+    """`POST /vad`: where speech is, `[start_ms, end_ms]` from the recording's start."""
+
+    segments: list[tuple[int, int]]
+    audio_ms: float
+    processing_ms: float
+    rtf: float
+    cold_start: bool
+    model_ms: float

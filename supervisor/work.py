@@ -22,6 +22,7 @@ class WorkResult(msgspec.Struct, frozen=True):
     compute_ms: float
     cold_start: bool
     stream: Stream | None = None
+    segments: list[tuple[int, int]] = []  # VAD: speech segments closed by this audio, ms from its start
 
 
 class Work:
@@ -84,7 +85,7 @@ class PunctuateWork(Work):
 
 
 class AudioWork(Work):
-    """Audio for one engine stream: a live stream's feed, or a whole transcription on a private stream id."""
+    """Audio for one engine stream: a live stream's feed, or a whole recording on a private stream id."""
 
     def __init__(self, model_id: str, wait_s: float, stream_id: str, pcm: bytes, is_final: bool,
                  piece_bytes: int) -> None:
@@ -96,6 +97,7 @@ class AudioWork(Work):
         self.offset = 0
         self.texts: list[str] = []
         self.partial = ""
+        self.segments: list[tuple[int, int]] = []
 
     def message(self, request_id: int) -> StreamFeed:
         end = self.offset + self.piece_bytes
@@ -105,10 +107,11 @@ class AudioWork(Work):
     def absorb(self, reply: Reply) -> bool:
         self.texts.append(reply.text)
         self.partial = reply.partial_text
+        self.segments += reply.segments
         self.compute_ms += reply.compute_ms
         self.offset += self.piece_bytes
         return self.offset >= len(self.pcm)
 
     def result(self) -> WorkResult:
         return WorkResult(text="".join(self.texts), partial_text=self.partial, compute_ms=self.compute_ms,
-                          cold_start=self.cold_start, stream=self.stream)
+                          cold_start=self.cold_start, stream=self.stream, segments=self.segments)

@@ -126,13 +126,13 @@ def test_load_all_partly_admitted_still_has_a_load_id(arbiter, fake):
     footprints.record(models["streaming_asr"], 1000, 0)  # as measured by an earlier load: over the budget
     footprints.record(models["punctuation"], 100, 0)
     ticket = sup.request_load("all")
-    assert ticket.load_id and set(ticket.load_ids) == {"streaming_asr", "punctuation"}
+    assert ticket.load_id and set(ticket.load_ids) == {"streaming_asr", "punctuation", "vad"}
     with pytest.raises(SupervisorError) as refused:
         sup.await_load(ticket)
     assert refused.value.code == "INSUFFICIENT_MEMORY"
     job = sup.job(ticket.load_id)
     assert job.status == "failed" and job.error_code == "INSUFFICIENT_MEMORY"
-    assert status(sup, "punctuation") == "loaded" and status(sup, "streaming_asr") == "unloaded"
+    assert status(sup, "punctuation") == status(sup, "vad") == "loaded" and status(sup, "streaming_asr") == "unloaded"
 
 
 def test_restarts_back_off_within_the_budget_and_requests_cannot_bypass_it(arbiter, fake):

@@ -22,14 +22,15 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["machine"]["cpu_cores"] >= 1 and result["machine"]["versions"]["funasr"]
-    for model_id in ("streaming_asr", "punctuation"):
+    for model_id in ("streaming_asr", "punctuation", "vad"):
         figures = result["summary"]["models"][model_id]
         for key, _ in FIGURES:
             assert isinstance(figures[key], (int, float)) and not math.isnan(figures[key]), (model_id, key)
         assert figures["load_ms"] > 0 and figures["naive_cold_start_ms"] > figures["inproc_load_ms"] > 0
         assert figures["memory_freed_mb"] > 0 and figures["unload_ms"] > 0
         raw = result["raw"]["models"][model_id]
-        assert len(raw["http_ms"]) == len(raw["http_model_ms"]) == len(raw["direct_ms"]) == 20
+        assert len(raw["http_ms"]) == len(raw["http_model_ms"]) == len(raw["direct_ms"]) == (
+            4 if model_id == "vad" else 20)
         assert all(0 < model < total for model, total in zip(raw["http_model_ms"], raw["http_ms"]))
     assert result["summary"]["control_plane"]["samples"] > 0
     replicas = result["summary"]["replicas"]
@@ -37,5 +38,5 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
     assert replicas["hol_idle_p95_ms"] > 0 and replicas["hol_busy_p95_ms"] > 0
     assert replicas["warm_reload_ms"] > 0 and replicas["warm_mb"] > 0  # keep_warm left the weights cached
     assert replicas["second_replica_private_mb"] > 0 and replicas["machine_mb_2_replicas"] != 0
-    assert len(result["summary"]["targets"]) == 18
+    assert len(result["summary"]["targets"]) == 23
     assert "load time, API (ms)" in run.stdout and "| figure |" in md.read_text()

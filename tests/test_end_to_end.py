@@ -27,8 +27,9 @@ def test_reference_client_flows(server):
     assert manager.check_model_readiness() == (True, "All required models are loaded and ready")
 
     status = manager.get_model_status(detailed=True)
-    pids = {m: info["pid"] for m, info in status["available_models"].items()}
+    pids = {m: status["available_models"][m]["pid"] for m in ("streaming_asr", "punctuation")}
     assert all(alive(pid) for pid in pids.values()) and len(set(pids.values())) == 2
+    assert status["available_models"]["vad"]["pid"] is None  # never asked for
 
     assert manager.optimize_memory_usage(keep_models=["streaming_asr"]) is True
     after = manager.get_model_status()["available_models"]

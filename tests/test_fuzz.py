@@ -42,7 +42,9 @@ def test_openapi_document_is_valid_and_lists_every_route(client):
                       "GET /model/load/{load_id}", "DELETE /model/unload/{model_type}", "POST /punctuation",
                       "POST /asr/streams", "POST /asr/streams/{stream_id}/audio",
                       "POST /asr/streams/{stream_id}/finish", "DELETE /asr/streams/{stream_id}",
-                      "POST /asr/transcribe", "GET /openapi.json"}
+                      "POST /asr/transcribe", "GET /openapi.json", "POST /vad", "POST /vad/streams",
+                      "POST /vad/streams/{stream_id}/audio", "POST /vad/streams/{stream_id}/finish",
+                      "DELETE /vad/streams/{stream_id}"}
     described = document["info"]["description"]
     for code in ("INVALID_REQUEST", "MODEL_NOT_FOUND", "STREAM_LOST", "INSUFFICIENT_MEMORY", "INTERNAL"):
         assert code in described

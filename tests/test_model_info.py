@@ -32,7 +32,7 @@ def test_info_has_every_reference_field(client):
     body = client.simulate_get("/model/info").json
     assert body["success"] is True
     datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00"))
-    assert set(body["available_models"]) == {"streaming_asr", "punctuation"}
+    assert set(body["available_models"]) == {"streaming_asr", "punctuation", "vad"}
     for model_id, model in body["available_models"].items():
         assert model["model_id"] == model_id
         assert_fields(model, REFERENCE_MODEL_FIELDS | OUR_MODEL_FIELDS)

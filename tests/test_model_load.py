@@ -60,10 +60,10 @@ def test_force_reload_starts_a_new_process_and_stops_the_old(client):
     wait_for(lambda: not alive(old_pid), timeout=10)
 
 
-def test_load_all_loads_both(client):
+def test_load_all_loads_every_model(client):
     resp = client.simulate_post("/model/load", json={"model_type": "all", "async_load": False})
     assert resp.status_code == 200, resp.json
-    assert resp.json["model_type"] == "all" and set(resp.json["models"]) == {"streaming_asr", "punctuation"}
+    assert resp.json["model_type"] == "all" and set(resp.json["models"]) == {"streaming_asr", "punctuation", "vad"}
     models = client.simulate_get("/model/info").json["available_models"]
     assert all(m["loaded"] for m in models.values())
     unloaded = client.simulate_delete("/model/unload/all").json
@@ -75,7 +75,7 @@ def test_unknown_model_is_404_with_available_models(client):
                  client.simulate_delete("/model/unload/whisper")):
         assert resp.status_code == 404
         assert resp.json["error_code"] == "MODEL_NOT_FOUND"
-        assert resp.json["available_models"] == ["streaming_asr", "punctuation"]
+        assert resp.json["available_models"] == ["streaming_asr", "punctuation", "vad"]
         assert "whisper" in resp.json["details"]
 
 
