@@ -38,5 +38,5 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
     assert replicas["hol_idle_p95_ms"] > 0 and replicas["hol_busy_p95_ms"] > 0
     assert replicas["warm_reload_ms"] > 0 and replicas["warm_mb"] > 0  # keep_warm left the weights cached
     assert replicas["second_replica_private_mb"] > 0 and replicas["machine_mb_2_replicas"] != 0
-    assert len(result["summary"]["targets"]) == 23
+    assert len(result["summary"]["targets"]) == 22
     assert "load time, API (ms)" in run.stdout and "| figure |" in md.read_text()
