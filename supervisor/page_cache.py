@@ -57,6 +57,7 @@ def drop(path: str) -> float:
     except OSError:
         return 0.0
     try:
+        os.fdatasync(fd)  # dirty pages (a model generated or converted moments ago) are not dropped, only clean ones
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)

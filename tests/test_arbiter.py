@@ -277,10 +277,10 @@ def test_a_refused_feed_does_not_keep_its_stream_from_expiring(arbiter, fake):
 
 
 def weights_file(tmp_path, mb: int) -> str:
-    """A real file standing for mapped weights, written (so in the page cache) and synced (so droppable)."""
+    """A real file standing for mapped weights, just written: its pages are in the page cache and still dirty,
+    as a freshly generated or converted model's are (the unload must write them back to drop them)."""
     path = tmp_path / f"weights-{mb}.pt"
     path.write_bytes(os.urandom(mb * 1024 * 1024))
-    os.sync()
     return str(path)
 
 
