@@ -42,7 +42,7 @@ def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App
     app.add_route("/punctuation", PunctuationResource(supervisor, gate))
     for prefix, model_id in (("/asr", "streaming_asr"), ("/vad", "vad")):
         app.add_route(f"{prefix}/streams", StreamsResource(supervisor, gate, model_id))
-        app.add_route(f"{prefix}/streams/{{stream_id}}", StreamResource(supervisor))
+        app.add_route(f"{prefix}/streams/{{stream_id}}", StreamResource(supervisor, model_id))
         app.add_route(f"{prefix}/streams/{{stream_id}}/audio", StreamFeedResource(supervisor, gate, model_id))
         app.add_route(f"{prefix}/streams/{{stream_id}}/finish", StreamFeedResource(supervisor, gate, model_id, True))
     app.add_route("/asr/transcribe", TranscribeResource(supervisor, gate))

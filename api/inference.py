@@ -96,11 +96,11 @@ class StreamFeedResource(ModelWork):
 
 
 class StreamResource:
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor = supervisor
+    def __init__(self, supervisor: Supervisor, model_id: str = "streaming_asr") -> None:
+        self.supervisor, self.model_id = supervisor, model_id
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
-        self.supervisor.abort(stream_id)
+        self.supervisor.abort(stream_id, self.model_id)
         resp.media = StreamClosedResponse(success=True, stream_id=stream_id, message="Stream aborted")
 
 

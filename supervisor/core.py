@@ -192,8 +192,8 @@ class Supervisor:
                           model_ms=round(result.compute_ms + (punctuated.model_ms if punctuated else 0), 3),
                           warnings=warnings, segments=result.segments)
 
-    def abort(self, stream_id: str) -> None:
-        self._call(lambda: self._ops.abort(stream_id))
+    def abort(self, stream_id: str, model_id: str = ASR) -> None:
+        self._call(lambda: self._ops.abort(model_id, stream_id))
 
     def detect_speech(self, pcm: bytes) -> SpeechSegments:
         """The VAD's speech segments of a whole recording."""

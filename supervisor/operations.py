@@ -13,7 +13,7 @@ from supervisor.errors import SupervisorError, model_not_found
 from supervisor.jobs import LoadGroup, LoadJob
 from supervisor.lifecycle import job_error
 from supervisor.states import ModelStatus
-from supervisor.streams import Stream, stream_lost, stream_not_found
+from supervisor.streams import Stream, stream_lost
 from supervisor.views import UnloadView
 from supervisor.work import AudioWork, OpenStreamWork, PunctuateWork, Work
 
@@ -92,9 +92,7 @@ class Operations:
         return self._queue(model_id, OpenStreamWork(model_id, self.arb.settings.request_timeout_s, stream))
 
     def feed(self, model_id: str, stream_id: str, pcm: bytes, is_final: bool) -> Future:
-        stream = self.arb.streams.get(stream_id)
-        if stream.model_id != model_id:  # an ASR stream's id on a VAD route, or the other way round
-            raise stream_not_found(stream_id)
+        stream = self.arb.streams.get(stream_id, model_id)
         replica = self.arb.replicas.by_identity.get(stream.identity)
         if replica is None or replica.stopping:
             self.arb.streams.lose(stream_id, "its model process was stopped since the stream opened")
@@ -120,8 +118,8 @@ class Operations:
         return AudioWork(model_id, self.arb.settings.request_timeout_s, stream_id, pcm, is_final,
                          piece_ms * BYTES_PER_MS)
 
-    def abort(self, stream_id: str) -> None:
-        stream = self.arb.streams.get(stream_id)
+    def abort(self, model_id: str, stream_id: str) -> None:
+        stream = self.arb.streams.get(stream_id, model_id)
         self.arb.streams.remove(stream_id)
         self.arb.dispatch.drop_stream(stream.identity, stream_id)
         self.arb.changed()

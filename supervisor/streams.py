@@ -18,7 +18,7 @@ KEEP_LOST = 4096
 def stream_not_found(stream_id: str) -> SupervisorError:
     return SupervisorError("STREAM_NOT_FOUND", "Stream not found",
                            f"No open stream '{shown(stream_id)}': it was finished, aborted, or expired after being "
-                           "idle; open a new one with POST /asr/streams")
+                           "idle, or is another model's stream; open a new one")
 
 
 def stream_lost(stream_id: str, why: str) -> SupervisorError:
@@ -52,10 +52,13 @@ class StreamRegistry:
     def add(self, stream: Stream) -> None:
         self.open[stream.stream_id] = stream
 
-    def get(self, stream_id: str) -> Stream:
+    def get(self, stream_id: str, model_id: str) -> Stream:
+        """An open stream of `model_id`: an ASR stream's id on a VAD route (or the other way round) is unknown."""
         stream = self.open.get(stream_id)
-        if stream is not None:
+        if stream is not None and stream.model_id == model_id:
             return stream
+        if stream is not None:
+            raise stream_not_found(stream_id)
         if stream_id in self._lost:  # said once; after that the stream is simply unknown
             raise stream_lost(stream_id, self._lost.pop(stream_id))
         raise stream_not_found(stream_id)

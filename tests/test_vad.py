@@ -45,8 +45,11 @@ def test_a_vad_stream_fed_in_random_pieces_gives_the_same_segments(client, recor
         offset += size
     segments += client.simulate_post(f"/vad/streams/{stream_id}/finish").json["segments"]
     assert segments == VAD_EXAMPLE_SEGMENTS
-    # a VAD stream's id is not an ASR stream's
-    assert client.simulate_post(f"/asr/streams/{stream_id}/finish").status_code == 404
+    # a VAD stream's id is not an ASR stream's: neither fed nor aborted through the ASR routes
+    other = client.simulate_post("/vad/streams").json["stream_id"]
+    assert client.simulate_post(f"/asr/streams/{other}/finish").status_code == 404
+    assert client.simulate_delete(f"/asr/streams/{other}").json["error_code"] == "STREAM_NOT_FOUND"
+    assert client.simulate_delete(f"/vad/streams/{other}").status_code == 200
 
 
 def test_a_transcription_split_on_the_vads_segments(client, recordings):
