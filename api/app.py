@@ -10,6 +10,9 @@ import falcon.media
 from api.auth import ApiKeyMiddleware
 from api.gate import ThreadGate
 from api.observability import MetricsResource, ModelReadyResource, ReadyResource, RequestLogMiddleware
+from api.oip import (InferResource, ModelMetadataResource, ModelReadyResource as V2ModelReadyResource,
+                     RepositoryIndexResource, RepositoryLoadResource, RepositoryUnloadResource, ServerLiveResource,
+                     ServerMetadataResource, ServerReadyResource)
 from api.openapi import OpenApiResource
 from api.errors import handle_supervisor_error, handle_unexpected, serialize_falcon_error
 from api.media import MsgspecJSONHandler
@@ -47,8 +50,23 @@ def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App
         app.add_route(f"{prefix}/streams/{{stream_id}}/finish", StreamFeedResource(supervisor, gate, model_id, True))
     app.add_route("/asr/transcribe", TranscribeResource(supervisor, gate))
     app.add_route("/vad", VadResource(supervisor, gate))
+    add_open_inference_routes(app, supervisor, gate)
 
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(SupervisorError, handle_supervisor_error)
     app.set_error_serializer(serialize_falcon_error)
     return app
+
+
+def add_open_inference_routes(app: falcon.App, supervisor: Supervisor, gate: ThreadGate) -> None:
+    """KServe v2 / Triton: server and model metadata, health, infer, and the model repository."""
+    app.add_route("/v2", ServerMetadataResource())
+    app.add_route("/v2/health/live", ServerLiveResource(supervisor))
+    app.add_route("/v2/health/ready", ServerReadyResource(supervisor))
+    for model in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
+        app.add_route(model, ModelMetadataResource(supervisor))
+        app.add_route(f"{model}/ready", V2ModelReadyResource(supervisor))
+        app.add_route(f"{model}/infer", InferResource(supervisor, gate))
+    app.add_route("/v2/repository/index", RepositoryIndexResource(supervisor))
+    app.add_route("/v2/repository/models/{model_name}/load", RepositoryLoadResource(supervisor, gate))
+    app.add_route("/v2/repository/models/{model_name}/unload", RepositoryUnloadResource(supervisor, gate))

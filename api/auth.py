@@ -1,4 +1,8 @@
-"""Optional API key: every route but the liveness probe needs `Authorization: Bearer <key>`."""
+"""Optional API key: every route but the health probes needs `Authorization: Bearer <key>`.
+
+The probes stay open because a kubelet's httpGet probe cannot send a secret header; they say only whether the
+server runs and whether its required models are loaded.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import falcon
 
 from supervisor.errors import SupervisorError
 
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 
 
 class ApiKeyMiddleware:

@@ -8,9 +8,11 @@ import falcon
 import msgspec
 
 from api.bodies import ErrorBody
+from api.oip_bodies import OipError
 from supervisor.errors import SupervisorError
 
 log = logging.getLogger(__name__)
+OIP_PREFIX = "/v2/"
 
 HTTP_STATUS = {
     "INVALID_REQUEST": 400, "UNAUTHORIZED": 401, "MODEL_NOT_FOUND": 404, "LOAD_NOT_FOUND": 404,
@@ -30,9 +32,16 @@ def envelope(code: str, message: str, details: str, **context) -> dict:
     return msgspec.structs.asdict(body) | context
 
 
+def error_body(req: falcon.Request, code: str, message: str, details: str, **context) -> dict | OipError:
+    """Our envelope, or on the Open Inference Protocol's routes its own `{"error": "..."}` shape."""
+    if req.path.startswith(OIP_PREFIX):
+        return OipError(error=f"{message}: {details}" if details else message)
+    return envelope(code, message, details, **context)
+
+
 def handle_supervisor_error(req: falcon.Request, resp: falcon.Response, exc: SupervisorError, params) -> None:
     resp.status = HTTP_STATUS.get(exc.code, 500)
-    resp.media = envelope(exc.code, exc.message, exc.details, **exc.context)
+    resp.media = error_body(req, exc.code, exc.message, exc.details, **exc.context)
     if exc.code in ("MODEL_NOT_READY", "OVERLOADED"):
         resp.set_header("Retry-After", str(exc.context.get("retry_after_s", 5)))
 
@@ -40,7 +49,7 @@ def handle_supervisor_error(req: falcon.Request, resp: falcon.Response, exc: Sup
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
     resp.status = 500
-    resp.media = envelope("INTERNAL", "Internal server error", "The server logged the cause; please report it")
+    resp.media = error_body(req, "INTERNAL", "Internal server error", "The server logged the cause; please report it")
 
 
 def serialize_falcon_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
@@ -50,4 +59,4 @@ def serialize_falcon_error(req: falcon.Request, resp: falcon.Response, exc: falc
     if status == 405:
         details = f"{req.method} is not allowed on {req.path}"
     resp.content_type = falcon.MEDIA_JSON
-    resp.media = envelope(code, exc.title or "Error", details)
+    resp.media = error_body(req, code, exc.title or "Error", details)

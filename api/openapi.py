@@ -12,8 +12,9 @@ from typing import Any
 import falcon
 import msgspec
 
-from api import bodies
-from api.errors import HTTP_STATUS
+from api import bodies, oip_bodies as v2
+from api.errors import HTTP_STATUS, OIP_PREFIX
+from supervisor.catalog import MODEL_IDS
 
 REF = "#/components/schemas/{name}"
 JSON = "application/json"
@@ -22,6 +23,8 @@ WAV_TYPES = ("audio/wav", "audio/x-wav")
 INFERENCE_ERRORS = ("INVALID_REQUEST", "MODEL_NOT_READY", "MODEL_CRASHED", "INFERENCE_TIMEOUT", "LOAD_FAILED",
                     "LOAD_TIMEOUT", "INSUFFICIENT_MEMORY", "PAYLOAD_TOO_LARGE", "INTERNAL")
 STREAM_ERRORS = ("STREAM_NOT_FOUND", "STREAM_LOST", "UNSUPPORTED_MEDIA", *INFERENCE_ERRORS)
+V2_MODEL = "/v2/models/{model_name}"
+V2_VERSION = "/v2/models/{model_name}/versions/{model_version}"
 
 # (method, path, summary, request body (Struct, media types or None), {status: response Struct(s)}, error codes)
 ROUTES: list[tuple[str, str, str, Any, dict[int, type], tuple[str, ...]]] = [
@@ -61,7 +64,28 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, type], tuple[str, ...]]] = [
      {200: bodies.VadStreamResponse}, STREAM_ERRORS),
     ("delete", "/vad/streams/{stream_id}", "Abort a VAD stream", None, {200: bodies.StreamClosedResponse},
      ("STREAM_NOT_FOUND",)),
+    # Open Inference Protocol (KServe v2): errors are `{"error": "..."}`
+    ("get", "/v2", "Server metadata", None, {200: v2.ServerMetadata}, ()),
+    ("get", "/v2/health/live", "Server liveness", None, {200: v2.ServerLive}, ("INTERNAL",)),
+    ("get", "/v2/health/ready", "Server readiness: every required model is loaded", None, {200: v2.ServerReady},
+     ("MODEL_NOT_READY",)),
+    *[("get", path, "Model metadata: inputs and outputs", None, {200: v2.ModelMetadata}, ("MODEL_NOT_FOUND",))
+      for path in (V2_MODEL, V2_VERSION)],
+    *[("get", f"{path}/ready", "Model readiness", None, {200: v2.ModelReady}, ("MODEL_NOT_FOUND", "MODEL_NOT_READY"))
+      for path in (V2_MODEL, V2_VERSION)],
+    *[("post", f"{path}/infer", "Inference (JSON, or the binary tensor data extension; Triton's sequence "
+       "parameters stream audio)", v2.InferRequest, {200: v2.InferResponse},
+       ("MODEL_NOT_FOUND", *STREAM_ERRORS)) for path in (V2_MODEL, V2_VERSION)],
+    ("post", "/v2/repository/index", "Every model's state", v2.RepositoryIndexRequest,
+     {200: list[v2.RepositoryModel]}, ("INVALID_REQUEST", "PAYLOAD_TOO_LARGE")),
+    ("post", "/v2/repository/models/{model_name}/load", "Load a model, and wait until it is ready",
+     v2.RepositoryRequest, {200: v2.RepositoryLoaded},
+     ("INVALID_REQUEST", "MODEL_NOT_FOUND", "CONFLICT", "PAYLOAD_TOO_LARGE", "INSUFFICIENT_MEMORY", "LOAD_FAILED",
+      "LOAD_TIMEOUT")),
+    ("post", "/v2/repository/models/{model_name}/unload", "Unload a model", v2.RepositoryRequest,
+     {200: v2.RepositoryUnloaded}, ("INVALID_REQUEST", "MODEL_NOT_FOUND", "PAYLOAD_TOO_LARGE")),
 ]
+OPTIONAL_BODIES = (bodies.InfoRequest, bodies.StreamOpenRequest, v2.RepositoryIndexRequest, v2.RepositoryRequest)
 
 
 def as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
@@ -69,7 +93,7 @@ def as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def response_types() -> list[type]:
-    return [bodies.ErrorBody, *(t for *_, responses, _ in ROUTES for ts in responses.values() for t in as_tuple(ts))]
+    return [bodies.ErrorBody, v2.OipError, *(t for *_, responses, _ in ROUTES for ts in responses.values() for t in as_tuple(ts))]
 
 
 def response_schema(types: type | tuple[type, ...], schemas: dict[type, dict]) -> dict:
@@ -82,8 +106,15 @@ def request_body(body: Any, refs: dict[type, dict]) -> dict | None:
         return None
     if isinstance(body, tuple):  # raw bytes: audio
         return {"required": True, "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in body}}
-    return {"required": body is not bodies.InfoRequest and body is not bodies.StreamOpenRequest,
-            "content": {JSON: {"schema": refs[body]}}}
+    content = {JSON: {"schema": refs[body]}}
+    if body is v2.InferRequest:  # the binary extension: the JSON header, then the tensors' bytes
+        content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+    return {"required": body not in OPTIONAL_BODIES, "content": content}
+
+
+def path_schema(name: str) -> dict:
+    """A v2 model name is one of the catalog's models (the fuzz then reaches them); anything else is a string."""
+    return {"type": "string", "enum": list(MODEL_IDS)} if name == "{model_name}" else {"type": "string"}
 
 
 def operation(method: str, path: str, summary: str, body: Any, responses: dict, errors: tuple,
@@ -92,7 +123,7 @@ def operation(method: str, path: str, summary: str, body: Any, responses: dict, 
                 "responses": {str(status): {"description": "success",
                                             "content": {JSON: {"schema": response_schema(t, schemas)}}}
                               for status, t in responses.items()}}
-    params = [{"name": name.strip("{}"), "in": "path", "required": True, "schema": {"type": "string"}}
+    params = [{"name": name.strip("{}"), "in": "path", "required": True, "schema": path_schema(name)}
               for name in path.split("/") if name.startswith("{")]
     if path == "/asr/transcribe":
         params += [{"name": name, "in": "query", "required": False, "schema": {"type": "boolean"}}
@@ -104,9 +135,13 @@ def operation(method: str, path: str, summary: str, body: Any, responses: dict, 
     by_status: dict[int, list[str]] = {}
     for code in ("UNAUTHORIZED", *errors):
         by_status.setdefault(HTTP_STATUS[code], []).append(code)
+    error_schema = schemas[v2.OipError if path.startswith(OIP_PREFIX) else bodies.ErrorBody]
     for status, codes in by_status.items():
         op["responses"][str(status)] = {"description": "error: " + ", ".join(codes),
-                                        "content": {JSON: {"schema": schemas[bodies.ErrorBody]}}}
+                                        "content": {JSON: {"schema": error_schema}}}
+    if body is v2.InferRequest:  # outputs asked for as binary come after the JSON header
+        op["responses"]["200"]["content"]["application/octet-stream"] = {"schema": {"type": "string",
+                                                                                    "format": "binary"}}
     return op
 
 

@@ -77,6 +77,10 @@ def summarize(raw: dict) -> dict:
     plane = raw["control_plane_ms"]
     summary = {"models": models, "control_plane": {"samples": len(plane), "p50_ms": med(plane),
                                                    "p99_ms": pct(plane, 0.99)}}
+    if "protocol" in raw:
+        oip, rest = med(raw["protocol"]["oip_ms"]), med(raw["protocol"]["rest_ms"])
+        summary["protocol"] = {"oip_p50_ms": oip, "rest_p50_ms": rest, "oip_vs_rest_p50": ratio(oip, rest),
+                               "samples": len(raw["protocol"]["oip_ms"])}
     if "capacity" in raw:
         summary["replicas"] = summarize_replicas(raw, models["streaming_asr"]["inproc_load_ms"])
     summary["targets"] = targets(summary)
@@ -129,6 +133,9 @@ def targets(summary: dict) -> list[dict]:
             check("streaming chunk model time p50, mapped weights / AutoModel's", m["mapped_vs_automodel_p50"], "<=",
                   1.02)
             check("streaming_asr worker RSS after load MB", m["rss_mb"], "<=", 1500)
+    if "protocol" in summary:
+        check("punctuation p50, tritonclient infer (Open Inference Protocol) / POST /punctuation",
+              summary["protocol"]["oip_vs_rest_p50"], "<=", 1.10)
     check("/model/info p99 ms during a load, 16 clients", summary["control_plane"]["p99_ms"], "<=", 20)
     replicas = summary.get("replicas")
     if replicas:
@@ -175,7 +182,7 @@ def render_table(result: dict) -> str:
     lines.append(f"/model/info during a load, 16 clients: p50 {plane['p50_ms']} ms, p99 {plane['p99_ms']} ms "
                  f"({plane['samples']} samples)")
     lines.append(f"memory probe: {result['memory_probe']}; size {result['size']}, median of {result['repeats']}")
-    lines += replica_lines(result["summary"].get("replicas"))
+    lines += replica_lines(result["summary"].get("replicas")) + protocol_lines(result["summary"].get("protocol"))
     lines.append("")
     lines += [f"{'MET ' if t['met'] else 'MISS'}  {t['figure']}: {t['value']:g} (target {t['target']})"
               for t in result["summary"]["targets"]]
@@ -195,11 +202,18 @@ def replica_lines(replicas: dict | None) -> list[str]:
             f"{replicas['second_replica_private_mb']:g} MB of {replicas['weights_file_mb']:g} MB of weights"]
 
 
+def protocol_lines(protocol: dict | None) -> list[str]:
+    if not protocol:
+        return []
+    return [f"punctuation p50 through tritonclient (v2 infer): {protocol['oip_p50_ms']:g} ms; POST /punctuation: "
+            f"{protocol['rest_p50_ms']:g} ms ({protocol['samples']} requests each)"]
+
+
 def render_markdown(result: dict) -> str:
     table = rows(result)
     out = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
     out += ["| " + " | ".join(r) + " |" for r in table[1:]]
-    out += [""] + replica_lines(result["summary"].get("replicas"))
+    out += [""] + replica_lines(result["summary"].get("replicas")) + protocol_lines(result["summary"].get("protocol"))
     out += ["", "| target | value | met |", "|---|---|---|"]
     out += [f"| {t['figure']} {t['target']} | {t['value']:g} | {'yes' if t['met'] else '**no**'} |"
             for t in result["summary"]["targets"]]

@@ -26,6 +26,7 @@ if str(REPO) not in sys.path:
 
 from scripts.bench_capacity import head_of_line, streaming_capacity  # noqa: E402
 from scripts.bench_report import machine_info, render_markdown, render_table, summarize  # noqa: E402
+from scripts.bench_protocol import protocol_latencies  # noqa: E402
 from scripts.bench_requests import KeepAliveClient, http_latencies  # noqa: E402
 from scripts.bench_server import BenchServer, SystemMemory  # noqa: E402
 from model_procs.wheels import fetch_folder  # noqa: E402
@@ -221,6 +222,11 @@ def run(args: argparse.Namespace) -> dict:
             print(f"[bench] {model_id}: {requests} requests, HTTP and direct", file=sys.stderr, flush=True)
             entry |= request_latencies(server, model_id, dirs[model_id], requests, recording)
             raw["models"][model_id] = entry
+        if "punctuation" in args.models:
+            print("[bench] protocol overhead: tritonclient vs POST /punctuation", file=sys.stderr, flush=True)
+            server.load("punctuation")
+            raw["protocol"] = protocol_latencies(server.url, args.requests)
+            server.unload("punctuation")
         print("[bench] control plane under load", file=sys.stderr, flush=True)
         raw["control_plane_ms"] = control_plane_during_load(server, args.models[0])
     if "streaming_asr" in args.models:

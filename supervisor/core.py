@@ -173,8 +173,8 @@ class Supervisor:
         return PunctuationResult(text=result.text, processing_ms=round((time.monotonic() - began) * 1000, 2),
                                  cold_start=result.cold_start, model_ms=round(result.compute_ms, 3))
 
-    def open_stream(self, punctuate: bool, model_id: str = ASR) -> StreamOpened:
-        result = self._work(lambda: self._ops.open_stream(model_id, punctuate), pieces=1)
+    def open_stream(self, punctuate: bool, model_id: str = ASR, sequence_id: str | None = None) -> StreamOpened:
+        result = self._work(lambda: self._ops.open_stream(model_id, punctuate, sequence_id), pieces=1)
         stream = result.stream
         return StreamOpened(stream_id=stream.stream_id, sample_rate=SAMPLE_RATE, chunk_ms=CHUNK_MS,
                             expires_in_s=stream.expires_in_s, cold_start=result.cold_start)
@@ -191,6 +191,14 @@ class Supervisor:
                           processing_ms=round((time.monotonic() - began) * 1000, 2),
                           model_ms=round(result.compute_ms + (punctuated.model_ms if punctuated else 0), 3),
                           warnings=warnings, segments=result.segments)
+
+    def feed_sequence(self, sequence_id: str, pcm: bytes, start: bool, end: bool, model_id: str = ASR,
+                      punctuate: bool = False) -> tuple[StreamText, bool]:
+        """Triton's sequence batching on our streams: `start` opens a stream under the client's sequence id,
+        each request feeds it, `end` finishes it. Also says whether the start was a cold start."""
+        cold_start = start and self.open_stream(punctuate, model_id, sequence_id).cold_start
+        stream_id = self._call(lambda: self._ops.sequence_stream(model_id, sequence_id))
+        return self.feed(stream_id, pcm, is_final=end, model_id=model_id), cold_start
 
     def abort(self, stream_id: str, model_id: str = ASR) -> None:
         self._call(lambda: self._ops.abort(model_id, stream_id))

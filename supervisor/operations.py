@@ -9,7 +9,7 @@ import time
 from concurrent.futures import Future
 
 from supervisor.catalog import CATALOG, MODEL_IDS
-from supervisor.errors import SupervisorError, model_not_found
+from supervisor.errors import SupervisorError, model_not_found, shown
 from supervisor.jobs import LoadGroup, LoadJob
 from supervisor.lifecycle import job_error
 from supervisor.states import ModelStatus
@@ -87,8 +87,14 @@ class Operations:
     def punctuate(self, text: str) -> Future:
         return self._queue("punctuation", PunctuateWork("punctuation", self.arb.settings.request_timeout_s, text))
 
-    def open_stream(self, model_id: str, punctuate: bool) -> Future:
-        stream = Stream(model_id, punctuate, self.arb.settings.stream_expiry_s)
+    def open_stream(self, model_id: str, punctuate: bool, sequence_id: str | None = None) -> Future:
+        """A new stream; under a client's sequence id, one already open under it is aborted (a restart)."""
+        previous = self.arb.streams.sequence(model_id, sequence_id) if sequence_id is not None else None
+        if previous is not None:
+            log.info("%s: sequence %s restarted; its previous stream %s is aborted", model_id, shown(sequence_id),
+                     previous)
+            self.abort(model_id, previous)
+        stream = Stream(model_id, punctuate, self.arb.settings.stream_expiry_s, sequence_id)
         return self._queue(model_id, OpenStreamWork(model_id, self.arb.settings.request_timeout_s, stream))
 
     def feed(self, model_id: str, stream_id: str, pcm: bytes, is_final: bool) -> Future:
@@ -108,6 +114,9 @@ class Operations:
         work.stream, work.pinned = stream, stream.identity
         stream.pending += 1  # before queueing: finish() undoes it whether the work runs or is refused
         return self._queue(model_id, work)
+
+    def sequence_stream(self, model_id: str, sequence_id: str) -> str:
+        return self.arb.streams.sequence_stream(model_id, sequence_id)
 
     def recording(self, model_id: str, pcm: bytes) -> Future:
         """A whole recording on a private stream id: transcribed (ASR) or split into speech segments (VAD)."""

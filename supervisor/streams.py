@@ -1,7 +1,8 @@
 """Live streams (ASR and VAD): which replica holds each stream's cache, when an idle one expires, and which were lost.
 
 Arbiter thread only. A stream whose process went away is remembered (boundedly) so its next call says
-STREAM_LOST (once), not STREAM_NOT_FOUND.
+STREAM_LOST (once), not STREAM_NOT_FOUND. A stream may also carry a client's sequence id (Triton's
+`sequence_id`), by which that client finds it again.
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ def stream_lost(stream_id: str, why: str) -> SupervisorError:
                            "open a new stream", stream_id=stream_id)
 
 
+def sequence_not_started(sequence_id: str) -> SupervisorError:
+    return SupervisorError("STREAM_NOT_FOUND", "Sequence not started",
+                           f"No open sequence '{shown(sequence_id)}': send sequence_start=true on its first request "
+                           "(it may have ended, or expired after being idle)")
+
+
 class Stream:
-    def __init__(self, model_id: str, punctuate: bool, expires_in_s: float) -> None:
+    def __init__(self, model_id: str, punctuate: bool, expires_in_s: float, sequence_id: str | None = None) -> None:
         self.stream_id = "st_" + secrets.token_urlsafe(12)
         self.model_id = model_id
+        self.sequence_id = sequence_id        # the client's name for it, when opened as a sequence
         self.identity: bytes | None = None    # the replica holding this stream's cache, once opened
         self.punctuate = punctuate
         self.expires_in_s = expires_in_s
@@ -47,10 +55,26 @@ class Stream:
 class StreamRegistry:
     def __init__(self) -> None:
         self.open: dict[str, Stream] = {}
-        self._lost: OrderedDict[str, str] = OrderedDict()
+        self._sequences: dict[tuple[str, str], str] = {}   # (model_id, sequence_id) -> stream_id
+        self._lost: OrderedDict[str | tuple[str, str], str] = OrderedDict()
 
     def add(self, stream: Stream) -> None:
         self.open[stream.stream_id] = stream
+        if stream.sequence_id is not None:
+            self._sequences[(stream.model_id, stream.sequence_id)] = stream.stream_id
+
+    def sequence(self, model_id: str, sequence_id: str) -> str | None:
+        """The stream id of a client's open sequence (None if it has none); a lost one raises STREAM_LOST once."""
+        key = (model_id, sequence_id)
+        if key in self._lost:
+            raise stream_lost(sequence_id, self._lost.pop(key))
+        return self._sequences.get(key)
+
+    def sequence_stream(self, model_id: str, sequence_id: str) -> str:
+        stream_id = self.sequence(model_id, sequence_id)
+        if stream_id is None:
+            raise sequence_not_started(sequence_id)
+        return stream_id
 
     def get(self, stream_id: str, model_id: str) -> Stream:
         """An open stream of `model_id`: an ASR stream's id on a VAD route (or the other way round) is unknown."""
@@ -64,11 +88,18 @@ class StreamRegistry:
         raise stream_not_found(stream_id)
 
     def remove(self, stream_id: str) -> Stream | None:
-        return self.open.pop(stream_id, None)
+        stream = self.open.pop(stream_id, None)
+        if stream is not None and stream.sequence_id is not None:
+            key = (stream.model_id, stream.sequence_id)
+            if self._sequences.get(key) == stream_id:
+                del self._sequences[key]
+        return stream
 
     def lose(self, stream_id: str, why: str) -> None:
-        self.open.pop(stream_id, None)
+        stream = self.remove(stream_id)
         self._lost[stream_id] = why
+        if stream is not None and stream.sequence_id is not None:
+            self._lost[(stream.model_id, stream.sequence_id)] = why
         while len(self._lost) > KEEP_LOST:
             self._lost.popitem(last=False)
 
@@ -79,5 +110,5 @@ class StreamRegistry:
         now = time.monotonic()
         gone = [s for s in self.open.values() if s.expired(now)]
         for stream in gone:
-            del self.open[stream.stream_id]
+            self.remove(stream.stream_id)
         return gone

@@ -38,5 +38,8 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
     assert replicas["hol_idle_p95_ms"] > 0 and replicas["hol_busy_p95_ms"] > 0
     assert replicas["warm_reload_ms"] > 0 and replicas["warm_mb"] > 0  # keep_warm left the weights cached
     assert replicas["second_replica_private_mb"] > 0 and replicas["machine_mb_2_replicas"] != 0
-    assert len(result["summary"]["targets"]) == 22
+    protocol = result["summary"]["protocol"]
+    assert len(result["raw"]["protocol"]["oip_ms"]) == len(result["raw"]["protocol"]["rest_ms"]) == 20
+    assert protocol["oip_p50_ms"] > 0 and protocol["rest_p50_ms"] > 0 and "tritonclient" in run.stdout
+    assert len(result["summary"]["targets"]) == 23
     assert "load time, API (ms)" in run.stdout and "| figure |" in md.read_text()

@@ -32,6 +32,7 @@ def test_every_operation_conforms_to_the_openapi_document(sup):
             case.call_and_validate(checks=CHECKS)
         fuzz()
     print(f"fuzz: {len(executed)} generated requests over {len(operations)} operations")
+    assert any(call.startswith("POST /v2/models/") for call in executed)
 
 
 def test_openapi_document_is_valid_and_lists_every_route(client):
@@ -44,7 +45,11 @@ def test_openapi_document_is_valid_and_lists_every_route(client):
                       "POST /asr/streams/{stream_id}/finish", "DELETE /asr/streams/{stream_id}",
                       "POST /asr/transcribe", "GET /openapi.json", "POST /vad", "POST /vad/streams",
                       "POST /vad/streams/{stream_id}/audio", "POST /vad/streams/{stream_id}/finish",
-                      "DELETE /vad/streams/{stream_id}"}
+                      "DELETE /vad/streams/{stream_id}", "GET /v2", "GET /v2/health/live", "GET /v2/health/ready",
+                      "GET /v2/models/{model_name}", "GET /v2/models/{model_name}/ready",
+                      "POST /v2/models/{model_name}/infer", "POST /v2/models/{model_name}/versions/{model_version}/infer",
+                      "POST /v2/repository/index", "POST /v2/repository/models/{model_name}/load",
+                      "POST /v2/repository/models/{model_name}/unload"}
     described = document["info"]["description"]
     for code in ("INVALID_REQUEST", "MODEL_NOT_FOUND", "STREAM_LOST", "INSUFFICIENT_MEMORY", "INTERNAL"):
         assert code in described

@@ -15,9 +15,15 @@ from tests.helpers import REPO, ServerProcess
 KEY = "s3cret-key-for-tests-0123456789"
 
 
-def test_api_key_guards_every_route_but_healthz(sup):
+def test_api_key_guards_every_route_but_the_health_probes(sup):
     client = falcon.testing.TestClient(create_app(sup, api_key=KEY))
-    assert client.simulate_get("/healthz").status_code == 200
+    for probe in ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"):  # a kubelet sends no secret
+        assert client.simulate_get(probe).status_code == 200, probe
+    for guarded in ("/v2", "/v2/models/punctuation", "/metrics", "/model/punctuation/ready"):
+        assert client.simulate_get(guarded).status_code == 401, guarded
+    assert client.simulate_post("/v2/repository/index").json == {"error": "Missing or wrong API key: send the "
+                                                                 "header `Authorization: Bearer <key>` with the "
+                                                                 "server's API key"}
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}, {"Authorization": "Basic x"}):
         resp = client.simulate_get("/model/info", headers=headers)
         assert resp.status_code == 401 and resp.json["error_code"] == "UNAUTHORIZED"

@@ -1,0 +1,179 @@
+"""Falcon responders for the Open Inference Protocol (KServe v2) and its model-repository extension.
+
+The same Supervisor as the seed's routes: a v2 load is a `/model/load`, an infer is a punctuation, a
+transcription, a speech-segment search or a stream feed (with Triton's sequence parameters).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import falcon
+import msgspec
+
+from api.gate import ThreadGate
+from api.inference import ModelWork, mark_cold_start, server_timing
+from api.media import MAX_JSON_BYTES, read_body
+from api.oip_bodies import (InferRequest, InferResponse, ModelMetadata, ModelReady, RepositoryIndexRequest,
+                            RepositoryLoaded, RepositoryModel, RepositoryRequest, RepositoryUnloaded, ResponseOutput,
+                            ServerLive, ServerMetadata, ServerReady)
+from api.oip_models import SIGNATURES, Output, only_input
+from api.oip_tensors import HEADER_LENGTH, bytes_element, int32_bytes, invalid, read_infer_request
+from supervisor.core import Supervisor
+from supervisor.errors import SupervisorError, shown
+from supervisor.views import ModelView
+
+EXTENSIONS = ["binary_tensor_data", "model_repository", "sequence", "parameters"]
+PLATFORM = "funasr"
+REPOSITORY_STATES = {"loaded": "READY", "loading": "LOADING", "unloading": "UNLOADING"}
+_encode = msgspec.json.Encoder().encode
+
+
+class V2:
+    """Resolves a v2 model name (and version, when the route has one) to one of our models."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def model(self, name: str, model_version: str | None = None) -> ModelView:
+        view = self.supervisor.view(self.supervisor.resolve(name, allow_all=False)[0])
+        if model_version not in (None, "", view.version):
+            raise SupervisorError("MODEL_NOT_FOUND", f"Model {view.model_id} has no version '{shown(model_version)}'",
+                                  f"it serves version {view.version}")
+        return view
+
+
+class ServerMetadataResource:
+    def __init__(self) -> None:
+        self.metadata = ServerMetadata(name="funasr-supervisor", version=version("funasr-supervisor"),
+                                       extensions=EXTENSIONS)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.metadata
+
+
+class ServerLiveResource(V2):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not self.supervisor.is_alive():
+            raise SupervisorError("INTERNAL", "Server is not live", "the supervisor loop stopped")
+        resp.media = ServerLive(live=True)
+
+
+class ServerReadyResource(V2):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        missing = self.supervisor.missing_required()
+        if missing:
+            raise SupervisorError("MODEL_NOT_READY", "Server is not ready", f"waiting for: {', '.join(missing)}",
+                                  retry_after_s=5)
+        resp.media = ServerReady(ready=True)
+
+
+class ModelMetadataResource(V2):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, model_name: str, model_version: str = "") -> None:
+        view = self.model(model_name, model_version)
+        signature = SIGNATURES[view.model_id]
+        resp.media = ModelMetadata(name=view.model_id, versions=[view.version], platform=PLATFORM,
+                                   inputs=signature.inputs, outputs=signature.outputs)
+
+
+class ModelReadyResource(V2):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, model_name: str, model_version: str = "") -> None:
+        view = self.model(model_name, model_version)
+        if view.status != "loaded":
+            raise SupervisorError("MODEL_NOT_READY", f"Model {view.model_id} is not ready",
+                                  f"its status is {view.status}", retry_after_s=5)
+        resp.media = ModelReady(name=view.model_id, ready=True)
+
+
+class InferResource(ModelWork):
+    def __init__(self, supervisor: Supervisor, gate: ThreadGate) -> None:
+        super().__init__(supervisor, gate)
+        self.v2 = V2(supervisor)
+        self.limit = 4 * self.limits.audio_bytes + MAX_JSON_BYTES   # JSON samples take more room than binary
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, model_name: str, model_version: str = "") -> None:
+        view = self.v2.model(model_name, model_version)
+        request, tensors = read_infer_request(req, self.limit)
+        signature = SIGNATURES[view.model_id]
+        wanted = requested_outputs(view.model_id, request)
+        tensor = only_input(view.model_id, tensors)
+        with self.gate.admit():
+            outcome = signature.run(self.supervisor, tensor, request.parameters, wanted)
+        outputs = [o for o in outcome.outputs if not request.outputs or o.name in wanted]
+        respond(resp, request, view, outputs)
+        mark_cold_start(resp, outcome.cold_start)
+        server_timing(resp, outcome.model_ms)
+
+
+def requested_outputs(model_id: str, request: InferRequest) -> set[str]:
+    known = [t.name for t in SIGNATURES[model_id].outputs]
+    wanted = {o.name for o in request.outputs or []}
+    unknown = wanted - set(known)
+    if unknown:
+        raise invalid("Unknown output", f"{model_id} has no output {sorted(shown(n) for n in unknown)}; "
+                      f"its outputs: {known}")
+    return wanted
+
+
+def respond(resp: falcon.Response, request: InferRequest, view: ModelView, outputs: list[Output]) -> None:
+    """JSON data, or the binary extension for the outputs asked for as binary (`binary_data_output` for all)."""
+    binary_default = request.parameters.get("binary_data_output") is True
+    asked = {o.name: o.parameters.get("binary_data", binary_default) is True for o in request.outputs or []}
+    described, blobs = [], []
+    for output in outputs:
+        if asked.get(output.name, binary_default):
+            blob = bytes_element([v.encode() for v in output.values]) if output.datatype == "BYTES" \
+                else int32_bytes(output.values)
+            blobs.append(blob)
+            described.append(ResponseOutput(output.name, output.datatype, output.shape,
+                                            parameters={"binary_data_size": len(blob)}))
+        else:
+            described.append(ResponseOutput(output.name, output.datatype, output.shape, data=output.values))
+    body = InferResponse(model_name=view.model_id, model_version=view.version, id=request.id, outputs=described)
+    if not blobs:
+        resp.media = body
+        return
+    head = _encode(body)
+    resp.set_header(HEADER_LENGTH, str(len(head)))
+    resp.content_type = "application/octet-stream"
+    resp.data = head + b"".join(blobs)
+
+
+# -- model repository ---------------------------------------------------------------------------------
+class RepositoryIndexResource(V2):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        only_ready = read_body(req, RepositoryIndexRequest, optional=True).ready
+        models = [repository_entry(view) for view in self.supervisor.snapshot.models.values()]
+        resp.media = [m for m in models if m.state == "READY" or not only_ready]
+
+
+def repository_entry(view: ModelView) -> RepositoryModel:
+    state = REPOSITORY_STATES.get(view.status, "UNAVAILABLE")
+    reason = "" if state != "UNAVAILABLE" else (view.last_error or f"{view.status}; load it to use it")
+    return RepositoryModel(name=view.model_id, version=view.version, state=state, reason=reason)
+
+
+class RepositoryLoadResource(V2):
+    def __init__(self, supervisor: Supervisor, gate: ThreadGate) -> None:
+        super().__init__(supervisor)
+        self.gate = gate
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, model_name: str) -> None:
+        overrides = [k for k in read_body(req, RepositoryRequest, optional=True).parameters
+                     if k == "config" or k.startswith("file:")]
+        model_id = self.model(model_name).model_id
+        if overrides:
+            raise invalid("Model overrides are not supported",
+                          f"{shown(', '.join(overrides))}: models come from the server's [models] config")
+        with self.gate.admit():  # a load holds its thread until the model is ready
+            self.supervisor.await_load(self.supervisor.request_load(model_id))
+        resp.media = RepositoryLoaded(name=model_id, load=True)
+
+
+class RepositoryUnloadResource(RepositoryLoadResource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, model_name: str) -> None:
+        read_body(req, RepositoryRequest, optional=True)  # unload_dependents: nothing depends on another model
+        model_id = self.model(model_name).model_id
+        with self.gate.admit():
+            self.supervisor.unload(model_id)
+        resp.media = RepositoryUnloaded(name=model_id, unload=True)

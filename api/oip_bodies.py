@@ -1,0 +1,118 @@
+"""Open Inference Protocol (KServe v2) bodies, as msgspec Structs: metadata, inference, model repository.
+
+Field names follow the protocol's JSON (https://kserve.github.io/website/docs/concepts/architecture/data-plane/
+v2-protocol), so KServe, Triton and MLServer clients read them unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16",
+                   "FP32", "FP64", "BYTES", "BF16"]
+Parameters = dict[str, str | int | float | bool]
+
+
+class OipError(msgspec.Struct, frozen=True):
+    error: str
+
+
+class ServerMetadata(msgspec.Struct, frozen=True):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ServerLive(msgspec.Struct, frozen=True):
+    live: bool
+
+
+class ServerReady(msgspec.Struct, frozen=True):
+    ready: bool
+
+
+class ModelReady(msgspec.Struct, frozen=True):
+    name: str
+    ready: bool
+
+
+class TensorMetadata(msgspec.Struct, frozen=True):
+    name: str
+    datatype: Datatype
+    shape: list[int]   # -1: any size
+
+
+class ModelMetadata(msgspec.Struct, frozen=True):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+# -- inference ----------------------------------------------------------------------------------------
+class RequestInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    parameters: Parameters = {}
+    data: list[Any] | None = None   # absent when the tensor comes as binary data after the JSON header
+
+
+class RequestOutput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    parameters: Parameters = {}
+
+
+class InferRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    inputs: list[RequestInput]
+    id: str | None = None
+    parameters: Parameters = {}
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(msgspec.Struct, frozen=True, omit_defaults=True):
+    name: str
+    datatype: Datatype
+    shape: list[int]
+    parameters: Parameters = {}
+    data: list[Any] | None = None
+
+
+class InferResponse(msgspec.Struct, frozen=True, omit_defaults=True):
+    model_name: str
+    outputs: list[ResponseOutput]
+    model_version: str | None = None
+    id: str | None = None
+    parameters: Parameters = {}
+
+
+# -- model repository ---------------------------------------------------------------------------------
+class RepositoryIndexRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    ready: bool = False   # true: only the models that are ready
+
+
+class RepositoryModel(msgspec.Struct, frozen=True):
+    name: str
+    version: str
+    state: Literal["READY", "UNAVAILABLE", "LOADING", "UNLOADING"]
+    reason: str
+
+
+class RepositoryRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Load/unload. Triton's `unload_dependents` is accepted (nothing here depends on another model);
+    a `config` or `file:` override is refused: models come from the server's config."""
+
+    parameters: dict[str, Any] = {}
+
+
+class RepositoryLoaded(msgspec.Struct, frozen=True):
+    name: str
+    load: bool
+
+
+class RepositoryUnloaded(msgspec.Struct, frozen=True):
+    name: str
+    unload: bool

@@ -1,0 +1,139 @@
+"""Each model kind in Open Inference Protocol terms: its tensors, and how an `infer` maps onto the Supervisor.
+
+punctuation: `text` BYTES [-1] in, `text` BYTES (same shape) out, one request per element.
+streaming_asr: `audio` (INT16 PCM samples, 16 kHz mono; or BYTES [1]: a WAV file) in, `text` and, when asked
+  for, `punctuated_text` out. With Triton's `sequence_id` the request is one piece of a live stream and `text`
+  is the transcript so far (final once `sequence_end` is set); without it, a whole recording.
+vad: `audio` in, `segments` INT32 [n, 2] out (start and end of each stretch of speech, in ms); with a
+  `sequence_id`, the segments this piece closed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import msgspec
+
+from api.audio import wav_to_pcm
+from api.oip_bodies import Parameters, TensorMetadata
+from api.oip_tensors import Tensor, invalid
+from supervisor.core import Supervisor
+from supervisor.errors import SupervisorError, shown
+
+MAX_TEXTS = 64
+
+
+class Output(msgspec.Struct, frozen=True):
+    name: str
+    datatype: str
+    shape: list[int]
+    values: list[Any]   # flat, row-major: str for BYTES, int for INT32
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    outputs: list[Output]
+    cold_start: bool
+    model_ms: float
+
+
+class Signature(msgspec.Struct, frozen=True):
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    run: Callable[[Supervisor, Tensor, Parameters, set[str]], Outcome]
+
+
+class Sequence(msgspec.Struct, frozen=True):
+    """Triton's sequence parameters; `sequence_id` 0 or "" means the request is not part of a sequence."""
+
+    sequence_id: str
+    start: bool
+    end: bool
+
+    @classmethod
+    def of(cls, parameters: Parameters) -> Sequence | None:
+        given = parameters.get("sequence_id", 0)
+        if given in (0, "") or isinstance(given, (bool, float)):
+            return None
+        return cls(str(given), flag(parameters, "sequence_start"), flag(parameters, "sequence_end"))
+
+
+def flag(parameters: Parameters, name: str, default: bool = False) -> bool:
+    value = parameters.get(name, default)
+    if not isinstance(value, bool):
+        raise invalid(f"Bad parameter '{name}'", f"'{name}' must be true or false, got {shown(repr(value))}")
+    return value
+
+
+def audio(tensor: Tensor, allow_wav: bool = True) -> bytes:
+    if tensor.datatype == "INT16":
+        return tensor.int16_bytes()
+    if tensor.datatype == "BYTES" and allow_wav:
+        files = tensor.byte_strings()
+        if len(files) != 1:
+            raise invalid("One recording per request", f"'audio' holds {len(files)} WAV files; send one")
+        return wav_to_pcm(files[0])
+    raise invalid("Unsupported audio datatype", f"'audio' must be INT16 (16 kHz mono PCM samples) or BYTES "
+                  f"[1] (a WAV file), got {tensor.datatype}")
+
+
+def punctuation(supervisor: Supervisor, tensor: Tensor, parameters: Parameters, wanted: set[str]) -> Outcome:
+    if tensor.datatype != "BYTES":
+        raise invalid("Unsupported text datatype", f"'text' must be BYTES (UTF-8), got {tensor.datatype}")
+    texts = tensor.byte_strings()
+    if len(texts) > MAX_TEXTS:
+        raise invalid("Too many texts", f"{len(texts)} texts in one request; send at most {MAX_TEXTS}")
+    try:
+        results = [supervisor.punctuate(text.decode()) for text in texts]
+    except UnicodeDecodeError as exc:
+        raise invalid("Text is not UTF-8", str(exc)) from None
+    return Outcome([Output("text", "BYTES", tensor.shape, [r.text for r in results])],
+                   any(r.cold_start for r in results), sum(r.model_ms for r in results))
+
+
+def speech_to_text(supervisor: Supervisor, tensor: Tensor, parameters: Parameters, wanted: set[str]) -> Outcome:
+    pcm, sequence = audio(tensor), Sequence.of(parameters)
+    punctuate = flag(parameters, "punctuate", "punctuated_text" in wanted)
+    if sequence is not None:
+        piece, cold_start = supervisor.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
+                                                     punctuate=punctuate)
+        text, punctuated, model_ms = piece.partial_text, piece.punctuated_text, piece.model_ms
+    else:
+        vad = flag(parameters, "vad") if "vad" in parameters else None
+        whole = supervisor.transcribe(pcm, punctuate, vad)
+        text, punctuated, cold_start, model_ms = whole.text, whole.punctuated_text, whole.cold_start, whole.model_ms
+    outputs = [Output("text", "BYTES", [1], [text])]
+    if punctuated is not None:
+        outputs.append(Output("punctuated_text", "BYTES", [1], [punctuated]))
+    return Outcome(outputs, cold_start, model_ms)
+
+
+def speech_segments(supervisor: Supervisor, tensor: Tensor, parameters: Parameters, wanted: set[str]) -> Outcome:
+    pcm, sequence = audio(tensor), Sequence.of(parameters)
+    if sequence is not None:
+        piece, cold_start = supervisor.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
+                                                     model_id="vad")
+        segments, model_ms = piece.segments, piece.model_ms
+    else:
+        found = supervisor.detect_speech(pcm)
+        segments, cold_start, model_ms = found.segments, found.cold_start, found.model_ms
+    return Outcome([Output("segments", "INT32", [len(segments), 2], [t for pair in segments for t in pair])],
+                   cold_start, model_ms)
+
+
+AUDIO = TensorMetadata("audio", "INT16", [-1])
+SIGNATURES = {
+    "punctuation": Signature([TensorMetadata("text", "BYTES", [-1])], [TensorMetadata("text", "BYTES", [-1])],
+                             punctuation),
+    "streaming_asr": Signature([AUDIO], [TensorMetadata("text", "BYTES", [1]),
+                                         TensorMetadata("punctuated_text", "BYTES", [1])], speech_to_text),
+    "vad": Signature([AUDIO], [TensorMetadata("segments", "INT32", [-1, 2])], speech_segments),
+}
+
+
+def only_input(model_id: str, tensors: list[Tensor]) -> Tensor:
+    expected = SIGNATURES[model_id].inputs[0].name
+    if len(tensors) != 1 or tensors[0].name != expected:
+        raise SupervisorError("INVALID_REQUEST", "Wrong inputs",
+                              f"{model_id} takes one input, '{expected}'; got "
+                              f"{[shown(t.name) for t in tensors] or 'none'}")
+    return tensors[0]
