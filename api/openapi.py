@@ -93,7 +93,8 @@ def as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def response_types() -> list[type]:
-    return [bodies.ErrorBody, v2.OipError, *(t for *_, responses, _ in ROUTES for ts in responses.values() for t in as_tuple(ts))]
+    return [bodies.ErrorBody, v2.OipError,
+            *(t for *_, responses, _ in ROUTES for ts in responses.values() for t in as_tuple(ts))]
 
 
 def response_schema(types: type | tuple[type, ...], schemas: dict[type, dict]) -> dict:

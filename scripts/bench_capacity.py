@@ -90,13 +90,15 @@ def head_of_line(url: str, audio_s: float, chunks: int, recording: Recording) ->
     long.start()
     transcribing.wait()
     time.sleep(0.1)  # its upload is under way
+    started = time.monotonic()
     client = KeepAliveClient(url)
     stream_id = client.post("/asr/streams", b"{}", "application/json")["stream_id"]
-    index = itertools.count()
+    index, sent_at = itertools.count(), []
     while (transcribing.is_set() or not busy) and len(busy) < chunks * 100:
+        sent_at.append(round(time.monotonic() - started, 3))
         busy += timed(lambda: client.post(f"/asr/streams/{stream_id}/audio", recording.chunk(next(index)).tobytes(),
                                           PCM), 1)
         time.sleep(max(0.0, REAL_TIME_MS / 1000 - busy[-1] / 1000))
     long.join()
     client.post(f"/asr/streams/{stream_id}/finish", b"", "application/octet-stream")
-    return {"audio_s": audio_s, "idle_ms": idle, "busy_ms": busy}
+    return {"audio_s": audio_s, "idle_ms": idle, "busy_ms": busy, "busy_at_s": sent_at}

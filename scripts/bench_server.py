@@ -63,7 +63,7 @@ class BenchServer:
     """`funasr-supervisor serve` on loopback with generated models of one size, 1 thread each, never idle-unloaded."""
 
     def __init__(self, cache_dir: Path, size: str, models: list[str], replicas: int = 1,
-                 keep_warm: bool = False) -> None:
+                 keep_warm: bool = False, server: dict[str, int] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = Path(tempfile.mkstemp(suffix=".toml")[1])
@@ -71,7 +71,8 @@ class BenchServer:
                                        f'threads = 1\n'
                                        f"keep_alive_s = -1\nautoload = false\n"
                                        f"min_replicas = {replicas}\nmax_replicas = {replicas}\n"
-                                       f"keep_warm = {str(keep_warm).lower()}\n" for m in models))
+                                       f"keep_warm = {str(keep_warm).lower()}\n" for m in models)
+                               + "[server]\n" + "".join(f"{k} = {v}\n" for k, v in (server or {}).items()))
         self.log = open(cache_dir / f"bench-server-{replicas}-replicas.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "serve", "--models", str(self.config),
                                       "--port", str(self.port), "--cache-dir", str(cache_dir)],

@@ -34,11 +34,13 @@ from scripts.recordings import example  # noqa: E402
 from scripts.bench_requests import Recording  # noqa: E402
 from supervisor import page_cache  # noqa: E402
 from supervisor.catalog import VAD_WHEEL  # noqa: E402
+from supervisor.config import ServerSettings  # noqa: E402
 
 MB = 1024 * 1024
 
 MODEL_IDS = ("streaming_asr", "punctuation", "vad")
 GENERATED = ("streaming_asr", "punctuation")  # random weights of the real shapes; the VAD's are real
+COARSE_PIECE_MS = 60000   # the largest transcribe_piece_ms: a transcription's turns as long as they may be
 
 
 def prepare_models(cache_dir: Path, size: str, models: list[str]) -> dict[str, Path]:
@@ -173,7 +175,16 @@ def replica_workloads(cache_dir: Path, size: str, args: argparse.Namespace, memo
             if replicas == 1:
                 print(f"[bench] head-of-line: a stream beside a {args.hol_audio_s:g} s transcription",
                       file=sys.stderr, flush=True)
-                out["head_of_line"] = head_of_line(server.url, args.hol_audio_s, args.capacity_chunks, recording)
+                out["head_of_line"] = head_of_line(server.url, args.hol_audio_s, args.capacity_chunks, recording) | {
+                    "piece_ms": ServerSettings().transcribe_piece_ms}
+    if args.hol_unshared:
+        print("[bench] head-of-line again, with 60 s transcription pieces (fair sharing off)", file=sys.stderr,
+              flush=True)
+        coarse = {"transcribe_piece_ms": COARSE_PIECE_MS}
+        with BenchServer(cache_dir, size, ["streaming_asr"], server=coarse) as server:
+            server.load("streaming_asr")
+            out["head_of_line_unshared"] = head_of_line(server.url, args.hol_audio_s, args.capacity_chunks,
+                                                        recording) | {"piece_ms": COARSE_PIECE_MS}
     return out
 
 
@@ -244,16 +255,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-streams", type=int, default=16, help="capacity search stops here")
     parser.add_argument("--capacity-chunks", type=int, default=10, help="600 ms chunks per stream per step")
     parser.add_argument("--hol-audio-s", type=float, default=300.0, help="the long transcription's length")
+    parser.add_argument("--hol-unshared", action="store_true",
+                        help="measure head-of-line also with 60 s transcription pieces, for comparison")
     parser.add_argument("--cache-dir", help="where generated models go (default: a fresh temporary directory)")
     parser.add_argument("--json", type=Path, help="write every raw sample and the summary here")
     parser.add_argument("--markdown", type=Path, help="write the summary table as Markdown here")
+    parser.add_argument("--plot", type=Path, metavar="DIR", help="draw the run's charts here, PNG and SVG "
+                        "(needs the [bench] extra: matplotlib)")
+    parser.add_argument("--plot-only", type=Path, metavar="JSON", help="draw the charts of a saved run (its "
+                        "--json) into --plot DIR, without running anything")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        if not args.plot:
+            parser.error("--plot-only needs --plot DIR: where to write the charts")
+        return draw(json.loads(args.plot_only.read_text()), args.plot)
     result = run(args)
     print(render_table(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False))
     if args.markdown:
         args.markdown.write_text(render_markdown(result))
+    return draw(result, args.plot) if args.plot else 0
+
+
+def draw(result: dict, out_dir: Path) -> int:
+    from scripts.bench_plots import plot_all  # matplotlib only when charts are asked for
+    for path in plot_all(result, out_dir):
+        print(f"[bench] chart: {path}", file=sys.stderr)
     return 0
 
 

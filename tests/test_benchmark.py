@@ -17,7 +17,7 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
     run = subprocess.run([sys.executable, "scripts/benchmark.py", "--size", "tiny", "--repeats", "1",
                           "--requests", "20", "--json", str(out), "--markdown", str(md),
                           "--max-streams", "2", "--capacity-chunks", "3", "--hol-audio-s", "120",
-                          "--cache-dir", str(tmp_path / "cache")],
+                          "--cache-dir", str(tmp_path / "cache"), "--plot", str(tmp_path / "charts")],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -43,3 +43,4 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
     assert protocol["oip_p50_ms"] > 0 and protocol["rest_p50_ms"] > 0 and "tritonclient" in run.stdout
     assert len(result["summary"]["targets"]) == 23
     assert "load time, API (ms)" in run.stdout and "| figure |" in md.read_text()
+    assert len(list((tmp_path / "charts").glob("*.png"))) == len(list((tmp_path / "charts").glob("*.svg"))) == 4

@@ -141,7 +141,8 @@ def post_infer(client, model: str, body: dict | bytes, headers: dict | None = No
 def test_protocol_errors_use_its_shape_and_status(client):
     """Each bad request: `{"error": "..."}` with the status our error table gives, and nothing loaded is lost."""
     text = {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["你好"]}
-    header = b'{"inputs": [{"name": "audio", "shape": [4], "datatype": "INT16", "parameters": {"binary_data_size": 8}}]}'
+    header = (b'{"inputs": [{"name": "audio", "shape": [4], "datatype": "INT16", '
+              b'"parameters": {"binary_data_size": 8}}]}')
     assert post_infer(client, "punctuation", {"inputs": [text]}).status_code == 200
     cases = [
         (post_infer(client, "whisper", {"inputs": [text]}), 404, "whisper"),
