@@ -89,7 +89,7 @@ class InferResource(ModelWork):
     def __init__(self, supervisor: Supervisor, gate: ThreadGate) -> None:
         super().__init__(supervisor, gate)
         self.v2 = V2(supervisor)
-        self.limit = 4 * self.limits.audio_bytes + MAX_JSON_BYTES   # JSON samples take more room than binary
+        self.limit = self.limits.audio_bytes + MAX_JSON_BYTES   # as the seed's routes (JSON samples: ~3x binary)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, model_name: str, model_version: str = "") -> None:
         view = self.v2.model(model_name, model_version)

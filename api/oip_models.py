@@ -64,16 +64,26 @@ def flag(parameters: Parameters, name: str, default: bool = False) -> bool:
     return value
 
 
-def audio(tensor: Tensor, allow_wav: bool = True) -> bytes:
+def within(size: int, limit: int, what: str, setting: str) -> None:
+    """The same limits as the seed's routes (the v2 body itself may be larger: JSON samples take more room)."""
+    if size > limit:
+        raise SupervisorError("PAYLOAD_TOO_LARGE", f"{what} too large",
+                              f"{what} is limited to {limit} bytes by [server] {setting} in the config")
+
+
+def audio(supervisor: Supervisor, tensor: Tensor) -> bytes:
     if tensor.datatype == "INT16":
-        return tensor.int16_bytes()
-    if tensor.datatype == "BYTES" and allow_wav:
+        pcm = tensor.int16_bytes()
+    elif tensor.datatype == "BYTES":
         files = tensor.byte_strings()
         if len(files) != 1:
             raise invalid("One recording per request", f"'audio' holds {len(files)} WAV files; send one")
-        return wav_to_pcm(files[0])
-    raise invalid("Unsupported audio datatype", f"'audio' must be INT16 (16 kHz mono PCM samples) or BYTES "
-                  f"[1] (a WAV file), got {tensor.datatype}")
+        pcm = wav_to_pcm(files[0])
+    else:
+        raise invalid("Unsupported audio datatype", f"'audio' must be INT16 (16 kHz mono PCM samples) or BYTES "
+                      f"[1] (a WAV file), got {tensor.datatype}")
+    within(len(pcm), int(supervisor.settings.max_audio_mb * 1024 * 1024), "Audio", "max_audio_mb")
+    return pcm
 
 
 def punctuation(supervisor: Supervisor, tensor: Tensor, parameters: Parameters, wanted: set[str]) -> Outcome:
@@ -82,6 +92,8 @@ def punctuation(supervisor: Supervisor, tensor: Tensor, parameters: Parameters, 
     texts = tensor.byte_strings()
     if len(texts) > MAX_TEXTS:
         raise invalid("Too many texts", f"{len(texts)} texts in one request; send at most {MAX_TEXTS}")
+    for text in texts:
+        within(len(text), int(supervisor.settings.max_text_kb * 1024), "Text", "max_text_kb")
     try:
         results = [supervisor.punctuate(text.decode()) for text in texts]
     except UnicodeDecodeError as exc:
@@ -91,7 +103,7 @@ def punctuation(supervisor: Supervisor, tensor: Tensor, parameters: Parameters, 
 
 
 def speech_to_text(supervisor: Supervisor, tensor: Tensor, parameters: Parameters, wanted: set[str]) -> Outcome:
-    pcm, sequence = audio(tensor), Sequence.of(parameters)
+    pcm, sequence = audio(supervisor, tensor), Sequence.of(parameters)
     punctuate = flag(parameters, "punctuate", "punctuated_text" in wanted)
     if sequence is not None:
         piece, cold_start = supervisor.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
@@ -108,7 +120,7 @@ def speech_to_text(supervisor: Supervisor, tensor: Tensor, parameters: Parameter
 
 
 def speech_segments(supervisor: Supervisor, tensor: Tensor, parameters: Parameters, wanted: set[str]) -> Outcome:
-    pcm, sequence = audio(tensor), Sequence.of(parameters)
+    pcm, sequence = audio(supervisor, tensor), Sequence.of(parameters)
     if sequence is not None:
         piece, cold_start = supervisor.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
                                                      model_id="vad")

@@ -163,6 +163,7 @@ def test_protocol_errors_use_its_shape_and_status(client):
                               json={"parameters": {"config": "{}"}}), 400, "config"),
         (client.simulate_get("/v2/models/punctuation/versions/7"), 404, "version"),
         (client.simulate_get("/v2/nowhere"), 404, "route"),
+        (post_infer(client, "punctuation", {"inputs": [text | {"data": ["字" * 30000]}]}), 413, "max_text_kb"),
     ]
     for resp, status, hint in cases:
         assert resp.status_code == status, (resp.status_code, resp.text)
