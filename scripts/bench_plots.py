@@ -120,7 +120,11 @@ def head_of_line(result: dict, ax) -> None:
     ax.axhline(REAL_TIME_MS, color="red", linewidth=1, label="real time: a chunk every 600 ms")
     timed = "busy_at_s" in runs[0][1]
     ax.set_xlabel("time since the transcription started (s)" if timed else "chunk number")
-    ax.set_ylabel("stream chunk latency (ms)")
+    values = [v for _, run in runs for v in run["busy_ms"] + run["idle_ms"]]
+    wide = max(values) / max(min(values), 1e-3) > 20   # one run's waits in seconds, another's in ms: log scale
+    if wide:
+        ax.set_yscale("log")
+    ax.set_ylabel("stream chunk latency (ms" + (", log scale)" if wide else ")"))
     ax.legend(fontsize=8)
 
 

@@ -83,6 +83,10 @@ def summarize(raw: dict) -> dict:
                                "samples": len(raw["protocol"]["oip_ms"])}
     if "capacity" in raw:
         summary["replicas"] = summarize_replicas(raw, models["streaming_asr"]["inproc_load_ms"])
+    if "head_of_line_unshared" in raw:
+        coarse = raw["head_of_line_unshared"]
+        summary["replicas"] |= {"hol_coarse_p95_ms": pct(coarse["busy_ms"], 0.95),
+                                "hol_coarse_piece_s": coarse["piece_ms"] / 1000}
     summary["targets"] = targets(summary)
     return summary
 
@@ -195,7 +199,9 @@ def replica_lines(replicas: dict | None) -> list[str]:
     return [f"real-time streams sustained (p95 chunk <= 600 ms): {replicas['capacity_1']} with 1 replica, "
             f"{replicas['capacity_2']} with 2" + (" (capped)" if replicas["capped"] else ""),
             f"head-of-line: stream chunk p95 {replicas['hol_idle_p95_ms']} ms idle, {replicas['hol_busy_p95_ms']} ms "
-            f"beside a {replicas['hol_audio_s']:g} s transcription ({replicas['hol_busy_samples']} chunks)",
+            f"beside a {replicas['hol_audio_s']:g} s transcription ({replicas['hol_busy_samples']} chunks)"
+            + (f"; {replicas['hol_coarse_p95_ms']:g} ms with {replicas['hol_coarse_piece_s']:g} s pieces"
+               if "hol_coarse_p95_ms" in replicas else ""),
             f"warm reload (keep_warm, {replicas['warm_mb']:g} MB still cached): {replicas['warm_reload_ms']:g} ms",
             f"machine memory: {replicas['machine_mb_1_replica']:g} MB with 1 replica, "
             f"{replicas['machine_mb_2_replicas']:g} MB with 2; second replica's Private_Dirty "
