@@ -89,7 +89,7 @@ class Operations:
 
     def open_stream(self, model_id: str, punctuate: bool, sequence_id: str | None = None) -> Future:
         """A new stream; under a client's sequence id, one already open under it is aborted (a restart)."""
-        previous = self.arb.streams.sequence(model_id, sequence_id) if sequence_id is not None else None
+        previous = self.arb.streams.restart_sequence(model_id, sequence_id) if sequence_id is not None else None
         if previous is not None:
             log.info("%s: sequence %s restarted; its previous stream %s is aborted", model_id, shown(sequence_id),
                      previous)

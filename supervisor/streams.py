@@ -63,18 +63,20 @@ class StreamRegistry:
         if stream.sequence_id is not None:
             self._sequences[(stream.model_id, stream.sequence_id)] = stream.stream_id
 
-    def sequence(self, model_id: str, sequence_id: str) -> str | None:
-        """The stream id of a client's open sequence (None if it has none); a lost one raises STREAM_LOST once."""
+    def restart_sequence(self, model_id: str, sequence_id: str) -> str | None:
+        """A new start under a client's sequence id: a lost one is forgotten; an open one's stream id is returned
+        (the caller aborts it)."""
+        self._lost.pop((model_id, sequence_id), None)
+        return self._sequences.get((model_id, sequence_id))
+
+    def sequence_stream(self, model_id: str, sequence_id: str) -> str:
+        """The stream id of a client's open sequence; a lost one raises STREAM_LOST once."""
         key = (model_id, sequence_id)
         if key in self._lost:
             raise stream_lost(sequence_id, self._lost.pop(key))
-        return self._sequences.get(key)
-
-    def sequence_stream(self, model_id: str, sequence_id: str) -> str:
-        stream_id = self.sequence(model_id, sequence_id)
-        if stream_id is None:
+        if key not in self._sequences:
             raise sequence_not_started(sequence_id)
-        return stream_id
+        return self._sequences[key]
 
     def get(self, stream_id: str, model_id: str) -> Stream:
         """An open stream of `model_id`: an ASR stream's id on a VAD route (or the other way round) is unknown."""

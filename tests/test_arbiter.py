@@ -276,6 +276,37 @@ def test_a_refused_feed_does_not_keep_its_stream_from_expiring(arbiter, fake):
     wait_for(lambda: sup.view("streaming_asr").details.open_streams == 0, timeout=5)  # every one expires
 
 
+def test_a_sequence_is_found_by_its_client_id_restarts_and_is_lost_once(arbiter, fake):
+    """Triton's sequence parameters on streams (the scripted fake appends `[bytes fed]` to a stream's text)."""
+    sup = arbiter()
+    first, _ = sup.feed_sequence("7", PCM_SECOND, start=True, end=False)
+    assert first.partial_text == "[32000]"
+    assert sup.feed_sequence("7", PCM_SECOND, start=False, end=False)[0].partial_text == "[32000][32000]"
+    restarted, _ = sup.feed_sequence("7", PCM_SECOND, start=True, end=False)   # a new start: a fresh stream
+    assert restarted.partial_text == "[32000]" and sup.view("streaming_asr").details.open_streams == 1
+    with pytest.raises(SupervisorError) as other_model:   # the id is the client's per model
+        sup.feed_sequence("7", PCM_SECOND, start=False, end=False, model_id="vad")
+    assert other_model.value.message == "Sequence not started"
+    sup.feed_sequence("7", b"", start=False, end=True)
+    with pytest.raises(SupervisorError) as ended:
+        sup.feed_sequence("7", PCM_SECOND, start=False, end=False)
+    assert ended.value.code == "STREAM_NOT_FOUND" and "sequence_start=true" in ended.value.details
+
+    sup.feed_sequence("8", PCM_SECOND, start=True, end=False)
+    fake.alive("streaming_asr")[0].die(-9)   # its process goes away: the sequence is lost, said once
+    wait_for(lambda: sup.view("streaming_asr").status != "loaded" or sup.view("streaming_asr").restarts, 5)
+    with pytest.raises(SupervisorError) as lost:
+        sup.feed_sequence("8", PCM_SECOND, start=False, end=False)
+    assert lost.value.code == "STREAM_LOST"
+    with pytest.raises(SupervisorError) as after:
+        sup.feed_sequence("8", PCM_SECOND, start=False, end=False)
+    assert after.value.code == "STREAM_NOT_FOUND"
+    sup.feed_sequence("9", PCM_SECOND, start=True, end=False)
+    fake.alive("streaming_asr")[0].die(-9)
+    wait_for(lambda: not any(r.open_streams for r in sup.view("streaming_asr").replicas), 5)
+    assert sup.feed_sequence("9", PCM_SECOND, start=True, end=True)[0].partial_text  # a start after a loss: fresh
+
+
 def weights_file(tmp_path, mb: int) -> str:
     """A real file standing for mapped weights, just written: its pages are in the page cache and still dirty,
     as a freshly generated or converted model's are (the unload must write them back to drop them)."""
