@@ -87,12 +87,17 @@ class Tensor(msgspec.Struct, frozen=True):
 
 
 def flatten(data: list[Any]):
-    """The protocol allows data nested like the shape, or flat in row-major order."""
-    for item in data:
-        if isinstance(item, list):
-            yield from flatten(item)
-        else:
+    """The protocol allows data nested like the shape, or flat in row-major order. Iterative: a client's
+    nesting depth must not become this thread's recursion depth."""
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
             yield item
+        else:
+            stack.pop()
 
 
 def read_infer_request(req: falcon.Request, limit: int) -> tuple[InferRequest, list[Tensor]]:
@@ -103,7 +108,7 @@ def read_infer_request(req: falcon.Request, limit: int) -> tuple[InferRequest, l
         request = _decode_request(body[:split])
     except msgspec.ValidationError as exc:
         raise invalid("Invalid inference request", str(exc)) from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:   # RecursionError: nested too deep
         raise invalid("Malformed inference request", f"the JSON header is not valid JSON: {exc}") from None
     return request, tensors(request.inputs, memoryview(body)[split:])
 

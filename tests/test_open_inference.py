@@ -144,6 +144,9 @@ def test_protocol_errors_use_its_shape_and_status(client):
     header = (b'{"inputs": [{"name": "audio", "shape": [4], "datatype": "INT16", '
               b'"parameters": {"binary_data_size": 8}}]}')
     assert post_infer(client, "punctuation", {"inputs": [text]}).status_code == 200
+    nested = post_infer(client, "punctuation", {"inputs": [text | {"data": [[[["你好"]]]]}]})  # data may nest
+    assert nested.json["outputs"][0]["data"] == post_infer(client, "punctuation", {"inputs": [text]}).json[
+        "outputs"][0]["data"]
     cases = [
         (post_infer(client, "whisper", {"inputs": [text]}), 404, "whisper"),
         (post_infer(client, "punctuation", {"inputs": [text | {"shape": [2]}]}), 400, "shape"),
@@ -151,6 +154,8 @@ def test_protocol_errors_use_its_shape_and_status(client):
         (post_infer(client, "punctuation", {"inputs": [text | {"name": "audio"}]}), 400, "'text'"),
         (post_infer(client, "punctuation", {"inputs": [text], "outputs": [{"name": "logits"}]}), 400, "logits"),
         (post_infer(client, "punctuation", b"{not json"), 400, "JSON"),
+        (post_infer(client, "punctuation", b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", '
+                    b'"data": ' + b"[" * 5000 + b"]" * 5000 + b"}]}"), 400, "JSON"),   # deeper than msgspec goes
         (post_infer(client, "vad", {"inputs": [{"name": "audio", "shape": [3], "datatype": "INT16",
                                                 "data": [1, 2, 70000]}]}), 400, "INT16"),
         (post_infer(client, "vad", header + bytes(10), {"Inference-Header-Content-Length": str(len(header))}),
