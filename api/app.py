@@ -18,14 +18,19 @@ from api.errors import handle_supervisor_error, handle_unexpected, serialize_fal
 from api.media import MsgspecJSONHandler
 from api.inference import (PunctuationResource, StreamFeedResource, StreamResource, StreamsResource,
                            TranscribeResource, VadResource)
-from api.resources import HealthResource, LoadStatusResource, ModelInfoResource, ModelLoadResource, ModelUnloadResource
+from api.resources import (HealthResource, LoadStatusResource, ModelInfoResource, ModelLoadResource,
+                           ModelUnloadResource, RegistryResource)
 from supervisor.core import Supervisor
 from supervisor.errors import SupervisorError
+from supervisor.kinds import KINDS
 
 
 def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App:
-    middleware = [RequestLogMiddleware(), *([ApiKeyMiddleware(api_key)] if api_key else [])]
+    """`api_key` (the CLI's --api-key) is an admin key, beside [server] api_keys; with no key at all, none is
+    asked for."""
     settings = supervisor.settings
+    keys = settings.api_keys | ({api_key: "admin"} if api_key else {})
+    middleware = [RequestLogMiddleware(), *([ApiKeyMiddleware(keys)] if keys else [])]
     gate = ThreadGate(settings.http_threads - settings.control_threads)
     app = falcon.App(middleware=middleware)
     json_handler = MsgspecJSONHandler()
@@ -36,26 +41,39 @@ def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App
     app.add_route("/healthz", HealthResource(supervisor))
     app.add_route("/readyz", ReadyResource(supervisor))
     app.add_route("/metrics", MetricsResource(supervisor))
-    app.add_route("/openapi.json", OpenApiResource(version("funasr-supervisor")))
+    app.add_route("/openapi.json", OpenApiResource(version("funasr-supervisor"), tuple(supervisor.snapshot.models)))
     app.add_route("/model/{model_type}/ready", ModelReadyResource(supervisor))
     app.add_route("/model/info", ModelInfoResource(supervisor))
     app.add_route("/model/load", ModelLoadResource(supervisor, gate))
     app.add_route("/model/load/{load_id}", LoadStatusResource(supervisor))
     app.add_route("/model/unload/{model_type}", ModelUnloadResource(supervisor, gate))
-    app.add_route("/punctuation", PunctuationResource(supervisor, gate))
-    for prefix, model_id in (("/asr", "streaming_asr"), ("/vad", "vad")):
-        app.add_route(f"{prefix}/streams", StreamsResource(supervisor, gate, model_id))
-        app.add_route(f"{prefix}/streams/{{stream_id}}", StreamResource(supervisor, model_id))
-        app.add_route(f"{prefix}/streams/{{stream_id}}/audio", StreamFeedResource(supervisor, gate, model_id))
-        app.add_route(f"{prefix}/streams/{{stream_id}}/finish", StreamFeedResource(supervisor, gate, model_id, True))
-    app.add_route("/asr/transcribe", TranscribeResource(supervisor, gate))
-    app.add_route("/vad", VadResource(supervisor, gate))
+    app.add_route("/model/registry/{model_type}", RegistryResource(supervisor))
+    for path, resource in kind_routes(supervisor, gate).items():
+        app.add_route(path, resource)
     add_open_inference_routes(app, supervisor, gate)
 
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(SupervisorError, handle_supervisor_error)
     app.set_error_serializer(serialize_falcon_error)
     return app
+
+
+def kind_routes(supervisor: Supervisor, gate: ThreadGate) -> dict[str, object]:
+    """Each kind's routes, from what it answers and whether it streams (`supervisor.kinds`); kinds that share a
+    route (both ASR kinds transcribe at /asr/transcribe) share its resource, which picks the model."""
+    answers = {"text": ("", PunctuationResource), "transcript": ("/transcribe", TranscribeResource),
+               "segments": ("", VadResource)}
+    routes: dict[str, object] = {}
+    for kind in KINDS.values():
+        suffix, resource = answers[kind.answers]
+        routes.setdefault(kind.route + suffix, resource(supervisor, gate))
+        if kind.streams:
+            streams = f"{kind.route}/streams"
+            routes[streams] = StreamsResource(supervisor, gate, kind)
+            routes[f"{streams}/{{stream_id}}"] = StreamResource(supervisor, kind)
+            routes[f"{streams}/{{stream_id}}/audio"] = StreamFeedResource(supervisor, gate, kind)
+            routes[f"{streams}/{{stream_id}}/finish"] = StreamFeedResource(supervisor, gate, kind, True)
+    return routes
 
 
 def add_open_inference_routes(app: falcon.App, supervisor: Supervisor, gate: ThreadGate) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 
 from supervisor.snapshot import CacheInfo, SystemInfo
-from supervisor.views import JobView, ModelView, TranscriptSegment
+from supervisor.views import JobView, ModelView, Sentence, TranscriptSegment
 
 Timeout = Annotated[float, msgspec.Meta(gt=0, le=3600, description="seconds to wait for the model to be ready")]
 
@@ -71,6 +71,15 @@ class UnloadResponse(msgspec.Struct, frozen=True):
     models_remaining: list[str]
 
 
+class RegistryResponse(msgspec.Struct, frozen=True):
+    """`PUT|DELETE /model/registry/{model_type}`: registered (`replaced`: over a stopped one), or forgotten."""
+
+    success: bool
+    message: str
+    model_type: str
+    replaced: bool = False
+
+
 class JobResponse(msgspec.Struct, frozen=True):
     success: bool
     job: JobView
@@ -124,6 +133,7 @@ class StreamOpenResponse(msgspec.Struct, frozen=True):
     chunk_ms: int
     expires_in_s: float
     cold_start: bool
+    model: str = ""   # the model the stream runs on (pass it as ?model= when it is not the kind's default)
 
 
 class StreamTextResponse(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -159,6 +169,10 @@ class TranscribeResponse(msgspec.Struct, frozen=True):
     cold_start: bool
     warnings: list[str] = []   # e.g. punctuation was asked for but is unavailable: the text is still here
     segments: list[TranscriptSegment] | None = None  # ?vad=true (default when the VAD is loaded): per speech segment
+    model: str = ""                                   # the model that transcribed it
+    timestamp: list[tuple[int, int]] | None = None    # asr models: each token's [start_ms, end_ms]
+    sentence_info: list[Sentence] | None = None       # asr models: sentences (punctuated) with their times
+    tags: dict[str, str] | None = None                # SenseVoice: language, emotion, event
 
 
 class VadResponse(msgspec.Struct, frozen=True):

@@ -10,6 +10,7 @@ from api.bodies import (PunctuateRequest, PunctuateResponse, StreamClosedRespons
 from api.gate import ThreadGate
 from api.media import read_body
 from supervisor.core import Supervisor
+from supervisor.kinds import Kind
 from supervisor.views import StreamText
 
 
@@ -30,6 +31,11 @@ class Limits:
         self.text_bytes = int(settings.max_text_kb * 1024)
 
 
+def model_param(req: falcon.Request) -> str | None:
+    """`?model=<name>`: which model of the route's kind; absent, the kind's default model."""
+    return req.get_param("model") or None
+
+
 class ModelWork:
     """A resource whose calls hold their thread while a model works: admitted through the thread gate."""
 
@@ -41,29 +47,31 @@ class PunctuationResource(ModelWork):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         request = read_body(req, PunctuateRequest, limit=self.limits.text_bytes)
+        model = self.supervisor.model_for(("punctuation",), model_param(req))
         with self.gate.admit():
-            result = self.supervisor.punctuate(request.text)
-        resp.media = PunctuateResponse(success=True, text=result.text, model_type="punctuation",
+            result = self.supervisor.punctuate(request.text, model)
+        resp.media = PunctuateResponse(success=True, text=result.text, model_type=model,
                                        processing_ms=result.processing_ms, cold_start=result.cold_start)
         mark_cold_start(resp, result.cold_start)
         server_timing(resp, result.model_ms)
 
 
 class StreamsResource(ModelWork):
-    """Open a stream of `model_id` (streaming_asr takes `{"punctuate": true}`; vad takes no body)."""
+    """Open a stream of a model of `kind` (text streams take `{"punctuate": true}`; VAD streams no body)."""
 
-    def __init__(self, supervisor: Supervisor, gate: ThreadGate, model_id: str = "streaming_asr") -> None:
+    def __init__(self, supervisor: Supervisor, gate: ThreadGate, kind: Kind) -> None:
         super().__init__(supervisor, gate)
-        self.model_id = model_id
+        self.kind = kind
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        punctuate = read_body(req, StreamOpenRequest, optional=True).punctuate if self.model_id != "vad" else False
+        texts = self.kind.answers == "transcript"
+        punctuate = read_body(req, StreamOpenRequest, optional=True).punctuate if texts else False
         with self.gate.admit():  # it may be a cold start
-            opened = self.supervisor.open_stream(punctuate, self.model_id)
+            opened = self.supervisor.open_stream(punctuate, model_param(req), kind=self.kind.name)
         resp.status = 201
         resp.media = StreamOpenResponse(success=True, stream_id=opened.stream_id, sample_rate=opened.sample_rate,
                                         chunk_ms=opened.chunk_ms, expires_in_s=opened.expires_in_s,
-                                        cold_start=opened.cold_start)
+                                        cold_start=opened.cold_start, model=opened.model)
         mark_cold_start(resp, opened.cold_start)
 
 
@@ -81,26 +89,26 @@ def stream_segments(stream_id: str, result: StreamText) -> VadStreamResponse:
 class StreamFeedResource(ModelWork):
     """Audio for a stream (`finish`: its end). The answer is text for ASR streams, segments for VAD ones."""
 
-    def __init__(self, supervisor: Supervisor, gate: ThreadGate, model_id: str = "streaming_asr",
-                 finish: bool = False) -> None:
+    def __init__(self, supervisor: Supervisor, gate: ThreadGate, kind: Kind, finish: bool = False) -> None:
         super().__init__(supervisor, gate)
-        self.model_id, self.finish = model_id, finish
-        self.answer = stream_segments if model_id == "vad" else stream_text
+        self.kind, self.finish = kind, finish
+        self.answer = stream_segments if kind.answers == "segments" else stream_text
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
         pcm = b"" if self.finish else read_pcm(req, self.limits.audio_bytes)
         with self.gate.admit():
-            result = self.supervisor.feed(stream_id, pcm, is_final=self.finish, model_id=self.model_id)
+            result = self.supervisor.feed(stream_id, pcm, is_final=self.finish, model_id=model_param(req),
+                                          kind=self.kind.name)
         resp.media = self.answer(stream_id, result)
         server_timing(resp, result.model_ms)
 
 
 class StreamResource:
-    def __init__(self, supervisor: Supervisor, model_id: str = "streaming_asr") -> None:
-        self.supervisor, self.model_id = supervisor, model_id
+    def __init__(self, supervisor: Supervisor, kind: Kind) -> None:
+        self.supervisor, self.kind = supervisor, kind
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
-        self.supervisor.abort(stream_id, self.model_id)
+        self.supervisor.abort(stream_id, model_param(req), kind=self.kind.name)
         resp.media = StreamClosedResponse(success=True, stream_id=stream_id, message="Stream aborted")
 
 
@@ -108,13 +116,15 @@ class TranscribeResource(ModelWork):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         punctuate = req.get_param_as_bool("punctuate", default=True)
         vad = req.get_param_as_bool("vad")  # None: split when the VAD is loaded
+        hotwords = req.get_param("hotwords") or ""
         pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True)
         with self.gate.admit():
-            result = self.supervisor.transcribe(pcm, punctuate, vad)
+            result = self.supervisor.transcribe(pcm, punctuate, vad, model_param(req), hotwords)
         resp.media = TranscribeResponse(success=True, text=result.text, punctuated_text=result.punctuated_text,
                                         audio_ms=result.audio_ms, processing_ms=result.processing_ms,
                                         rtf=result.rtf, cold_start=result.cold_start, warnings=result.warnings,
-                                        segments=result.segments)
+                                        segments=result.segments, model=result.model, timestamp=result.timestamp,
+                                        sentence_info=result.sentence_info, tags=result.tags)
         mark_cold_start(resp, result.cold_start)
         server_timing(resp, result.model_ms)
 
@@ -123,7 +133,7 @@ class VadResource(ModelWork):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True)
         with self.gate.admit():
-            result = self.supervisor.detect_speech(pcm)
+            result = self.supervisor.detect_speech(pcm, model_param(req))
         resp.media = VadResponse(success=True, segments=result.segments, audio_ms=result.audio_ms,
                                  processing_ms=result.processing_ms, rtf=result.rtf, cold_start=result.cold_start)
         mark_cold_start(resp, result.cold_start)

@@ -17,10 +17,11 @@ from api.media import MAX_JSON_BYTES, read_body
 from api.oip_bodies import (InferRequest, InferResponse, ModelMetadata, ModelReady, RepositoryIndexRequest,
                             RepositoryLoaded, RepositoryModel, RepositoryRequest, RepositoryUnloaded, ResponseOutput,
                             ServerLive, ServerMetadata, ServerReady)
-from api.oip_models import SIGNATURES, Output, only_input
+from api.oip_models import RUNNERS, Output, only_input, tensors
 from api.oip_tensors import HEADER_LENGTH, bytes_element, int32_bytes, invalid, read_infer_request
 from supervisor.core import Supervisor
 from supervisor.errors import SupervisorError, shown
+from supervisor.kinds import KINDS
 from supervisor.views import ModelView
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "sequence", "parameters"]
@@ -71,9 +72,9 @@ class ServerReadyResource(V2):
 class ModelMetadataResource(V2):
     def on_get(self, req: falcon.Request, resp: falcon.Response, model_name: str, model_version: str = "") -> None:
         view = self.model(model_name, model_version)
-        signature = SIGNATURES[view.model_id]
+        kind = KINDS[view.kind]
         resp.media = ModelMetadata(name=view.model_id, versions=[view.version], platform=PLATFORM,
-                                   inputs=signature.inputs, outputs=signature.outputs)
+                                   inputs=tensors(kind.inputs), outputs=tensors(kind.outputs))
 
 
 class ModelReadyResource(V2):
@@ -93,24 +94,24 @@ class InferResource(ModelWork):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, model_name: str, model_version: str = "") -> None:
         view = self.v2.model(model_name, model_version)
-        request, tensors = read_infer_request(req, self.limit)
-        signature = SIGNATURES[view.model_id]
-        wanted = requested_outputs(view.model_id, request)
-        tensor = only_input(view.model_id, tensors)
+        request, given = read_infer_request(req, self.limit)
+        kind = KINDS[view.kind]
+        wanted = requested_outputs(view, request)
+        tensor = only_input(kind, view.model_id, given)
         with self.gate.admit():
-            outcome = signature.run(self.supervisor, tensor, request.parameters, wanted)
+            outcome = RUNNERS[kind.answers](self.supervisor, view.model_id, tensor, request.parameters, wanted)
         outputs = [o for o in outcome.outputs if not request.outputs or o.name in wanted]
         respond(resp, request, view, outputs)
         mark_cold_start(resp, outcome.cold_start)
         server_timing(resp, outcome.model_ms)
 
 
-def requested_outputs(model_id: str, request: InferRequest) -> set[str]:
-    known = [t.name for t in SIGNATURES[model_id].outputs]
+def requested_outputs(view: ModelView, request: InferRequest) -> set[str]:
+    known = [t.name for t in KINDS[view.kind].outputs]
     wanted = {o.name for o in request.outputs or []}
     unknown = wanted - set(known)
     if unknown:
-        raise invalid("Unknown output", f"{model_id} has no output {sorted(shown(n) for n in unknown)}; "
+        raise invalid("Unknown output", f"{view.model_id} has no output {sorted(shown(n) for n in unknown)}; "
                       f"its outputs: {known}")
     return wanted
 
@@ -159,12 +160,18 @@ class RepositoryLoadResource(V2):
         self.gate = gate
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, model_name: str) -> None:
-        overrides = [k for k in read_body(req, RepositoryRequest, optional=True).parameters
-                     if k == "config" or k.startswith("file:")]
+        parameters = read_body(req, RepositoryRequest, optional=True).parameters
+        files = [k for k in parameters if k.startswith("file:")]
+        if files:
+            raise invalid("Model file overrides are not supported",
+                          f"{shown(', '.join(files))}: a model's files come from its source; register a model "
+                          "directory with config={\"kind\": ..., \"source\": \"/path\"}")
+        if "config" in parameters:
+            config = parameters["config"]
+            if not isinstance(config, str):
+                raise invalid("Bad parameter 'config'", "'config' must be a JSON string: kind, source, settings")
+            self.supervisor.register(model_name, config)
         model_id = self.model(model_name).model_id
-        if overrides:
-            raise invalid("Model overrides are not supported",
-                          f"{shown(', '.join(overrides))}: models come from the server's [models] config")
         with self.gate.admit():  # a load holds its thread until the model is ready
             self.supervisor.await_load(self.supervisor.request_load(model_id))
         resp.media = RepositoryLoaded(name=model_id, load=True)

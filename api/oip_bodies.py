@@ -102,8 +102,9 @@ class RepositoryModel(msgspec.Struct, frozen=True):
 
 
 class RepositoryRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Load/unload. Triton's `unload_dependents` is accepted (nothing here depends on another model);
-    a `config` or `file:` override is refused: models come from the server's config."""
+    """Load/unload. `config` (a JSON string: kind, source, settings) registers the model before loading it;
+    Triton's `unload_dependents` is accepted (nothing here depends on another model); `file:` overrides are
+    refused (a model's files come from its source)."""
 
     parameters: dict[str, Any] = {}
 

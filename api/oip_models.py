@@ -1,10 +1,12 @@
-"""Each model kind in Open Inference Protocol terms: its tensors, and how an `infer` maps onto the Supervisor.
+"""How an Open Inference Protocol `infer` maps onto the Supervisor, for each thing a kind answers (the tensors
+themselves are on each `Kind`, in `supervisor.kinds`).
 
-punctuation: `text` BYTES [-1] in, `text` BYTES (same shape) out, one request per element.
-streaming_asr: `audio` (INT16 PCM samples, 16 kHz mono; or BYTES [1]: a WAV file) in, `text` and, when asked
-  for, `punctuated_text` out. With Triton's `sequence_id` the request is one piece of a live stream and `text`
-  is the transcript so far (final once `sequence_end` is set); without it, a whole recording.
-vad: `audio` in, `segments` INT32 [n, 2] out (start and end of each stretch of speech, in ms); with a
+text (punctuation): `text` BYTES [-1] in, `text` BYTES (same shape) out, one request per element.
+transcript (streaming_asr, asr): `audio` (INT16 PCM samples, 16 kHz mono; or BYTES [1]: a WAV file) in, `text`
+  and, when asked for, `punctuated_text` out; an `asr` model adds `timestamps` INT32 [n, 2]. With Triton's
+  `sequence_id` (streaming models) the request is one piece of a live stream and `text` is the transcript so
+  far (final once `sequence_end` is set); without it, a whole recording.
+segments (vad): `audio` in, `segments` INT32 [n, 2] out (start and end of each stretch of speech, in ms); with a
   `sequence_id`, the segments this piece closed.
 """
 
@@ -19,6 +21,7 @@ from api.oip_bodies import Parameters, TensorMetadata
 from api.oip_tensors import Tensor, invalid
 from supervisor.core import Supervisor
 from supervisor.errors import SupervisorError, shown
+from supervisor.kinds import Kind
 
 MAX_TEXTS = 64
 
@@ -36,10 +39,7 @@ class Outcome(msgspec.Struct, frozen=True):
     model_ms: float
 
 
-class Signature(msgspec.Struct, frozen=True):
-    inputs: list[TensorMetadata]
-    outputs: list[TensorMetadata]
-    run: Callable[[Supervisor, Tensor, Parameters, set[str]], Outcome]
+Runner = Callable[[Supervisor, str, Tensor, Parameters, set[str]], Outcome]  # (.., model name, input, ..)
 
 
 class Sequence(msgspec.Struct, frozen=True):
@@ -86,7 +86,8 @@ def audio(supervisor: Supervisor, tensor: Tensor) -> bytes:
     return pcm
 
 
-def punctuation(supervisor: Supervisor, tensor: Tensor, parameters: Parameters, wanted: set[str]) -> Outcome:
+def punctuation(supervisor: Supervisor, model: str, tensor: Tensor, parameters: Parameters,
+                wanted: set[str]) -> Outcome:
     if tensor.datatype != "BYTES":
         raise invalid("Unsupported text datatype", f"'text' must be BYTES (UTF-8), got {tensor.datatype}")
     texts = tensor.byte_strings()
@@ -95,57 +96,64 @@ def punctuation(supervisor: Supervisor, tensor: Tensor, parameters: Parameters, 
     for text in texts:
         within(len(text), int(supervisor.settings.max_text_kb * 1024), "Text", "max_text_kb")
     try:
-        results = [supervisor.punctuate(text.decode()) for text in texts]
+        results = [supervisor.punctuate(text.decode(), model) for text in texts]
     except UnicodeDecodeError as exc:
         raise invalid("Text is not UTF-8", str(exc)) from None
     return Outcome([Output("text", "BYTES", tensor.shape, [r.text for r in results])],
                    any(r.cold_start for r in results), sum(r.model_ms for r in results))
 
 
-def speech_to_text(supervisor: Supervisor, tensor: Tensor, parameters: Parameters, wanted: set[str]) -> Outcome:
+def speech_to_text(supervisor: Supervisor, model: str, tensor: Tensor, parameters: Parameters,
+                   wanted: set[str]) -> Outcome:
     pcm, sequence = audio(supervisor, tensor), Sequence.of(parameters)
     punctuate = flag(parameters, "punctuate", "punctuated_text" in wanted)
+    stamps = None
     if sequence is not None:
+        kind = supervisor.view(model).kind
         piece, cold_start = supervisor.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
-                                                     punctuate=punctuate)
+                                                     model, punctuate, kind)
         text, punctuated, model_ms = piece.partial_text, piece.punctuated_text, piece.model_ms
     else:
         vad = flag(parameters, "vad") if "vad" in parameters else None
-        whole = supervisor.transcribe(pcm, punctuate, vad)
+        hotwords = parameters.get("hotwords", "")
+        if not isinstance(hotwords, str):
+            raise invalid("Bad parameter 'hotwords'", "'hotwords' must be a string of space-separated words")
+        whole = supervisor.transcribe(pcm, punctuate, vad, model, hotwords)
         text, punctuated, cold_start, model_ms = whole.text, whole.punctuated_text, whole.cold_start, whole.model_ms
+        stamps = whole.timestamp
     outputs = [Output("text", "BYTES", [1], [text])]
     if punctuated is not None:
         outputs.append(Output("punctuated_text", "BYTES", [1], [punctuated]))
+    if stamps is not None:
+        outputs.append(Output("timestamps", "INT32", [len(stamps), 2], [t for pair in stamps for t in pair]))
     return Outcome(outputs, cold_start, model_ms)
 
 
-def speech_segments(supervisor: Supervisor, tensor: Tensor, parameters: Parameters, wanted: set[str]) -> Outcome:
+def speech_segments(supervisor: Supervisor, model: str, tensor: Tensor, parameters: Parameters,
+                    wanted: set[str]) -> Outcome:
     pcm, sequence = audio(supervisor, tensor), Sequence.of(parameters)
     if sequence is not None:
         piece, cold_start = supervisor.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
-                                                     model_id="vad")
+                                                     model, kind="vad")
         segments, model_ms = piece.segments, piece.model_ms
     else:
-        found = supervisor.detect_speech(pcm)
+        found = supervisor.detect_speech(pcm, model)
         segments, cold_start, model_ms = found.segments, found.cold_start, found.model_ms
     return Outcome([Output("segments", "INT32", [len(segments), 2], [t for pair in segments for t in pair])],
                    cold_start, model_ms)
 
 
-AUDIO = TensorMetadata("audio", "INT16", [-1])
-SIGNATURES = {
-    "punctuation": Signature([TensorMetadata("text", "BYTES", [-1])], [TensorMetadata("text", "BYTES", [-1])],
-                             punctuation),
-    "streaming_asr": Signature([AUDIO], [TensorMetadata("text", "BYTES", [1]),
-                                         TensorMetadata("punctuated_text", "BYTES", [1])], speech_to_text),
-    "vad": Signature([AUDIO], [TensorMetadata("segments", "INT32", [-1, 2])], speech_segments),
-}
+RUNNERS: dict[str, Runner] = {"text": punctuation, "transcript": speech_to_text, "segments": speech_segments}
 
 
-def only_input(model_id: str, tensors: list[Tensor]) -> Tensor:
-    expected = SIGNATURES[model_id].inputs[0].name
-    if len(tensors) != 1 or tensors[0].name != expected:
+def tensors(specs) -> list[TensorMetadata]:
+    return [TensorMetadata(t.name, t.datatype, t.shape) for t in specs]
+
+
+def only_input(kind: Kind, model_id: str, given: list[Tensor]) -> Tensor:
+    expected = kind.inputs[0].name
+    if len(given) != 1 or given[0].name != expected:
         raise SupervisorError("INVALID_REQUEST", "Wrong inputs",
                               f"{model_id} takes one input, '{expected}'; got "
-                              f"{[shown(t.name) for t in tensors] or 'none'}")
-    return tensors[0]
+                              f"{[shown(t.name) for t in given] or 'none'}")
+    return given[0]

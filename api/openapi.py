@@ -13,14 +13,15 @@ import falcon
 import msgspec
 
 from api import bodies, oip_bodies as v2
+from api.auth import needs_admin
 from api.errors import HTTP_STATUS, OIP_PREFIX
-from supervisor.catalog import MODEL_IDS
+from supervisor.config import ModelConfig
 
 REF = "#/components/schemas/{name}"
 JSON = "application/json"
 AUDIO_TYPES = ("audio/L16", "application/octet-stream")
 WAV_TYPES = ("audio/wav", "audio/x-wav")
-INFERENCE_ERRORS = ("INVALID_REQUEST", "MODEL_NOT_READY", "MODEL_CRASHED", "INFERENCE_TIMEOUT", "LOAD_FAILED",
+INFERENCE_ERRORS = ("INVALID_REQUEST", "MODEL_NOT_FOUND", "MODEL_NOT_READY", "MODEL_CRASHED", "INFERENCE_TIMEOUT", "LOAD_FAILED",
                     "LOAD_TIMEOUT", "INSUFFICIENT_MEMORY", "PAYLOAD_TOO_LARGE", "INTERNAL")
 STREAM_ERRORS = ("STREAM_NOT_FOUND", "STREAM_LOST", "UNSUPPORTED_MEDIA", *INFERENCE_ERRORS)
 V2_MODEL = "/v2/models/{model_name}"
@@ -43,6 +44,11 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, type], tuple[str, ...]]] = [
     ("get", "/model/load/{load_id}", "A load job's progress", None, {200: bodies.JobResponse}, ("LOAD_NOT_FOUND",)),
     ("delete", "/model/unload/{model_type}", "Stop a model's process (or all)", None,
      {200: bodies.UnloadResponse}, ("MODEL_NOT_FOUND",)),
+    ("put", "/model/registry/{model_type}", "Register a model (JSON: kind, source, settings), or replace a stopped "
+     "one; kept across restarts", ModelConfig, {200: bodies.RegistryResponse, 201: bodies.RegistryResponse},
+     ("INVALID_REQUEST", "CONFLICT", "PAYLOAD_TOO_LARGE", "INTERNAL")),
+    ("delete", "/model/registry/{model_type}", "Forget a registered model that is stopped", None,
+     {200: bodies.RegistryResponse}, ("MODEL_NOT_FOUND", "CONFLICT", "INTERNAL")),
     ("post", "/punctuation", "Punctuate a text", bodies.PunctuateRequest, {200: bodies.PunctuateResponse},
      INFERENCE_ERRORS),
     ("post", "/asr/streams", "Open a live ASR stream", bodies.StreamOpenRequest, {201: bodies.StreamOpenResponse},
@@ -75,12 +81,12 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, type], tuple[str, ...]]] = [
       for path in (V2_MODEL, V2_VERSION)],
     *[("post", f"{path}/infer", "Inference (JSON, or the binary tensor data extension; Triton's sequence "
        "parameters stream audio)", v2.InferRequest, {200: v2.InferResponse},
-       ("MODEL_NOT_FOUND", *STREAM_ERRORS)) for path in (V2_MODEL, V2_VERSION)],
+       STREAM_ERRORS) for path in (V2_MODEL, V2_VERSION)],
     ("post", "/v2/repository/index", "Every model's state", v2.RepositoryIndexRequest,
      {200: list[v2.RepositoryModel]}, ("INVALID_REQUEST", "PAYLOAD_TOO_LARGE")),
-    ("post", "/v2/repository/models/{model_name}/load", "Load a model, and wait until it is ready",
-     v2.RepositoryRequest, {200: v2.RepositoryLoaded},
-     ("INVALID_REQUEST", "MODEL_NOT_FOUND", "CONFLICT", "PAYLOAD_TOO_LARGE", "INSUFFICIENT_MEMORY", "LOAD_FAILED",
+    ("post", "/v2/repository/models/{model_name}/load", "Load a model, and wait until it is ready; with "
+     "parameters.config (a JSON string: kind, source, settings) register it first", v2.RepositoryRequest,
+     {200: v2.RepositoryLoaded}, ("INVALID_REQUEST", "MODEL_NOT_FOUND", "CONFLICT", "INTERNAL", "PAYLOAD_TOO_LARGE", "INSUFFICIENT_MEMORY", "LOAD_FAILED",
       "LOAD_TIMEOUT")),
     ("post", "/v2/repository/models/{model_name}/unload", "Unload a model", v2.RepositoryRequest,
      {200: v2.RepositoryUnloaded}, ("INVALID_REQUEST", "MODEL_NOT_FOUND", "PAYLOAD_TOO_LARGE")),
@@ -113,28 +119,37 @@ def request_body(body: Any, refs: dict[type, dict]) -> dict | None:
     return {"required": body not in OPTIONAL_BODIES, "content": content}
 
 
-def path_schema(name: str) -> dict:
-    """A v2 model name is one of the catalog's models (the fuzz then reaches them); anything else is a string."""
-    return {"type": "string", "enum": list(MODEL_IDS)} if name == "{model_name}" else {"type": "string"}
+def path_schema(name: str, models: tuple[str, ...]) -> dict:
+    """A v2 model name is one of the models configured at start (the fuzz then reaches them); anything else is
+    a string."""
+    return {"type": "string", "enum": list(models)} if name == "{model_name}" else {"type": "string"}
+
+
+QUERY = {"punctuate": "boolean", "vad": "boolean", "hotwords": "string"}
+MODEL_ROUTES = ("/punctuation", "/asr/", "/vad")  # take ?model=<name> of the route's kind
+
+
+def query_parameters(path: str) -> list[dict]:
+    names = [("model", "string")] if path.startswith(MODEL_ROUTES) else []
+    names += list(QUERY.items()) if path == "/asr/transcribe" else []
+    return [{"name": name, "in": "query", "required": False, "schema": {"type": kind}} for name, kind in names]
 
 
 def operation(method: str, path: str, summary: str, body: Any, responses: dict, errors: tuple,
-              schemas: dict) -> dict:
+              schemas: dict, models: tuple[str, ...]) -> dict:
     op: dict = {"summary": summary, "operationId": f"{method}_{path.strip('/').replace('/', '_')}",
                 "responses": {str(status): {"description": "success",
                                             "content": {JSON: {"schema": response_schema(t, schemas)}}}
                               for status, t in responses.items()}}
-    params = [{"name": name.strip("{}"), "in": "path", "required": True, "schema": path_schema(name)}
+    params = [{"name": name.strip("{}"), "in": "path", "required": True, "schema": path_schema(name, models)}
               for name in path.split("/") if name.startswith("{")]
-    if path == "/asr/transcribe":
-        params += [{"name": name, "in": "query", "required": False, "schema": {"type": "boolean"}}
-                   for name in ("punctuate", "vad")]
+    params += query_parameters(path)
     if params:
         op["parameters"] = params
     if (rb := request_body(body, schemas)) is not None:
         op["requestBody"] = rb
     by_status: dict[int, list[str]] = {}
-    for code in ("UNAUTHORIZED", *errors):
+    for code in ("UNAUTHORIZED", *(("FORBIDDEN",) if needs_admin(method.upper(), path) else ()), *errors):
         by_status.setdefault(HTTP_STATUS[code], []).append(code)
     error_schema = schemas[v2.OipError if path.startswith(OIP_PREFIX) else bodies.ErrorBody]
     for status, codes in by_status.items():
@@ -147,14 +162,15 @@ def operation(method: str, path: str, summary: str, body: Any, responses: dict, 
 
 
 @functools.cache
-def openapi_document(version: str) -> dict:
+def openapi_document(version: str, models: tuple[str, ...]) -> dict:
     request_types = [b for *_, b, _, _ in ROUTES if isinstance(b, type)]
     all_types = [*request_types, *response_types()]
     refs, components = msgspec.json.schema_components(all_types, ref_template=REF)
     schemas = dict(zip(all_types, refs))
     paths: dict[str, dict] = {}
     for method, path, summary, body, responses, errors in ROUTES:
-        paths.setdefault(path, {})[method] = operation(method, path, summary, body, responses, errors, schemas)
+        paths.setdefault(path, {})[method] = operation(method, path, summary, body, responses, errors, schemas,
+                                                                models)
     paths["/openapi.json"] = {"get": {"summary": "This document", "operationId": "get_openapi",
                                       "responses": {"200": {"description": "OpenAPI 3.1 document"}}}}
     paths["/metrics"] = {"get": {"summary": "Prometheus metrics", "operationId": "get_metrics",
@@ -172,8 +188,8 @@ def openapi_document(version: str) -> dict:
 
 
 class OpenApiResource:
-    def __init__(self, version: str) -> None:
-        self.document = openapi_document(version)
+    def __init__(self, version: str, models: tuple[str, ...]) -> None:
+        self.document = openapi_document(version, models)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = self.document

@@ -6,9 +6,9 @@ import falcon
 import msgspec
 
 from api.bodies import (HealthResponse, InfoRequest, InfoResponse, JobResponse, LoadAccepted, LoadCompleted,
-                        LoadRequest, UnloadResponse)
+                        LoadRequest, RegistryResponse, UnloadResponse)
 from api.gate import ThreadGate
-from api.media import read_body
+from api.media import MAX_JSON_BYTES, read_body, read_limited
 from supervisor.core import LoadTicket, Supervisor
 from supervisor.jobs import utc_now
 from supervisor.snapshot import system_info
@@ -111,3 +111,21 @@ class ModelUnloadResource:
             model_type=view.model_type, memory_freed_mb=view.memory_freed_mb, unload_time_ms=view.unload_time_ms,
             models_remaining=view.models_remaining,
         )
+
+
+class RegistryResource:
+    """`PUT` registers a model from its JSON settings (kind, source, ...) without loading it; `DELETE` forgets a
+    registered model that is stopped. Registered models are kept across restarts."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, model_type: str) -> None:
+        replaced = self.supervisor.register(model_type, read_limited(req, MAX_JSON_BYTES, "JSON body") or b"{}")
+        resp.status = 200 if replaced else 201
+        resp.media = RegistryResponse(success=True, message="Model replaced" if replaced else "Model registered",
+                                      model_type=model_type, replaced=replaced)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, model_type: str) -> None:
+        self.supervisor.forget(model_type)
+        resp.media = RegistryResponse(success=True, message="Model forgotten", model_type=model_type)

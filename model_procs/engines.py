@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -22,11 +23,13 @@ class Engine(Protocol):
 
 class Heard(NamedTuple):
     """What one piece of audio gave: new text and all text so far (ASR), or speech segments closed by it (VAD,
-    `[start_ms, end_ms]` from the stream's start)."""
+    `[start_ms, end_ms]` from the stream's start); offline ASR adds each token's times and SenseVoice's tags."""
 
     text: str = ""
     partial_text: str = ""
     segments: tuple[tuple[int, int], ...] = ()
+    words: tuple[tuple[str, int, int], ...] = ()
+    tags: dict[str, str] = {}
 
 
 class Built(NamedTuple):
@@ -101,7 +104,7 @@ class StreamingAsrEngine:
         self.model = model
         self.streams: dict[str, AudioStream] = {}
 
-    def feed(self, stream_id: str, samples: np.ndarray, is_final: bool) -> Heard:
+    def feed(self, stream_id: str, samples: np.ndarray, is_final: bool, hotwords: str = "") -> Heard:
         """Text new from this call, and all text so far; a final feed flushes and ends the stream."""
         stream = self.streams.setdefault(stream_id, AudioStream())
         audio = np.concatenate([stream.pending, samples])
@@ -157,7 +160,7 @@ class VadEngine:
         self.model = model
         self.streams: dict[str, VadStream] = {}
 
-    def feed(self, stream_id: str, samples: np.ndarray, is_final: bool) -> Heard:
+    def feed(self, stream_id: str, samples: np.ndarray, is_final: bool, hotwords: str = "") -> Heard:
         stream = self.streams.setdefault(stream_id, VadStream())
         audio = np.concatenate([stream.held, samples])
         usable = len(audio) if is_final else max(len(audio) - self.HOLD_SAMPLES, 0)
@@ -199,10 +202,77 @@ class VadEngine:
         self.feed("__warmup__", np.zeros(SAMPLE_RATE, dtype=np.float32), is_final=True)
 
 
-ENGINES = {"streaming_asr": StreamingAsrEngine, "punctuation": PunctuationEngine, "vad": VadEngine}
+class OfflineAsrEngine:
+    """Offline FunASR ASR on a whole recording or VAD segment: Paraformer (SeACo-Paraformer with hotwords,
+    BiCif-Paraformer) answers text with each token's times; SenseVoiceSmall answers text with its language,
+    emotion and event tags. Pieces of one recording are buffered until its end: the model needs all of it."""
+
+    MIN_SAMPLES = 1600  # 100 ms: shorter has no feature frame to recognise
+    SENSEVOICE_TAG = re.compile(r"<\|([^|]*)\|>")
+    TAG_NAMES = ("language", "emotion", "event", "itn")
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.pending: dict[str, list[np.ndarray]] = {}
+        self.sensevoice = type(getattr(model, "model", None)).__name__ == "SenseVoiceSmall"
+
+    def feed(self, stream_id: str, samples: np.ndarray, is_final: bool, hotwords: str = "") -> Heard:
+        self.pending.setdefault(stream_id, []).append(samples)
+        if not is_final:
+            return Heard()
+        audio = np.concatenate(self.pending.pop(stream_id))
+        return self.transcribe(audio, hotwords) if len(audio) >= self.MIN_SAMPLES else Heard()
+
+    def transcribe(self, audio: np.ndarray, hotwords: str = "") -> Heard:
+        options = {"language": "auto", "use_itn": False} if self.sensevoice else {}
+        if hotwords and not self.sensevoice:
+            options["hotword"] = hotwords
+        result = self.model.generate(input=audio, disable_pbar=True, **options)
+        if not result:
+            return Heard()
+        if self.sensevoice:
+            return self._tagged(result[0].get("text", ""))
+        words = result[0].get("text", "").split()
+        stamps = result[0].get("timestamp") or []
+        heard_ms = len(audio) * 1000 // SAMPLE_RATE  # the last frame's padding can reach past the audio's end
+        timed = tuple((w, min(int(s), heard_ms), min(int(e), heard_ms)) for w, (s, e) in zip(words, stamps)) \
+            if len(stamps) == len(words) else ()
+        text = joined(words)
+        return Heard(text=text, partial_text=text, words=timed)
+
+    def _tagged(self, text: str) -> Heard:
+        """`<|zh|><|NEUTRAL|><|Speech|><|woitn|>text`: the tags apart, the text bare."""
+        tags = dict(zip(self.TAG_NAMES, self.SENSEVOICE_TAG.findall(text)))
+        tags.pop("itn", None)
+        bare = self.SENSEVOICE_TAG.sub("", text).strip()
+        return Heard(text=bare, partial_text=bare, tags=tags)
+
+    def drop(self, stream_id: str) -> None:
+        self.pending.pop(stream_id, None)
+
+    def warm_up(self) -> None:
+        self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32))
 
 
-def build_engine(model_id: str, model_dir: str, device: str, threads: int, cache_dir: str,
+def joined(words: list[str]) -> str:
+    """FunASR's words (space-separated) as text: CJK characters run together, Latin words keep a space."""
+    text = ""
+    for word in words:
+        if text and word.isascii() and text[-1].isascii():
+            text += " "
+        text += word
+    return text
+
+
+def build_engine(engine: str, model_dir: str, device: str, threads: int, cache_dir: str,
                  loader: str) -> tuple[Engine, Built]:
+    """`engine`: the model kind's engine class, by name (supervisor.kinds)."""
+    engine_class = ENGINES.get(engine)
+    if engine_class is None:
+        raise ValueError(f"no engine class {engine!r} in model_procs.engines")
     built = load_automodel(model_dir, device, threads, cache_dir, loader)
-    return ENGINES[model_id](built.automodel), built
+    return engine_class(built.automodel), built
+
+
+ENGINES: dict[str, type] = {cls.__name__: cls for cls in (StreamingAsrEngine, OfflineAsrEngine,
+                                                          PunctuationEngine, VadEngine)}

@@ -18,6 +18,8 @@ class WorkerSpec(msgspec.Struct, frozen=True):
     """Everything a model process needs to start; pickled once into the forkserver child."""
 
     model_id: str
+    kind: str                 # its kind's name (supervisor.kinds): what a `generated:` source generates
+    engine: str               # its kind's engine class in model_procs.engines
     source: str               # absolute model directory, hub alias, or "generated:<size>"
     device: str
     threads: int
@@ -47,6 +49,7 @@ class StreamFeed(msgspec.Struct, frozen=True, tag="stream_feed"):
     stream_id: str
     pcm: bytes
     is_final: bool = False
+    hotwords: str = ""        # asr: words to bias towards, space-separated (SeACo-Paraformer)
 
 
 class StreamDrop(msgspec.Struct, frozen=True, tag="stream_drop"):
@@ -93,6 +96,8 @@ class Reply(msgspec.Struct, frozen=True, tag="reply"):
     partial_text: str = ""    # streams: all text so far
     compute_ms: float = 0.0   # time spent in the model
     segments: list[tuple[int, int]] = []  # VAD: speech segments this audio closed, [start_ms, end_ms]
+    words: list[tuple[str, int, int]] = []  # asr: each token with its [start_ms, end_ms] in the audio
+    tags: dict[str, str] = {}               # asr (SenseVoice): language, emotion, event
 
 
 class RequestFailed(msgspec.Struct, frozen=True, tag="request_failed"):

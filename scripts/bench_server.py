@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from supervisor.catalog import VAD_WHEEL
+from supervisor.kinds import VAD_WHEEL
 
 REPO = Path(__file__).resolve().parent.parent
 CGROUP_V2_STAT = Path("/sys/fs/cgroup/memory.stat")

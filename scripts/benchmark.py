@@ -33,7 +33,7 @@ from model_procs.wheels import fetch_folder  # noqa: E402
 from scripts.recordings import example  # noqa: E402
 from scripts.bench_requests import Recording  # noqa: E402
 from supervisor import page_cache  # noqa: E402
-from supervisor.catalog import VAD_WHEEL  # noqa: E402
+from supervisor.kinds import VAD_WHEEL  # noqa: E402
 from supervisor.config import ServerSettings  # noqa: E402
 
 MB = 1024 * 1024

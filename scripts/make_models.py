@@ -2,8 +2,9 @@
 
 Model hubs are unreachable here and in CI, so the tests, the demo and the benchmark load models that this
 script writes: `config.yaml` + `model.pt` (+ `tokens.json`, `am.mvn`) exactly as funasr's `AutoModel` expects
-a local directory. `tiny` loads in a fraction of a second; `full` has the real shapes of Paraformer-zh-streaming
-and CT-Punc, so it reproduces their memory and compute.
+a local directory, one per model kind (`streaming_asr`, `asr`, `punctuation`). `tiny` loads in a fraction of a
+second; `full` has the real shapes of Paraformer-zh-streaming, Paraformer-zh (SeACo) and CT-Punc, so it
+reproduces their memory and compute.
 
 Run as `python -m scripts.make_models --size tiny --out DIR`. It imports torch and funasr, so the API process
 never calls it in-process: `supervisor.demo_models` runs it as a subprocess.
@@ -19,12 +20,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-MODEL_IDS = ("streaming_asr", "punctuation")
+GENERATED_KINDS = ("streaming_asr", "asr", "punctuation")
 SIZES = ("tiny", "full")
 DONE_MARKER = ".complete"
 
 # (vocab, encoder dims, heads, units, encoder blocks, decoder blocks)
 ASR_SHAPES = {"tiny": (200, 64, 2, 128, 2, 2), "full": (8404, 512, 4, 2048, 50, 16)}
+# SeACo-Paraformer (paraformer-zh): (vocab, dims, heads, units, encoder blocks, decoder blocks, seaco blocks)
+OFFLINE_SHAPES = {"tiny": (200, 64, 2, 128, 2, 2, 1), "full": (8404, 512, 4, 2048, 50, 16, 4)}
 # (vocab, dims, heads, units, blocks)
 PUNC_SHAPES = {"tiny": (300, 32, 2, 64, 1), "full": (272727, 256, 8, 1024, 4)}
 PUNC_LIST = ["<unk>", "_", "，", "。", "？", "、"]
@@ -74,6 +77,42 @@ def asr_config(size: str) -> dict:
         "input_size": LFR_DIM,
         "vocab_size": vocab,
     }
+
+
+def offline_asr_config(size: str) -> dict:
+    """paraformer-zh's config.yaml (SeACo-Paraformer: timestamps from CifPredictorV3, hotwords from its bias
+    encoder and decoder), with the shapes of `size`."""
+    vocab, dims, heads, units, enc_blocks, dec_blocks, seaco_blocks = OFFLINE_SHAPES[size]
+    config = asr_config("tiny")  # the shared parts (frontend options, tokenizer, dropout) as the streaming one
+    decoder_conf = {**config["decoder_conf"], "attention_heads": heads, "linear_units": units,
+                    "num_blocks": dec_blocks, "att_layer_num": dec_blocks, "sanm_shfit": 0}
+    return {
+        **config,
+        "model": "SeacoParaformer",
+        "model_conf": {**config["model_conf"], "inner_dim": dims, "bias_encoder_type": "lstm",
+                       "bias_encoder_bid": False, "seaco_lsm_weight": 0.1, "seaco_length_normal": True,
+                       "train_decoder": True, "NO_BIAS": vocab - 27},
+        "encoder": "SANMEncoder",
+        "encoder_conf": {key: value for key, value in config["encoder_conf"].items() if key in SANM_KEYS}
+        | {"output_size": dims, "attention_heads": heads, "linear_units": units, "num_blocks": enc_blocks,
+           "input_layer": "pe"},
+        "decoder_conf": decoder_conf,
+        "seaco_decoder": "ParaformerSANMDecoder",
+        "seaco_decoder_conf": {**decoder_conf, "linear_units": units // 2, "num_blocks": seaco_blocks,
+                               "att_layer_num": seaco_blocks, "kernel_size": 21, "use_output_layer": False,
+                               "wo_input_layer": True},
+        "predictor": "CifPredictorV3",
+        "predictor_conf": {"idim": dims, "threshold": 1.0, "l_order": 1, "r_order": 1, "tail_threshold": 0.45,
+                           "smooth_factor2": 0.25, "noise_threshold2": 0.01, "upsample_times": 3,
+                           "use_cif1_cnn": False, "upsample_type": "cnn_blstm"},
+        "frontend": "WavFrontend",
+        "frontend_conf": {key: value for key, value in config["frontend_conf"].items()},
+        "vocab_size": vocab,
+    }
+
+
+SANM_KEYS = ("dropout_rate", "positional_dropout_rate", "attention_dropout_rate", "pos_enc_class",
+             "normalize_before", "kernel_size", "sanm_shfit", "selfattention_layer_type")
 
 
 def punc_config(size: str) -> dict:
@@ -130,9 +169,9 @@ def write_model(model_id: str, size: str, out: Path, seed: int = 0) -> None:
     import yaml
 
     torch.manual_seed(seed)
-    config = asr_config(size) if model_id == "streaming_asr" else punc_config(size)
+    config = CONFIGS[model_id](size)
     model = build_module(config)
-    if model_id == "streaming_asr":
+    if model_id != "punctuation":
         make_cif_fire(model)
         (out / "am.mvn").write_text(identity_mvn())
     for derived in ("vocab_size", "input_size"):  # AutoModel derives these from the tokenizer and frontend
@@ -142,8 +181,12 @@ def write_model(model_id: str, size: str, out: Path, seed: int = 0) -> None:
     torch.save(model.state_dict(), out / "model.pt")
 
 
+CONFIGS = {"streaming_asr": asr_config, "asr": offline_asr_config, "punctuation": punc_config}
+SHAPES = {"streaming_asr": ASR_SHAPES, "asr": OFFLINE_SHAPES, "punctuation": PUNC_SHAPES}
+
+
 def config_vocab(model_id: str, size: str) -> int:
-    return (ASR_SHAPES if model_id == "streaming_asr" else PUNC_SHAPES)[size][0]
+    return SHAPES[model_id][size][0]
 
 
 def model_dir(root: Path, model_id: str, size: str) -> Path:
@@ -186,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=SIZES, default="tiny")
     parser.add_argument("--out", type=Path, required=True, help="directory that receives <model>-<size>/")
-    parser.add_argument("--models", nargs="+", choices=MODEL_IDS, default=list(MODEL_IDS))
+    parser.add_argument("--models", nargs="+", choices=GENERATED_KINDS, default=list(GENERATED_KINDS))
     args = parser.parse_args(argv)
     for model_id in args.models:
         print(ensure_model(args.out, model_id, args.size))

@@ -18,7 +18,7 @@ from typing import Any
 from model_procs.protocol import (HEARTBEAT_SUFFIX, Heartbeat, LoadFailed, Progress, Ready, Reply,
                                   RequestFailed)
 from supervisor.admission import Admission, Footprints
-from supervisor.catalog import CATALOG, MODEL_IDS
+from supervisor.catalog import catalog_entry
 from supervisor.config import Config
 from supervisor.dispatch import Dispatcher
 from supervisor.event_loop import EventLoop
@@ -28,6 +28,7 @@ from supervisor.jobs import LoadGroup, LoadJob
 from supervisor.lifecycle import Lifecycle
 from supervisor.metrics import SupervisorMetrics
 from supervisor.replica import Model
+from supervisor.registry import Registry
 from supervisor.replicas import Replicas
 from supervisor.restarts import RestartPolicy
 from supervisor.snapshot import Snapshot, build_snapshot, job_view
@@ -48,7 +49,9 @@ class Arbiter:
         self.started_at = started_at
         self.log_format = log_format
         self.stop_grace_s = stop_grace_s
-        self.models = {m: Model(CATALOG[m], config.models[m]) for m in MODEL_IDS}
+        self.registry = Registry(cache_dir)
+        self.models = {name: Model(catalog_entry(name, model), model)
+                       for name, model in (config.models | self.registry.read()).items()}
         self.streams = StreamRegistry()
         self.jobs: OrderedDict[str, LoadJob | LoadGroup] = OrderedDict()
         self.closing = False

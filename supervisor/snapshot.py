@@ -66,7 +66,7 @@ def model_view(model: Model, version_: str, open_streams: int) -> ModelView:
     shared = round(model.weights_mb, 1) if model.holds_weights() else None
     gpu = [r.gpu_mb for r in serving if r.gpu_mb is not None]
     return ModelView(
-        model_id=entry.model_id, display_name=entry.display_name, description=entry.description,
+        model_id=entry.model_id, kind=entry.kind.name, display_name=entry.display_name, description=entry.description,
         version=version_, provider=entry.provider, language=entry.language, capabilities=list(entry.capabilities),
         loaded=loaded, loading=model.status is ModelStatus.LOADING, status=model.status.value,
         pid=shown[0].pid or None if shown else None,

@@ -58,6 +58,7 @@ class ModelView(msgspec.Struct, frozen=True, omit_defaults=True):
     """One model as the reference's `/model/info` shows it, plus our lifecycle fields (DESIGN.md §5)."""
 
     model_id: str
+    kind: str                           # streaming_asr | asr | punctuation | vad: what it does, which routes use it
     display_name: str
     description: str
     version: str
@@ -124,6 +125,7 @@ class StreamOpened(msgspec.Struct, frozen=True):
     chunk_ms: int
     expires_in_s: float
     cold_start: bool
+    model: str = ""
 
 
 class StreamText(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -145,6 +147,16 @@ class TranscriptSegment(msgspec.Struct, frozen=True):
     punctuated_text: str | None = None
 
 
+class Sentence(msgspec.Struct, frozen=True):
+    """FunASR's `sentence_info`: a sentence (punctuated, where punctuation served) and its tokens' times, in ms
+    from the recording's start."""
+
+    text: str
+    start: int
+    end: int
+    timestamp: list[tuple[int, int]]
+
+
 class Transcript(msgspec.Struct, frozen=True):
     text: str
     punctuated_text: str | None
@@ -155,6 +167,10 @@ class Transcript(msgspec.Struct, frozen=True):
     model_ms: float
     warnings: list[str] = []
     segments: list[TranscriptSegment] | None = None  # split on the VAD's speech segments (None: not split)
+    model: str = ""                  # the model that transcribed it
+    timestamp: list[tuple[int, int]] | None = None   # asr models: each token's [start_ms, end_ms]
+    sentence_info: list[Sentence] | None = None      # asr models: sentences with their times
+    tags: dict[str, str] | None = None               # SenseVoice: language, emotion, event
 
 
 class SpeechSegments(msgspec.Struct, frozen=True):

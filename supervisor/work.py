@@ -23,6 +23,8 @@ class WorkResult(msgspec.Struct, frozen=True):
     cold_start: bool
     stream: Stream | None = None
     segments: list[tuple[int, int]] = []  # VAD: speech segments closed by this audio, ms from its start
+    words: list[tuple[str, int, int]] = []  # asr: tokens with their times, ms from the audio's start
+    tags: dict[str, str] = {}               # asr (SenseVoice): language, emotion, event
 
 
 class Work:
@@ -98,20 +100,26 @@ class AudioWork(Work):
         self.texts: list[str] = []
         self.partial = ""
         self.segments: list[tuple[int, int]] = []
+        self.words: list[tuple[str, int, int]] = []
+        self.tags: dict[str, str] = {}
+        self.hotwords = ""
 
     def message(self, request_id: int) -> StreamFeed:
         end = self.offset + self.piece_bytes
         return StreamFeed(request_id=request_id, stream_id=self.stream_id, pcm=self.pcm[self.offset:end],
-                          is_final=self.is_final and end >= len(self.pcm))
+                          is_final=self.is_final and end >= len(self.pcm), hotwords=self.hotwords)
 
     def absorb(self, reply: Reply) -> bool:
         self.texts.append(reply.text)
         self.partial = reply.partial_text
         self.segments += reply.segments
+        self.words += reply.words
+        self.tags |= reply.tags
         self.compute_ms += reply.compute_ms
         self.offset += self.piece_bytes
         return self.offset >= len(self.pcm)
 
     def result(self) -> WorkResult:
         return WorkResult(text="".join(self.texts), partial_text=self.partial, compute_ms=self.compute_ms,
-                          cold_start=self.cold_start, stream=self.stream, segments=self.segments)
+                          cold_start=self.cold_start, stream=self.stream, segments=self.segments,
+                          words=self.words, tags=self.tags)

@@ -9,6 +9,7 @@ from schemathesis.checks import (content_type_conformance, not_a_server_error, r
                                  status_code_conformance)
 
 from api.app import create_app
+from supervisor.config import load_config
 
 EXAMPLES_PER_OPERATION = 40
 executed: list[str] = []
@@ -17,12 +18,35 @@ executed: list[str] = []
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-def test_every_operation_conforms_to_the_openapi_document(sup):
-    """Hypothesis-generated requests for each operation, through the real app and real model processes."""
+REGISTRY = "/model/registry/{model_type}"
+
+
+def fuzz_operations(sup, registry: bool) -> list:
+    """The registry's operations (which change what a supervisor serves, on disk too) or all the others."""
     schema = schemathesis.openapi.from_wsgi("/openapi.json", create_app(sup))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 12
+    return [op for op in operations if (op.path == REGISTRY) == registry]
 
+
+def test_every_operation_conforms_to_the_openapi_document(sup):
+    """Hypothesis-generated requests for each operation, through the real app and real model processes."""
+    operations = fuzz_operations(sup, registry=False)
+    assert len(operations) >= 12
+    fuzz_each(operations)
+    print(f"fuzz: {len(executed)} generated requests over {len(operations)} operations")
+    assert any(call.startswith("POST /v2/models/") for call in executed)
+
+
+def test_the_registry_operations_conform_on_a_supervisor_of_their_own(start_supervisor, tmp_path):
+    """Registering random models must not touch the shared supervisor's cache: a fresh one (nothing is loaded)."""
+    sup = start_supervisor(load_config("demo"), tmp_path)
+    operations = fuzz_operations(sup, registry=True)
+    assert {op.method.upper() for op in operations} == {"PUT", "DELETE"}
+    fuzz_each(operations)
+    assert any(call.startswith("PUT /model/registry/") for call in executed)
+
+
+def fuzz_each(operations: list) -> None:
     for operation in operations:
         @hypothesis.given(case=operation.as_strategy())
         @hypothesis.settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True,
@@ -31,8 +55,6 @@ def test_every_operation_conforms_to_the_openapi_document(sup):
             executed.append(f"{case.method} {case.path}")
             case.call_and_validate(checks=CHECKS)
         fuzz()
-    print(f"fuzz: {len(executed)} generated requests over {len(operations)} operations")
-    assert any(call.startswith("POST /v2/models/") for call in executed)
 
 
 def test_openapi_document_is_valid_and_lists_every_route(client):
@@ -50,7 +72,8 @@ def test_openapi_document_is_valid_and_lists_every_route(client):
                       "POST /v2/models/{model_name}/infer",
                       "POST /v2/models/{model_name}/versions/{model_version}/infer",
                       "POST /v2/repository/index", "POST /v2/repository/models/{model_name}/load",
-                      "POST /v2/repository/models/{model_name}/unload"}
+                      "POST /v2/repository/models/{model_name}/unload", "PUT /model/registry/{model_type}",
+                      "DELETE /model/registry/{model_type}"}
     described = document["info"]["description"]
     for code in ("INVALID_REQUEST", "MODEL_NOT_FOUND", "STREAM_LOST", "INSUFFICIENT_MEMORY", "INTERNAL"):
         assert code in described

@@ -22,8 +22,8 @@ def test_api_key_guards_every_route_but_the_health_probes(sup):
     for guarded in ("/v2", "/v2/models/punctuation", "/metrics", "/model/punctuation/ready"):
         assert client.simulate_get(guarded).status_code == 401, guarded
     assert client.simulate_post("/v2/repository/index").json == {"error": "Missing or wrong API key: send the "
-                                                                 "header `Authorization: Bearer <key>` with the "
-                                                                 "server's API key"}
+                                                                 "header `Authorization: Bearer <key>` with one "
+                                                                 "of the server's API keys"}
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}, {"Authorization": "Basic x"}):
         resp = client.simulate_get("/model/info", headers=headers)
         assert resp.status_code == 401 and resp.json["error_code"] == "UNAUTHORIZED"

