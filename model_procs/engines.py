@@ -208,8 +208,6 @@ class OfflineAsrEngine:
     emotion and event tags. Pieces of one recording are buffered until its end: the model needs all of it."""
 
     MIN_SAMPLES = 1600  # 100 ms: shorter has no feature frame to recognise
-    SENSEVOICE_TAG = re.compile(r"<\|([^|]*)\|>")
-    TAG_NAMES = ("language", "emotion", "event", "itn")
 
     def __init__(self, model) -> None:
         self.model = model
@@ -231,7 +229,8 @@ class OfflineAsrEngine:
         if not result:
             return Heard()
         if self.sensevoice:
-            return self._tagged(result[0].get("text", ""))
+            text, tags = sensevoice_tags(result[0].get("text", ""))
+            return Heard(text=text, partial_text=text, tags=tags)
         words = result[0].get("text", "").split()
         stamps = result[0].get("timestamp") or []
         heard_ms = len(audio) * 1000 // SAMPLE_RATE  # the last frame's padding can reach past the audio's end
@@ -240,18 +239,23 @@ class OfflineAsrEngine:
         text = joined(words)
         return Heard(text=text, partial_text=text, words=timed)
 
-    def _tagged(self, text: str) -> Heard:
-        """`<|zh|><|NEUTRAL|><|Speech|><|woitn|>text`: the tags apart, the text bare."""
-        tags = dict(zip(self.TAG_NAMES, self.SENSEVOICE_TAG.findall(text)))
-        tags.pop("itn", None)
-        bare = self.SENSEVOICE_TAG.sub("", text).strip()
-        return Heard(text=bare, partial_text=bare, tags=tags)
-
     def drop(self, stream_id: str) -> None:
         self.pending.pop(stream_id, None)
 
     def warm_up(self) -> None:
         self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32))
+
+
+SENSEVOICE_TAG = re.compile(r"<\|([^|<>]*)\|>")
+TAG_NAMES = ("language", "emotion", "event")
+
+
+def sensevoice_tags(text: str) -> tuple[str, dict[str, str]]:
+    """SenseVoice's `<|zh|><|NEUTRAL|><|Speech|><|woitn|>text`: the bare text, and its language, emotion and event
+    (the fourth tag, inverse text normalisation on or off, says nothing about the speech)."""
+    leading = re.match(r"(?:<\|[^|<>]*\|>)+", text)
+    tags = SENSEVOICE_TAG.findall(leading.group(0)) if leading else []
+    return SENSEVOICE_TAG.sub("", text).strip(), dict(zip(TAG_NAMES, tags))
 
 
 def joined(words: list[str]) -> str:

@@ -78,19 +78,25 @@ def resolve_source(model_id: str, kind: str, source: str, cache_dir: str) -> tup
     return hub_dir(model_id, source, cache_dir)
 
 
-def generated_dir(kind: str, size: str, cache_dir: str) -> tuple[str, bool]:
-    """A model of `kind` with random weights, generated once into the cache (`scripts.make_models`)."""
-    from scripts.make_models import DONE_MARKER, GENERATED_KINDS, SIZES, ensure_model, model_dir
+def generated_dir(kind: str, spec: str, cache_dir: str) -> tuple[str, bool]:
+    """A model of `kind` with random weights, generated once into the cache (`scripts.make_models`); `spec` is
+    `<size>` or `<variant>-<size>` (the asr kind's `bicif-tiny`, `sensevoice-full`, ...)."""
+    from scripts.make_models import DONE_MARKER, GENERATED, SIZES, ensure_model, model_dir
 
-    if kind not in GENERATED_KINDS:
-        raise SourceUnavailable(f"no generated models of kind {kind}",
-                                f"generated models exist for: {', '.join(GENERATED_KINDS)}")
+    variant, _, size = spec.rpartition("-")
+    model = f"{kind}-{variant}" if variant else kind
+    sizes = ", ".join(f"generated:{s}" for s in SIZES)
+    if model not in GENERATED:
+        variants = [g.removeprefix(f"{kind}-") for g in GENERATED if g.startswith(f"{kind}-")]
+        raise SourceUnavailable(f"no generated model '{spec}' of kind {kind}",
+                                f"use {sizes}" + (f", or a variant: {', '.join(variants)} (as generated:"
+                                                  f"{variants[0]}-tiny)" if variants else ""))
     if size not in SIZES:
-        raise SourceUnavailable(f"unknown generated size '{size}'", f"use one of: generated:{', generated:'.join(SIZES)}")
+        raise SourceUnavailable(f"unknown generated size '{size}'", f"use one of: {sizes}")
     root = Path(cache_dir) / "generated"
-    cached = (model_dir(root, kind, size) / DONE_MARKER).exists()
+    cached = (model_dir(root, model, size) / DONE_MARKER).exists()
     try:
-        return str(ensure_model(root, kind, size)), cached
+        return str(ensure_model(root, model, size)), cached
     except OSError:
         raise
     except Exception as exc:  # torch.save reports a full disk as a RuntimeError of its zip writer

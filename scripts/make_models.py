@@ -20,7 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-GENERATED_KINDS = ("streaming_asr", "asr", "punctuation")
+# what can be generated: a kind's own model (`generated:<size>`), or a variant of it (`generated:<variant>-<size>`,
+# generated as `<kind>-<variant>`): the asr kind's BiCif-Paraformer and SenseVoiceSmall
+GENERATED = ("streaming_asr", "asr", "asr-bicif", "asr-sensevoice", "punctuation")
 SIZES = ("tiny", "full")
 DONE_MARKER = ".complete"
 
@@ -28,6 +30,8 @@ DONE_MARKER = ".complete"
 ASR_SHAPES = {"tiny": (200, 64, 2, 128, 2, 2), "full": (8404, 512, 4, 2048, 50, 16)}
 # SeACo-Paraformer (paraformer-zh): (vocab, dims, heads, units, encoder blocks, decoder blocks, seaco blocks)
 OFFLINE_SHAPES = {"tiny": (200, 64, 2, 128, 2, 2, 1), "full": (8404, 512, 4, 2048, 50, 16, 4)}
+# SenseVoiceSmall: (vocab, dims, heads, units, blocks, tp blocks); its vocabulary's special tokens sit at fixed ids
+SENSEVOICE_SHAPES = {"tiny": (25055, 64, 2, 128, 2, 1), "full": (25055, 512, 4, 2048, 50, 20)}
 # (vocab, dims, heads, units, blocks)
 PUNC_SHAPES = {"tiny": (300, 32, 2, 64, 1), "full": (272727, 256, 8, 1024, 4)}
 PUNC_LIST = ["<unk>", "_", "，", "。", "？", "、"]
@@ -111,6 +115,32 @@ def offline_asr_config(size: str) -> dict:
     }
 
 
+def bicif_config(size: str) -> dict:
+    """BiCif-Paraformer: paraformer-zh without the SeACo hotword parts (timestamps, no hotwords)."""
+    config = offline_asr_config(size)
+    for key in ("seaco_decoder", "seaco_decoder_conf"):
+        del config[key]
+    model_conf = {k: v for k, v in config["model_conf"].items() if k in asr_config("tiny")["model_conf"]}
+    return {**config, "model": "BiCifParaformer", "model_conf": model_conf}
+
+
+def sensevoice_config(size: str) -> dict:
+    """SenseVoiceSmall (CTC over a SANM encoder, language/emotion/event queries), with the shapes of `size`;
+    its tokens are characters here (the real one's sentencepiece model cannot be had offline)."""
+    vocab, dims, heads, units, blocks, tp_blocks = SENSEVOICE_SHAPES[size]
+    encoder_conf = {k: v for k, v in asr_config("tiny")["encoder_conf"].items() if k in SANM_KEYS}
+    return {
+        "model": "SenseVoiceSmall",
+        "model_conf": {"length_normalized_loss": True, "sos": 1, "eos": 2, "ignore_id": -1},
+        "encoder": "SenseVoiceEncoderSmall",
+        "encoder_conf": encoder_conf | {"output_size": dims, "attention_heads": heads, "linear_units": units,
+                                        "num_blocks": blocks, "tp_blocks": tp_blocks, "input_layer": "pe"},
+        "frontend": "WavFrontend", "frontend_conf": asr_config("tiny")["frontend_conf"],
+        "tokenizer": "CharTokenizer", "tokenizer_conf": {"unk_symbol": "<unk>"},
+        "input_size": LFR_DIM, "vocab_size": vocab,
+    }
+
+
 SANM_KEYS = ("dropout_rate", "positional_dropout_rate", "attention_dropout_rate", "pos_enc_class",
              "normalize_before", "kernel_size", "sanm_shfit", "selfattention_layer_type")
 
@@ -171,8 +201,9 @@ def write_model(model_id: str, size: str, out: Path, seed: int = 0) -> None:
     torch.manual_seed(seed)
     config = CONFIGS[model_id](size)
     model = build_module(config)
-    if model_id != "punctuation":
+    if hasattr(model, "predictor"):
         make_cif_fire(model)
+    if model_id != "punctuation":
         (out / "am.mvn").write_text(identity_mvn())
     for derived in ("vocab_size", "input_size"):  # AutoModel derives these from the tokenizer and frontend
         config.pop(derived, None)
@@ -181,8 +212,10 @@ def write_model(model_id: str, size: str, out: Path, seed: int = 0) -> None:
     torch.save(model.state_dict(), out / "model.pt")
 
 
-CONFIGS = {"streaming_asr": asr_config, "asr": offline_asr_config, "punctuation": punc_config}
-SHAPES = {"streaming_asr": ASR_SHAPES, "asr": OFFLINE_SHAPES, "punctuation": PUNC_SHAPES}
+CONFIGS = {"streaming_asr": asr_config, "asr": offline_asr_config, "asr-bicif": bicif_config,
+           "asr-sensevoice": sensevoice_config, "punctuation": punc_config}
+SHAPES = {"streaming_asr": ASR_SHAPES, "asr": OFFLINE_SHAPES, "asr-bicif": OFFLINE_SHAPES,
+          "asr-sensevoice": SENSEVOICE_SHAPES, "punctuation": PUNC_SHAPES}
 
 
 def config_vocab(model_id: str, size: str) -> int:
@@ -229,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=SIZES, default="tiny")
     parser.add_argument("--out", type=Path, required=True, help="directory that receives <model>-<size>/")
-    parser.add_argument("--models", nargs="+", choices=GENERATED_KINDS, default=list(GENERATED_KINDS))
+    parser.add_argument("--models", nargs="+", choices=GENERATED, default=["streaming_asr", "asr", "punctuation"])
     args = parser.parse_args(argv)
     for model_id in args.models:
         print(ensure_model(args.out, model_id, args.size))

@@ -19,7 +19,7 @@ from model_procs.protocol import (HEARTBEAT_SUFFIX, Heartbeat, LoadFailed, Progr
                                   RequestFailed)
 from supervisor.admission import Admission, Footprints
 from supervisor.catalog import catalog_entry
-from supervisor.config import Config
+from supervisor.config import Config, completed
 from supervisor.dispatch import Dispatcher
 from supervisor.event_loop import EventLoop
 from supervisor.housekeeping import Housekeeping
@@ -50,8 +50,9 @@ class Arbiter:
         self.log_format = log_format
         self.stop_grace_s = stop_grace_s
         self.registry = Registry(cache_dir)
-        self.models = {name: Model(catalog_entry(name, model), model)
-                       for name, model in (config.models | self.registry.read()).items()}
+        completed_models = {name: completed(name, model)  # idempotent: a test may hand over bare settings
+                            for name, model in (config.models | self.registry.read()).items()}
+        self.models = {name: Model(catalog_entry(name, model), model) for name, model in completed_models.items()}
         self.streams = StreamRegistry()
         self.jobs: OrderedDict[str, LoadJob | LoadGroup] = OrderedDict()
         self.closing = False

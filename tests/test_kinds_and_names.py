@@ -88,3 +88,14 @@ def test_the_registry_is_kept_atomically_and_skips_what_no_longer_validates(tmp_
         decode_model_config("x", "{kind")
     with pytest.raises(ConfigError, match="threads"):
         decode_model_config("x", '{"kind": "vad", "threads": 0}')
+
+
+def test_sensevoice_tags_come_apart_from_its_text():
+    from model_procs.engines import joined, sensevoice_tags
+
+    assert sensevoice_tags("<|zh|><|NEUTRAL|><|Speech|><|woitn|>欢迎大家来体验") == (
+        "欢迎大家来体验", {"language": "zh", "emotion": "NEUTRAL", "event": "Speech"})
+    assert sensevoice_tags("<|en|><|HAPPY|><|BGM|><|withitn|>Hello.<|en|>") == (
+        "Hello.", {"language": "en", "emotion": "HAPPY", "event": "BGM"})
+    assert sensevoice_tags("no tags") == ("no tags", {})
+    assert joined(["欢", "迎", "hello", "world", "你"]) == "欢迎hello world你"

@@ -154,3 +154,24 @@ def test_a_recording_to_the_offline_model_over_oip_has_timestamps(client):
     outputs = {o["name"]: o for o in resp["outputs"]}
     assert outputs["timestamps"]["shape"][1] == 2 and outputs["timestamps"]["shape"][0] > 0
     assert outputs["text"]["data"][0]
+
+
+def test_bicif_paraformer_and_sensevoice_are_sources_of_the_asr_kind(make_supervisor):
+    """Both load through the same engine class: BiCif-Paraformer with timestamps, SenseVoiceSmall with text."""
+    sup = make_supervisor()
+    client = falcon.testing.TestClient(create_app(sup))
+    for name, source in (("bicif", "generated:bicif-tiny"), ("sensevoice", "generated:sensevoice-tiny")):
+        put = client.simulate_put(f"/model/registry/{name}", body=f'{{"kind": "asr", "source": "{source}"}}')
+        assert put.status_code == 201, put.json
+    try:
+        audio = speechlike_pcm(2.0, seed=1)
+        bicif = client.simulate_post("/asr/transcribe?model=bicif&vad=false", body=audio, headers=PCM).json
+        assert bicif["text"] and len(bicif["timestamp"]) == len(bicif["text"]), bicif
+        sense = client.simulate_post("/asr/transcribe?model=sensevoice&vad=false", body=audio, headers=PCM).json
+        assert sense["model"] == "sensevoice" and sense["text"] and sense["timestamp"] is None, sense
+        details = client.simulate_post("/model/info", json={"detailed": True}).json["available_models"]
+        assert details["sensevoice"]["details"]["resolved_source"].endswith("asr-sensevoice-tiny")
+    finally:
+        for name in ("bicif", "sensevoice"):
+            client.simulate_delete(f"/model/unload/{name}")
+            assert client.simulate_delete(f"/model/registry/{name}").status_code == 200

@@ -165,7 +165,9 @@ def test_protocol_errors_use_its_shape_and_status(client):
                                                           "data": [0, 0]}],
                                               "parameters": {"sequence_id": "nope"}}), 404, "sequence_start"),
         (client.simulate_post("/v2/repository/models/punctuation/load",
-                              json={"parameters": {"config": "{}"}}), 400, "config"),
+                              json={"parameters": {"file:1/model.pt": "eA=="}}), 400, "file"),
+        (client.simulate_post("/v2/repository/models/punctuation/load",   # it serves: not replaced under it
+                              json={"parameters": {"config": "{}"}}), 409, "unload it"),
         (client.simulate_get("/v2/models/punctuation/versions/7"), 404, "version"),
         (client.simulate_get("/v2/nowhere"), 404, "route"),
         (post_infer(client, "punctuation", {"inputs": [text | {"data": ["字" * 30000]}]}), 413, "max_text_kb"),
