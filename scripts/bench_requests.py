@@ -54,6 +54,9 @@ def direct_latencies(model_id: str, engine, n: int, recording: Recording) -> lis
     if model_id == "vad":
         samples = recording.samples.astype(np.float32) / 32768
         return timed(lambda: engine.model.generate(input=samples, **VAD_OPTIONS), n)
+    if model_id == "asr":  # AutoModel.generate on the whole recording, as FunASR's users call it
+        samples = recording.samples.astype(np.float32) / 32768
+        return timed(lambda: engine.model.generate(input=samples, disable_pbar=True), n)
     chunks = itertools.count()
     return timed(lambda: engine.feed("bench", recording.chunk(next(chunks)).astype(np.float32) / 32768, False), n)
 
@@ -92,6 +95,10 @@ def http_latencies(url: str, model_id: str, n: int, recording: Recording) -> tup
     if model_id == "vad":
         wav = recording.path.read_bytes()
         return timed(lambda: client.post("/vad", wav, "audio/wav"), n), client.model_ms
+    if model_id == "asr":  # the whole recording in one request, as the direct call takes it
+        wav = recording.path.read_bytes()
+        path = "/asr/transcribe?model=asr&vad=false&punctuate=false"
+        return timed(lambda: client.post(path, wav, "audio/wav"), n), client.model_ms
     stream_id = client.post("/asr/streams", b"{}", "application/json")["stream_id"]
     chunks = itertools.count()
     samples = timed(lambda: client.post(f"/asr/streams/{stream_id}/audio", recording.chunk(next(chunks)).tobytes(),

@@ -67,17 +67,22 @@ class BenchServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = Path(tempfile.mkstemp(suffix=".toml")[1])
-        self.config.write_text("".join(f'[models.{m}]\nsource = "{VAD_WHEEL if m == "vad" else "generated:" + size}"\n'
-                                       f'threads = 1\n'
-                                       f"keep_alive_s = -1\nautoload = false\n"
-                                       f"min_replicas = {replicas}\nmax_replicas = {replicas}\n"
-                                       f"keep_warm = {str(keep_warm).lower()}\n" for m in models)
-                               + "[server]\n" + "".join(f"{k} = {v}\n" for k, v in (server or {}).items()))
+        self.config.write_text("".join(self.model_table(m, size, replicas, keep_warm) for m in models)
+                               + "[server]\nseed_models = false\n"
+                               + "".join(f"{k} = {v}\n" for k, v in (server or {}).items()))
         self.log = open(cache_dir / f"bench-server-{replicas}-replicas.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "serve", "--models", str(self.config),
                                       "--port", str(self.port), "--cache-dir", str(cache_dir)],
                                      cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.session = requests.Session()
+
+    @staticmethod
+    def model_table(name: str, size: str, replicas: int, keep_warm: bool) -> str:
+        """`[models.<name>]`: a kind's name is its model's, and `<kind>-<anything>` is a second model of it."""
+        kind = name.split("-")[0]
+        return (f'[models.{name}]\nkind = "{kind}"\nsource = "{VAD_WHEEL if kind == "vad" else "generated:" + size}"\n'
+                f"threads = 1\nkeep_alive_s = -1\nautoload = false\n"
+                f"min_replicas = {replicas}\nmax_replicas = {replicas}\nkeep_warm = {str(keep_warm).lower()}\n")
 
     def __enter__(self) -> "BenchServer":
         deadline = time.monotonic() + 120

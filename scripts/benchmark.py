@@ -38,8 +38,9 @@ from supervisor.config import ServerSettings  # noqa: E402
 
 MB = 1024 * 1024
 
-MODEL_IDS = ("streaming_asr", "punctuation", "vad")
-GENERATED = ("streaming_asr", "punctuation")  # random weights of the real shapes; the VAD's are real
+MODEL_IDS = ("streaming_asr", "asr", "punctuation", "vad")
+GENERATED = ("streaming_asr", "asr", "punctuation")  # random weights of the real shapes; the VAD's are real
+FIVE = ("streaming_asr", "asr", "punctuation", "punctuation-b", "vad")  # two models of one kind among them
 COARSE_PIECE_MS = 60000   # the largest transcribe_piece_ms: a transcription's turns as long as they may be
 
 
@@ -156,6 +157,21 @@ def control_plane_during_load(server: BenchServer, model_id: str, clients: int =
     return samples
 
 
+def five_models(cache_dir: Path, size: str, memory: SystemMemory) -> dict:
+    """Every model of FIVE loaded on one server, then unloaded one by one: the machine's memory returned by each
+    unload beside the memory_freed_mb it reported (the others keep running, so each figure is that model's own)."""
+    out: dict = {}
+    with BenchServer(cache_dir, size, list(FIVE)) as server:
+        for name in FIVE:
+            server.load(name)
+        time.sleep(1.5)  # memory figures are refreshed every second
+        for name in FIVE:
+            before = memory.used_mb()
+            freed = server.unload(name)["memory_freed_mb"]
+            out[name] = {"freed_mb": freed, "returned_mb": before - memory.used_mb()}
+    return out
+
+
 def replica_workloads(cache_dir: Path, size: str, args: argparse.Namespace, memory: SystemMemory,
                       recording: Recording) -> dict:
     """Per replica count (each on its own server): the machine memory one and two replicas hold, streaming
@@ -229,7 +245,8 @@ def run(args: argparse.Namespace) -> dict:
             print(f"[bench] {model_id}: loads x{args.repeats} (server, in-process, naive)", file=sys.stderr,
                   flush=True)
             entry = load_cycles(server, memory, model_id, dirs[model_id], args.repeats)
-            requests = max(4, args.requests // 10) if model_id == "vad" else args.requests  # 70 s of audio each
+            requests = {"vad": max(4, args.requests // 10),  # 70 s of audio each
+                        "asr": max(2, args.requests // 50)}.get(model_id, args.requests)
             print(f"[bench] {model_id}: {requests} requests, HTTP and direct", file=sys.stderr, flush=True)
             entry |= request_latencies(server, model_id, dirs[model_id], requests, recording)
             raw["models"][model_id] = entry
@@ -240,6 +257,9 @@ def run(args: argparse.Namespace) -> dict:
             server.unload("punctuation")
         print("[bench] control plane under load", file=sys.stderr, flush=True)
         raw["control_plane_ms"] = control_plane_during_load(server, args.models[0])
+    if set(FIVE) - {"punctuation-b"} <= set(args.models):
+        print("[bench] five models loaded, then unloaded one by one", file=sys.stderr, flush=True)
+        raw["five_models"] = five_models(cache_dir, args.size, memory)
     if "streaming_asr" in args.models:
         raw |= replica_workloads(cache_dir, args.size, args, memory, recording)
     return {"machine": machine_info(), "size": args.size, "repeats": args.repeats, "requests": args.requests,

@@ -18,11 +18,11 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
                           "--requests", "20", "--json", str(out), "--markdown", str(md),
                           "--max-streams", "2", "--capacity-chunks", "3", "--hol-audio-s", "120",
                           "--cache-dir", str(tmp_path / "cache"), "--plot", str(tmp_path / "charts")],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
+                         cwd=REPO, capture_output=True, text=True, timeout=480)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["machine"]["cpu_cores"] >= 1 and result["machine"]["versions"]["funasr"]
-    for model_id in ("streaming_asr", "punctuation", "vad"):
+    for model_id in ("streaming_asr", "asr", "punctuation", "vad"):
         figures = result["summary"]["models"][model_id]
         for key, _ in FIGURES:
             assert isinstance(figures[key], (int, float)) and not math.isnan(figures[key]), (model_id, key)
@@ -30,7 +30,7 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
         assert figures["memory_freed_mb"] > 0 and figures["unload_ms"] > 0
         raw = result["raw"]["models"][model_id]
         assert len(raw["http_ms"]) == len(raw["http_model_ms"]) == len(raw["direct_ms"]) == (
-            4 if model_id == "vad" else 20)
+            {"vad": 4, "asr": 2}.get(model_id, 20))
         assert all(0 < model < total for model, total in zip(raw["http_model_ms"], raw["http_ms"]))
     assert result["summary"]["control_plane"]["samples"] > 0
     replicas = result["summary"]["replicas"]
@@ -41,6 +41,9 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
     protocol = result["summary"]["protocol"]
     assert len(result["raw"]["protocol"]["oip_ms"]) == len(result["raw"]["protocol"]["rest_ms"]) == 20
     assert protocol["oip_p50_ms"] > 0 and protocol["rest_p50_ms"] > 0 and "tritonclient" in run.stdout
-    assert len(result["summary"]["targets"]) == 23
+    five = result["summary"]["five_models"]
+    assert list(five) == ["streaming_asr", "asr", "punctuation", "punctuation-b", "vad"]
+    assert all(f["freed_mb"] > 0 and not math.isnan(f["returned_vs_freed"]) for f in five.values())
+    assert len(result["summary"]["targets"]) == 33
     assert "load time, API (ms)" in run.stdout and "| figure |" in md.read_text()
     assert len(list((tmp_path / "charts").glob("*.png"))) == len(list((tmp_path / "charts").glob("*.svg"))) == 4
