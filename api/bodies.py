@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
 from supervisor.snapshot import CacheInfo, SystemInfo
-from supervisor.views import JobView, ModelView, Sentence, TranscriptSegment
+from supervisor.views import JobView, ModelView, SpeechSegments, StreamOpened, Transcript, UnloadView
 
+T = TypeVar("T")
 Timeout = Annotated[float, msgspec.Meta(gt=0, le=3600, description="seconds to wait for the model to be ready")]
 
 
@@ -60,15 +61,6 @@ class LoadCompleted(msgspec.Struct, frozen=True, omit_defaults=True):
     model_version: str
     status: str
     models: dict[str, LoadCompleted] | None = None  # `all`: each model's own result
-
-
-class UnloadResponse(msgspec.Struct, frozen=True):
-    success: bool
-    message: str
-    model_type: str
-    memory_freed_mb: float
-    unload_time_ms: float
-    models_remaining: list[str]
 
 
 class RegistryResponse(msgspec.Struct, frozen=True):
@@ -126,16 +118,6 @@ class StreamOpenRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     punctuate: bool = False
 
 
-class StreamOpenResponse(msgspec.Struct, frozen=True):
-    success: bool
-    stream_id: str
-    sample_rate: int
-    chunk_ms: int
-    expires_in_s: float
-    cold_start: bool
-    model: str = ""   # the model the stream runs on (pass it as ?model= when it is not the kind's default)
-
-
 class StreamTextResponse(msgspec.Struct, frozen=True, omit_defaults=True):
     success: bool
     stream_id: str
@@ -159,26 +141,24 @@ class StreamClosedResponse(msgspec.Struct, frozen=True):
     message: str
 
 
-class TranscribeResponse(msgspec.Struct, frozen=True):
-    success: bool
-    text: str
-    punctuated_text: str | None
-    audio_ms: float
-    processing_ms: float
-    rtf: float
-    cold_start: bool
-    warnings: list[str] = []   # e.g. punctuation was asked for but is unavailable: the text is still here
-    segments: list[TranscriptSegment] | None = None  # ?vad=true (default when the VAD is loaded): per speech segment
-    model: str = ""                                   # the model that transcribed it
-    timestamp: list[tuple[int, int]] | None = None    # asr models: each token's [start_ms, end_ms]
-    sentence_info: list[Sentence] | None = None       # asr models: sentences (punctuated) with their times
-    tags: dict[str, str] | None = None                # SenseVoice: language, emotion, event
+# -- answers that are a supervisor view plus `success`: the view's shape is written once, in supervisor.views --
+class UnloadResponse(UnloadView, frozen=True, kw_only=True):
+    success: bool = True
+    message: str
 
 
-class VadResponse(msgspec.Struct, frozen=True):
-    success: bool
-    segments: list[list[int]]   # [start_ms, end_ms] of each stretch of speech
-    audio_ms: float
-    processing_ms: float
-    rtf: float
-    cold_start: bool
+class StreamOpenResponse(StreamOpened, frozen=True, kw_only=True):
+    success: bool = True
+
+
+class TranscribeResponse(Transcript, frozen=True, kw_only=True):
+    success: bool = True
+
+
+class VadResponse(SpeechSegments, frozen=True, kw_only=True):
+    success: bool = True
+
+
+def answer(response: type[T], view: msgspec.Struct, **extra: Any) -> T:
+    """A response built from the view it extends (and its own fields)."""
+    return response(**msgspec.structs.asdict(view), **extra)

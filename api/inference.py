@@ -6,7 +6,8 @@ import falcon
 
 from api.audio import read_pcm
 from api.bodies import (PunctuateRequest, PunctuateResponse, StreamClosedResponse, StreamOpenRequest,
-                        StreamOpenResponse, StreamTextResponse, TranscribeResponse, VadResponse, VadStreamResponse)
+                        StreamOpenResponse, StreamTextResponse, TranscribeResponse, VadResponse, VadStreamResponse,
+                        answer)
 from api.gate import ThreadGate
 from api.media import read_body
 from supervisor.core import Supervisor
@@ -69,9 +70,7 @@ class StreamsResource(ModelWork):
         with self.gate.admit():  # it may be a cold start
             opened = self.supervisor.open_stream(punctuate, model_param(req), kind=self.kind.name)
         resp.status = 201
-        resp.media = StreamOpenResponse(success=True, stream_id=opened.stream_id, sample_rate=opened.sample_rate,
-                                        chunk_ms=opened.chunk_ms, expires_in_s=opened.expires_in_s,
-                                        cold_start=opened.cold_start, model=opened.model)
+        resp.media = answer(StreamOpenResponse, opened)
         mark_cold_start(resp, opened.cold_start)
 
 
@@ -120,11 +119,7 @@ class TranscribeResource(ModelWork):
         pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True)
         with self.gate.admit():
             result = self.supervisor.transcribe(pcm, punctuate, vad, model_param(req), hotwords)
-        resp.media = TranscribeResponse(success=True, text=result.text, punctuated_text=result.punctuated_text,
-                                        audio_ms=result.audio_ms, processing_ms=result.processing_ms,
-                                        rtf=result.rtf, cold_start=result.cold_start, warnings=result.warnings,
-                                        segments=result.segments, model=result.model, timestamp=result.timestamp,
-                                        sentence_info=result.sentence_info, tags=result.tags)
+        resp.media = answer(TranscribeResponse, result)
         mark_cold_start(resp, result.cold_start)
         server_timing(resp, result.model_ms)
 
@@ -134,7 +129,6 @@ class VadResource(ModelWork):
         pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True)
         with self.gate.admit():
             result = self.supervisor.detect_speech(pcm, model_param(req))
-        resp.media = VadResponse(success=True, segments=result.segments, audio_ms=result.audio_ms,
-                                 processing_ms=result.processing_ms, rtf=result.rtf, cold_start=result.cold_start)
+        resp.media = answer(VadResponse, result)
         mark_cold_start(resp, result.cold_start)
         server_timing(resp, result.model_ms)

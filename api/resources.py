@@ -6,7 +6,7 @@ import falcon
 import msgspec
 
 from api.bodies import (HealthResponse, InfoRequest, InfoResponse, JobResponse, LoadAccepted, LoadCompleted,
-                        LoadRequest, RegistryResponse, UnloadResponse)
+                        LoadRequest, RegistryResponse, UnloadResponse, answer)
 from api.gate import ThreadGate
 from api.media import MAX_JSON_BYTES, read_body, read_limited
 from supervisor.core import LoadTicket, Supervisor
@@ -106,11 +106,8 @@ class ModelUnloadResource:
     def on_delete(self, req: falcon.Request, resp: falcon.Response, model_type: str) -> None:
         with self.gate.admit():  # draining may take up to drain_timeout_s
             view = self.supervisor.unload(model_type)
-        resp.media = UnloadResponse(
-            success=True, message="Model unloaded successfully" if view.was_loaded else "Model was not loaded",
-            model_type=view.model_type, memory_freed_mb=view.memory_freed_mb, unload_time_ms=view.unload_time_ms,
-            models_remaining=view.models_remaining,
-        )
+        resp.media = answer(UnloadResponse, view, message="Model unloaded successfully" if view.was_loaded
+                            else "Model was not loaded")
 
 
 class RegistryResource:

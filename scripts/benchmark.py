@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> dict:
     if set(FIVE) - {"punctuation-b"} <= set(args.models):
         print("[bench] five models loaded, then unloaded one by one", file=sys.stderr, flush=True)
         raw["five_models"] = five_models(cache_dir, args.size, memory)
-    if "streaming_asr" in args.models:
+    if "streaming_asr" in args.models and not args.no_replicas:
         raw |= replica_workloads(cache_dir, args.size, args, memory, recording)
     return {"machine": machine_info(), "size": args.size, "repeats": args.repeats, "requests": args.requests,
             "memory_probe": memory.source, "raw": raw, "summary": summarize(raw)}
@@ -277,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hol-audio-s", type=float, default=300.0, help="the long transcription's length")
     parser.add_argument("--hol-unshared", action="store_true",
                         help="measure head-of-line also with 60 s transcription pieces, for comparison")
+    parser.add_argument("--no-replicas", action="store_true",
+                        help="skip the replica workloads (memory, capacity, head-of-line, warm reloads)")
     parser.add_argument("--cache-dir", help="where generated models go (default: a fresh temporary directory)")
     parser.add_argument("--json", type=Path, help="write every raw sample and the summary here")
     parser.add_argument("--markdown", type=Path, help="write the summary table as Markdown here")
