@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import wave
-
 import falcon
 
+from api.decode import decode_audio
 from supervisor.errors import SupervisorError
 
 PCM_TYPES = {"audio/l16", "application/octet-stream"}
-WAV_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"}
-SAMPLE_RATE = 16000
+FILE_TYPES = ("audio/", "video/")  # WAV, FLAC, MP3, OGG, WebM, M4A, MP4: whatever FFmpeg reads
 
 
 def read_limited(req: falcon.Request, limit: int, what: str) -> bytes:
@@ -33,33 +30,20 @@ def media_type(req: falcon.Request) -> tuple[str, dict[str, str]]:
 
 def unsupported(mime: str, accepted: set[str]) -> SupervisorError:
     return SupervisorError("UNSUPPORTED_MEDIA", f"Unsupported content type '{mime or 'none'}'",
-                           f"send one of: {', '.join(sorted(accepted))} (16-bit little-endian mono 16 kHz)")
+                           f"send one of: {', '.join(sorted(accepted))} (raw PCM: 16-bit little-endian mono 16 kHz)")
 
 
-def read_pcm(req: falcon.Request, limit: int, allow_wav: bool = False) -> bytes:
-    """Raw L16 PCM (`audio/L16; rate=16000` or octet-stream), or a 16 kHz mono 16-bit WAV when allowed."""
+def read_pcm(req: falcon.Request, limit: int, allow_wav: bool = False, max_audio_s: float = 0) -> bytes:
+    """Raw L16 PCM (`audio/L16; rate=16000` or octet-stream); with `allow_wav` (whole recordings) any audio
+    file as well (`audio/*`, `video/*` containers: decoded and resampled, `api.decode`), cut at `max_audio_s`."""
     mime, params = media_type(req)
-    accepted = PCM_TYPES | (WAV_TYPES if allow_wav else set())
-    if mime not in accepted:
-        raise unsupported(mime, accepted)
+    is_file = allow_wav and mime not in PCM_TYPES and mime.startswith(FILE_TYPES)
+    if mime not in PCM_TYPES and not is_file:
+        raise unsupported(mime, PCM_TYPES | ({"audio/*", "video/*"} if allow_wav else set()))
     if mime == "audio/l16" and (params.get("rate", "16000") != "16000" or params.get("channels", "1") != "1"):
         raise SupervisorError("UNSUPPORTED_MEDIA", "Unsupported audio format",
                               f"audio/L16 must be rate=16000 and channels=1, got {req.content_type}")
     body = read_limited(req, limit, "Audio")
     if not body:
         raise SupervisorError("INVALID_REQUEST", "Empty audio", "the request body holds no audio")
-    return wav_to_pcm(body) if mime in WAV_TYPES else body
-
-
-def wav_to_pcm(body: bytes) -> bytes:
-    try:
-        with wave.open(io.BytesIO(body)) as wav:
-            rate, channels, width = wav.getframerate(), wav.getnchannels(), wav.getsampwidth()
-            frames = wav.readframes(wav.getnframes())
-    except (wave.Error, EOFError) as exc:
-        raise SupervisorError("INVALID_REQUEST", "Not a readable WAV file", f"{exc}") from None
-    if (rate, channels, width) != (SAMPLE_RATE, 1, 2):
-        raise SupervisorError("UNSUPPORTED_MEDIA", "Unsupported WAV format",
-                              f"got {rate} Hz, {channels} channel(s), {8 * width}-bit; send 16000 Hz mono 16-bit "
-                              "PCM (e.g. `sox in.wav -r 16000 -c 1 -b 16 out.wav`)")
-    return frames
+    return decode_audio(body, max_audio_s) if is_file else body

@@ -29,6 +29,7 @@ class Limits:
     def __init__(self, supervisor: Supervisor) -> None:
         settings = supervisor.settings
         self.audio_bytes = int(settings.max_audio_mb * 1024 * 1024)
+        self.audio_s = settings.max_audio_s
         self.text_bytes = int(settings.max_text_kb * 1024)
 
 
@@ -116,7 +117,7 @@ class TranscribeResource(ModelWork):
         punctuate = req.get_param_as_bool("punctuate", default=True)
         vad = req.get_param_as_bool("vad")  # None: split when the VAD is loaded
         hotwords = req.get_param("hotwords") or ""
-        pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True)
+        pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True, max_audio_s=self.limits.audio_s)
         with self.gate.admit():
             result = self.supervisor.transcribe(pcm, punctuate, vad, model_param(req), hotwords)
         resp.media = answer(TranscribeResponse, result)
@@ -126,7 +127,7 @@ class TranscribeResource(ModelWork):
 
 class VadResource(ModelWork):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True)
+        pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True, max_audio_s=self.limits.audio_s)
         with self.gate.admit():
             result = self.supervisor.detect_speech(pcm, model_param(req))
         resp.media = answer(VadResponse, result)

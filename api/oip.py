@@ -17,7 +17,7 @@ from api.media import MAX_JSON_BYTES, read_body
 from api.oip_bodies import (InferRequest, InferResponse, ModelMetadata, ModelReady, RepositoryIndexRequest,
                             RepositoryLoaded, RepositoryModel, RepositoryRequest, RepositoryUnloaded, ResponseOutput,
                             ServerLive, ServerMetadata, ServerReady)
-from api.oip_models import RUNNERS, Output, only_input, tensors
+from api.oip_models import RUNNERS, Output, only_input
 from api.oip_tensors import HEADER_LENGTH, bytes_element, int32_bytes, invalid, read_infer_request
 from supervisor.core import Supervisor
 from supervisor.errors import SupervisorError, shown
@@ -74,7 +74,7 @@ class ModelMetadataResource(V2):
         view = self.model(model_name, model_version)
         kind = KINDS[view.kind]
         resp.media = ModelMetadata(name=view.model_id, versions=[view.version], platform=PLATFORM,
-                                   inputs=tensors(kind.inputs), outputs=tensors(kind.outputs))
+                                   inputs=list(kind.inputs), outputs=list(kind.outputs))
 
 
 class ModelReadyResource(V2):

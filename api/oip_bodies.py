@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from supervisor.kinds import TensorSpec
+
 Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16",
                    "FP32", "FP64", "BYTES", "BF16"]
 Parameters = dict[str, str | int | float | bool]
@@ -38,18 +40,12 @@ class ModelReady(msgspec.Struct, frozen=True):
     ready: bool
 
 
-class TensorMetadata(msgspec.Struct, frozen=True):
-    name: str
-    datatype: Datatype
-    shape: list[int]   # -1: any size
-
-
 class ModelMetadata(msgspec.Struct, frozen=True):
     name: str
     versions: list[str]
     platform: str
-    inputs: list[TensorMetadata]
-    outputs: list[TensorMetadata]
+    inputs: list[TensorSpec]    # each kind's own tensors (supervisor.kinds), shape -1: any size
+    outputs: list[TensorSpec]
 
 
 # -- inference ----------------------------------------------------------------------------------------

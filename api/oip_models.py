@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 import msgspec
 
-from api.audio import wav_to_pcm
-from api.oip_bodies import Parameters, TensorMetadata
+from api.decode import decode_audio
+from api.oip_bodies import Parameters
 from api.oip_tensors import Tensor, invalid
 from supervisor.core import Supervisor
 from supervisor.errors import SupervisorError, shown
@@ -78,10 +78,10 @@ def audio(supervisor: Supervisor, tensor: Tensor) -> bytes:
         files = tensor.byte_strings()
         if len(files) != 1:
             raise invalid("One recording per request", f"'audio' holds {len(files)} WAV files; send one")
-        pcm = wav_to_pcm(files[0])
+        pcm = decode_audio(files[0], supervisor.settings.max_audio_s)
     else:
         raise invalid("Unsupported audio datatype", f"'audio' must be INT16 (16 kHz mono PCM samples) or BYTES "
-                      f"[1] (a WAV file), got {tensor.datatype}")
+                      f"[1] (an audio file: WAV, FLAC, MP3, OGG, WebM, M4A), got {tensor.datatype}")
     within(len(pcm), int(supervisor.settings.max_audio_mb * 1024 * 1024), "Audio", "max_audio_mb")
     return pcm
 
@@ -144,10 +144,6 @@ def speech_segments(supervisor: Supervisor, model: str, tensor: Tensor, paramete
 
 
 RUNNERS: dict[str, Runner] = {"text": punctuation, "transcript": speech_to_text, "segments": speech_segments}
-
-
-def tensors(specs) -> list[TensorMetadata]:
-    return [TensorMetadata(t.name, t.datatype, t.shape) for t in specs]
 
 
 def only_input(kind: Kind, model_id: str, given: list[Tensor]) -> Tensor:

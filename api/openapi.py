@@ -20,7 +20,7 @@ from supervisor.config import ModelConfig
 REF = "#/components/schemas/{name}"
 JSON = "application/json"
 AUDIO_TYPES = ("audio/L16", "application/octet-stream")
-WAV_TYPES = ("audio/wav", "audio/x-wav")
+FILE_TYPES = ("audio/wav", "audio/flac", "audio/mpeg", "audio/ogg", "audio/webm", "audio/mp4")  # any audio/*
 INFERENCE_ERRORS = ("INVALID_REQUEST", "MODEL_NOT_FOUND", "MODEL_NOT_READY", "MODEL_CRASHED", "INFERENCE_TIMEOUT", "LOAD_FAILED",
                     "LOAD_TIMEOUT", "INSUFFICIENT_MEMORY", "PAYLOAD_TOO_LARGE", "INTERNAL")
 STREAM_ERRORS = ("STREAM_NOT_FOUND", "STREAM_LOST", "UNSUPPORTED_MEDIA", *INFERENCE_ERRORS)
@@ -59,9 +59,9 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, type], tuple[str, ...]]] = [
      {200: bodies.StreamTextResponse}, STREAM_ERRORS),
     ("delete", "/asr/streams/{stream_id}", "Abort a stream", None, {200: bodies.StreamClosedResponse},
      ("STREAM_NOT_FOUND",)),
-    ("post", "/asr/transcribe", "Transcribe a whole recording", (*WAV_TYPES, *AUDIO_TYPES),
+    ("post", "/asr/transcribe", "Transcribe a whole recording", (*FILE_TYPES, *AUDIO_TYPES),
      {200: bodies.TranscribeResponse}, ("UNSUPPORTED_MEDIA", *INFERENCE_ERRORS)),
-    ("post", "/vad", "Find the speech segments of a whole recording", (*WAV_TYPES, *AUDIO_TYPES),
+    ("post", "/vad", "Find the speech segments of a whole recording", (*FILE_TYPES, *AUDIO_TYPES),
      {200: bodies.VadResponse}, ("UNSUPPORTED_MEDIA", *INFERENCE_ERRORS)),
     ("post", "/vad/streams", "Open a live VAD stream", None, {201: bodies.StreamOpenResponse}, INFERENCE_ERRORS),
     ("post", "/vad/streams/{stream_id}/audio", "Send audio to a VAD stream: the segments it closed", AUDIO_TYPES,

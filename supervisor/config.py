@@ -50,6 +50,7 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_streams_per_replica: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 64  # each holds a model cache
     max_stream_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 600.0  # audio per stream (cost grows with it)
     max_audio_mb: Annotated[float, msgspec.Meta(gt=0, le=2048)] = 50.0
+    max_audio_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 7200.0  # a file's decoded length
     max_text_kb: Annotated[float, msgspec.Meta(gt=0, le=10240)] = 64.0
     heartbeat_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0   # silent this long -> hung
     restart_budget: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 5             # restarts per window per model

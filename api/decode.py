@@ -1,0 +1,87 @@
+"""Any audio file to what the models take: 16 kHz mono 16-bit little-endian PCM.
+
+WAV of any rate, channel count and sample format (extensible and streamed headers too), FLAC, MP3, OGG/Opus,
+WebM/Opus, M4A/AAC and MP4 audio are decoded and resampled by FFmpeg, through PyAV, whose wheel bundles it (no
+system FFmpeg, no subprocess; chosen over soundfile + soxr because one library covers every container a browser
+or a phone writes). A 16 kHz mono 16-bit WAV skips the decoder. Decoding happens once, in the request's thread
+of the API process, never on the supervisor's loop; the decoded length is capped as it grows, so a small file
+that decodes to hours is refused before it fills memory.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+
+from supervisor.errors import SupervisorError
+
+SAMPLE_RATE = 16000
+BYTES_PER_SECOND = SAMPLE_RATE * 2
+
+
+def decode_audio(data: bytes, max_audio_s: float) -> bytes:
+    """The file's first audio stream as 16 kHz mono PCM; 400 naming the format when it cannot be decoded, 413
+    past `max_audio_s`."""
+    if not data:
+        raise SupervisorError("INVALID_REQUEST", "Empty audio", "the request body holds no audio")
+    pcm = plain_wav(data)
+    if pcm is None:
+        pcm = decoded(data, max_audio_s)
+    if len(pcm) > max_audio_s * BYTES_PER_SECOND:
+        raise too_long(max_audio_s)
+    if not pcm:
+        raise SupervisorError("INVALID_REQUEST", "No audio samples", "the file decodes to no audio at all")
+    return pcm
+
+
+def plain_wav(data: bytes) -> bytes | None:
+    """The frames of a 16 kHz mono 16-bit PCM WAV, or None for anything else (the decoder takes it)."""
+    if not data.startswith(b"RIFF") or data[8:12] != b"WAVE":
+        return None
+    try:
+        with wave.open(io.BytesIO(data)) as wav:
+            if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SAMPLE_RATE, 1, 2):
+                return None
+            return wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError):  # extensible or streamed headers: FFmpeg reads those
+        return None
+
+
+def decoded(data: bytes, max_audio_s: float) -> bytes:
+    import av  # the API process's only native decoder; imported on the first file that needs it
+
+    limit = int(max_audio_s * BYTES_PER_SECOND)
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise undecodable("an unrecognised format", exc) from None
+    with container:
+        found = container.format.name
+        stream = next((s for s in container.streams if s.type == "audio"), None)
+        if stream is None:
+            raise SupervisorError("INVALID_REQUEST", "No audio in the file",
+                                  f"the {found} file has no audio stream")
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        out = bytearray()
+        try:
+            for frame in container.decode(stream):
+                for piece in resampler.resample(frame):
+                    out += bytes(piece.planes[0])[:piece.samples * 2]
+                if len(out) > limit:
+                    raise too_long(max_audio_s)
+            for piece in resampler.resample(None):
+                out += bytes(piece.planes[0])[:piece.samples * 2]
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise undecodable(f"{found} ({stream.codec_context.name})", exc) from None
+    return bytes(out)
+
+
+def undecodable(found: str, exc: Exception) -> SupervisorError:
+    return SupervisorError("INVALID_REQUEST", "Undecodable audio",
+                           f"found {found}, which could not be decoded: {exc}; send WAV, FLAC, MP3, OGG/Opus, "
+                           "WebM, M4A/AAC or MP4 audio")
+
+
+def too_long(max_audio_s: float) -> SupervisorError:
+    return SupervisorError("PAYLOAD_TOO_LARGE", "Audio too long",
+                           f"the audio decodes to more than max_audio_s={max_audio_s:g} s ([server] in the config)")
