@@ -6,6 +6,7 @@ from importlib.metadata import version
 
 import falcon
 import falcon.media
+from falcon.media.multipart import MultipartFormHandler, MultipartParseOptions
 
 from api.auth import ApiKeyMiddleware
 from api.gate import ThreadGate
@@ -13,6 +14,7 @@ from api.observability import MetricsResource, ModelReadyResource, ReadyResource
 from api.oip import (InferResource, ModelMetadataResource, ModelReadyResource as V2ModelReadyResource,
                      RepositoryIndexResource, RepositoryLoadResource, RepositoryUnloadResource, ServerLiveResource,
                      ServerMetadataResource, ServerReadyResource)
+from api.openai_audio import ModelsResource, TranscriptionsResource, TranslationsResource
 from api.openapi import OpenApiResource
 from api.errors import handle_supervisor_error, handle_unexpected, serialize_falcon_error
 from api.media import MsgspecJSONHandler
@@ -34,7 +36,10 @@ def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App
     gate = ThreadGate(settings.http_threads - settings.control_threads)
     app = falcon.App(middleware=middleware)
     json_handler = MsgspecJSONHandler()
-    app.req_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler})
+    multipart = MultipartParseOptions()
+    multipart.max_body_part_buffer_size = int(settings.max_audio_mb * 1024 * 1024)  # Falcon's default: 1 MiB
+    app.req_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler,
+                                                            falcon.MEDIA_MULTIPART: MultipartFormHandler(multipart)})
     app.resp_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler})
     app.req_options.strip_url_path_trailing_slash = True
 
@@ -51,6 +56,9 @@ def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App
     for path, resource in kind_routes(supervisor, gate).items():
         app.add_route(path, resource)
     add_open_inference_routes(app, supervisor, gate)
+    app.add_route("/v1/audio/transcriptions", TranscriptionsResource(supervisor, gate))
+    app.add_route("/v1/audio/translations", TranslationsResource())
+    app.add_route("/v1/models", ModelsResource(supervisor))
 
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(SupervisorError, handle_supervisor_error)

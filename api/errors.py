@@ -9,10 +9,12 @@ import msgspec
 
 from api.bodies import ErrorBody
 from api.oip_bodies import OipError
+from api.openai_formats import OpenAIError, openai_error
 from supervisor.errors import SupervisorError
 
 log = logging.getLogger(__name__)
 OIP_PREFIX = "/v2/"
+OPENAI_PREFIX = "/v1/"
 
 HTTP_STATUS = {
     "INVALID_REQUEST": 400, "UNAUTHORIZED": 401, "FORBIDDEN": 403, "MODEL_NOT_FOUND": 404, "LOAD_NOT_FOUND": 404,
@@ -32,10 +34,13 @@ def envelope(code: str, message: str, details: str, **context) -> dict:
     return msgspec.structs.asdict(body) | context
 
 
-def error_body(req: falcon.Request, code: str, message: str, details: str, **context) -> dict | OipError:
-    """Our envelope, or on the Open Inference Protocol's routes its own `{"error": "..."}` shape."""
+def error_body(req: falcon.Request, code: str, message: str, details: str, **context) -> dict | OipError | OpenAIError:
+    """Our envelope, or on the Open Inference Protocol's routes its own `{"error": "..."}` shape, or on OpenAI's
+    routes `{"error": {"message", "type", "param", "code"}}`."""
     if req.path.startswith(OIP_PREFIX):
         return OipError(error=f"{message}: {details}" if details else message)
+    if req.path.startswith(OPENAI_PREFIX):
+        return openai_error(HTTP_STATUS.get(code, 500), code, message, details)
     return envelope(code, message, details, **context)
 
 

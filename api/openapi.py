@@ -12,9 +12,9 @@ from typing import Any
 import falcon
 import msgspec
 
-from api import bodies, oip_bodies as v2
+from api import bodies, oip_bodies as v2, openai_formats as oa
 from api.auth import needs_admin
-from api.errors import HTTP_STATUS, OIP_PREFIX
+from api.errors import HTTP_STATUS, OIP_PREFIX, OPENAI_PREFIX
 from supervisor.config import ModelConfig
 
 REF = "#/components/schemas/{name}"
@@ -70,6 +70,12 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, type], tuple[str, ...]]] = [
      {200: bodies.VadStreamResponse}, STREAM_ERRORS),
     ("delete", "/vad/streams/{stream_id}", "Abort a VAD stream", None, {200: bodies.StreamClosedResponse},
      ("STREAM_NOT_FOUND",)),
+    # OpenAI's audio API: multipart in, errors as `{"error": {"message", "type", "param", "code"}}`
+    ("post", "/v1/audio/transcriptions", "OpenAI transcription (multipart: file, model, prompt, response_format, "
+     "timestamp_granularities[], stream)", ("multipart/form-data",), {200: (oa.Transcription, oa.VerboseTranscription)},
+     ("UNSUPPORTED_MEDIA", *INFERENCE_ERRORS)),
+    ("get", "/v1/models", "The speech models a transcription may name", None, {200: oa.ModelList}, ()),
+    ("post", "/v1/audio/translations", "Refused: FunASR's models do not translate", None, {}, ("INVALID_REQUEST",)),
     # Open Inference Protocol (KServe v2): errors are `{"error": "..."}`
     ("get", "/v2", "Server metadata", None, {200: v2.ServerMetadata}, ()),
     ("get", "/v2/health/live", "Server liveness", None, {200: v2.ServerLive}, ("INTERNAL",)),
@@ -99,7 +105,7 @@ def as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def response_types() -> list[type]:
-    return [bodies.ErrorBody, v2.OipError,
+    return [bodies.ErrorBody, v2.OipError, oa.OpenAIError,
             *(t for *_, responses, _ in ROUTES for ts in responses.values() for t in as_tuple(ts))]
 
 
@@ -151,7 +157,9 @@ def operation(method: str, path: str, summary: str, body: Any, responses: dict, 
     by_status: dict[int, list[str]] = {}
     for code in ("UNAUTHORIZED", *(("FORBIDDEN",) if needs_admin(method.upper(), path) else ()), *errors):
         by_status.setdefault(HTTP_STATUS[code], []).append(code)
-    error_schema = schemas[v2.OipError if path.startswith(OIP_PREFIX) else bodies.ErrorBody]
+    error_type = v2.OipError if path.startswith(OIP_PREFIX) else oa.OpenAIError if path.startswith(OPENAI_PREFIX) \
+        else bodies.ErrorBody
+    error_schema = schemas[error_type]
     for status, codes in by_status.items():
         op["responses"][str(status)] = {"description": "error: " + ", ".join(codes),
                                         "content": {JSON: {"schema": error_schema}}}

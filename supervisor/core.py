@@ -11,7 +11,7 @@ import threading
 import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import msgspec
 
@@ -30,7 +30,7 @@ from supervisor.registry import decode_model_config
 from supervisor.snapshot import Snapshot
 from supervisor.spawner import ForkserverSpawner, Spawner
 from supervisor.views import (JobView, ModelView, PunctuationResult, SpeechSegments, StreamOpened, StreamText,
-                              Transcript, UnloadView)
+                              Transcript, TranscriptSegment, UnloadView)
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,17 @@ class Supervisor:
         model_id = self.model_for(TRANSCRIBERS, model)
         self._refused_counted(model_id, lambda: check_pcm(pcm))
         return pipelines.transcribe(self, model_id, pcm, punctuate, vad, hotwords)
+
+    def transcribe_as_heard(self, pcm: bytes, model: str | None = None, hotwords: str = "") -> Iterator[TranscriptSegment]:
+        """A recording's segments (the VAD's, when a VAD is configured; else the whole), punctuated, each as soon
+        as it is transcribed. The VAD runs before this returns, so its errors are raised here."""
+        model_id = self.model_for(TRANSCRIBERS, model)
+        self._refused_counted(model_id, lambda: check_pcm(pcm))
+        speech = self.detect_speech(pcm) if self.has_model("vad") else None
+        return pipelines.segments_as_heard(self, model_id, pcm, speech, True, hotwords)
+
+    def has_model(self, kind: str) -> bool:
+        return any(view.kind == kind for view in self.snapshot.models.values())
 
     def record_refused(self, model_id: str) -> None:
         self._call(lambda: self._ops.record_refused(model_id))

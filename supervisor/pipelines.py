@@ -10,7 +10,7 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from supervisor.errors import SupervisorError
 from supervisor.sentences import sentences, shifted
@@ -58,20 +58,38 @@ def transcribe(sup: Supervisor, model_id: str, pcm: bytes, punctuate: bool, vad:
                       cold_start=cold_start or bool(speech and speech.cold_start), model_ms=round(model_ms, 3),
                       warnings=list(dict.fromkeys(warnings)), segments=segments, model=model_id,
                       timestamp=[(s, e) for w in words for _, s, e in w] if timed else None, sentence_info=info,
+                      tokens=[t for w in words for t, _, _ in w] if timed else None,
                       tags=tags or None)
 
 
 def recognised(sup: Supervisor, model_id: str, pieces: list[bytes], hotwords: str) -> list[WorkResult]:
+    return list(recognised_in_order(sup, model_id, pieces, hotwords))
+
+
+def recognised_in_order(sup: Supervisor, model_id: str, pieces: list[bytes], hotwords: str) -> Iterator[WorkResult]:
     """Each piece its own request, up to max_replicas + 1 queued at a time: idle replicas take them in
-    parallel, other clients' requests interleave, and a long file never fills the queue."""
+    parallel, other clients' requests interleave, and a long file never fills the queue. Results come in the
+    pieces' order, each as soon as it and those before it are done."""
     window = sup.window(model_id)
     waiting: deque[tuple[Future, float]] = deque()
-    results = []
     for piece in pieces:
         if len(waiting) == window:
-            results.append(sup.wait(*waiting.popleft()))
+            yield sup.wait(*waiting.popleft())
         waiting.append((sup.recognise(model_id, piece, hotwords), sup.backstop_s(piece)))
-    return results + [sup.wait(*pending) for pending in waiting]
+    while waiting:
+        yield sup.wait(*waiting.popleft())
+
+
+def segments_as_heard(sup: Supervisor, model_id: str, pcm: bytes, speech: SpeechSegments | None, punctuate: bool,
+                      hotwords: str) -> Iterator[TranscriptSegment]:
+    """A recording's VAD segments (or, without them, the whole) transcribed and punctuated where punctuation
+    serves, each yielded as soon as it is ready: what a streamed answer sends while the rest is being heard."""
+    spans = speech.segments if speech is not None else [(0, len(pcm) // BYTES_PER_MS)]
+    pieces = [pcm[s * BYTES_PER_MS:e * BYTES_PER_MS] for s, e in spans]
+    for (start, end), result in zip(spans, recognised_in_order(sup, model_id, pieces, hotwords)):
+        punctuated = punctuated_or_warn(sup, result.text, []) if punctuate else None
+        yield TranscriptSegment(start_ms=start, end_ms=end, text=result.text,
+                                punctuated_text=punctuated.text if punctuated else None)
 
 
 def speech_of(sup: Supervisor, pcm: bytes, vad: bool | None, warnings: list[str]) -> SpeechSegments | None:

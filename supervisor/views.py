@@ -154,7 +154,7 @@ class Sentence(msgspec.Struct, frozen=True):
     text: str
     start: int
     end: int
-    timestamp: list[tuple[int, int]]
+    timestamp: list[list[int]]  # [start_ms, end_ms] per token (JSON Schema: pairs as arrays)
 
 
 class Transcript(msgspec.Struct, frozen=True):
@@ -168,15 +168,16 @@ class Transcript(msgspec.Struct, frozen=True):
     warnings: list[str] = []
     segments: list[TranscriptSegment] | None = None  # split on the VAD's speech segments (None: not split)
     model: str = ""                  # the model that transcribed it
-    timestamp: list[tuple[int, int]] | None = None   # asr models: each token's [start_ms, end_ms]
+    timestamp: list[list[int]] | None = None   # asr models: each token's [start_ms, end_ms]
     sentence_info: list[Sentence] | None = None      # asr models: sentences with their times
     tags: dict[str, str] | None = None               # SenseVoice: language, emotion, event
+    tokens: list[str] | None = None                  # asr models: the token each `timestamp` times
 
 
 class SpeechSegments(msgspec.Struct, frozen=True):
     """`POST /vad`: where speech is, `[start_ms, end_ms]` from the recording's start."""
 
-    segments: list[tuple[int, int]]
+    segments: list[list[int]]
     audio_ms: float
     processing_ms: float
     rtf: float

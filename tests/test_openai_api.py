@@ -1,0 +1,131 @@
+"""OpenAI's own SDK, unchanged, against a real server: every response format, timestamp granularities, streaming,
+any audio format, wrong models and keys, translations refused, the model list."""
+
+from __future__ import annotations
+
+import io
+
+import openai
+import pytest
+import requests
+
+from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example
+from supervisor.kinds import VAD_WHEEL
+from tests.helpers import ServerProcess
+from tests.test_audio_formats import FORMATS, encode
+
+KEY, ADMIN = "sk-test-0123456789abcdef", "sk-admin-0123456789abcdef"
+CONFIG = f"""
+[models.streaming_asr]
+source = "generated:tiny"
+[models.punctuation]
+source = "generated:tiny"
+[models.vad]
+source = "{VAD_WHEEL}"
+[models.offline]
+kind = "asr"
+source = "generated:tiny"
+[server]
+api_keys = {{"{KEY}" = "user", "{ADMIN}" = "admin"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def live(cache_dir, tmp_path_factory):
+    config = tmp_path_factory.mktemp("openai") / "models.toml"
+    config.write_text(CONFIG)
+    srv = ServerProcess(cache_dir, models=str(config))
+    loaded = requests.post(f"{srv.url}/model/load", json={"model_type": "vad", "async_load": False},  # the VAD
+                           headers={"Authorization": f"Bearer {ADMIN}"}, timeout=300)  # splits; its forkserver is up
+    assert loaded.status_code == 200, loaded.text
+    yield srv
+    assert srv.stop() == 0, srv.log_path.read_text()[-2000:]
+    srv.kill_everything()
+
+
+@pytest.fixture(autouse=True)
+def unloaded_after(live):
+    """Each test leaves no model process behind it (they are cold-started again as the next test needs them)."""
+    yield
+    requests.delete(f"{live.url}/model/unload/all", headers={"Authorization": f"Bearer {ADMIN}"},
+                    timeout=60).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def client(live) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{live.url}/v1", api_key=KEY, max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def recording(cache_dir) -> bytes:
+    return example("vad_example.wav", cache_dir).read_bytes()
+
+
+def transcribe(client: openai.OpenAI, data: bytes, name: str = "vad_example.wav", **options):
+    return client.audio.transcriptions.create(model="whisper-1", file=(name, io.BytesIO(data)), **options)
+
+
+def close_to_vad(segments) -> bool:
+    got = [[round(s.start * 1000), round(s.end * 1000)] for s in segments]
+    return len(got) == len(VAD_EXAMPLE_SEGMENTS) and all(
+        abs(a - b) <= 40 for pair, want in zip(got, VAD_EXAMPLE_SEGMENTS) for a, b in zip(pair, want))
+
+
+def test_every_response_format(client, recording):
+    plain = transcribe(client, recording)
+    assert plain.text and "，" in plain.text or "。" in plain.text  # the offline model's text, punctuated
+    assert transcribe(client, recording, response_format="text").strip() == plain.text  # raw, not JSON-quoted
+    srt = transcribe(client, recording, response_format="srt")
+    assert srt.startswith("1\n00:00:00,070 --> 00:00:02,340\n") and srt.count(" --> ") == 12
+    vtt = transcribe(client, recording, response_format="vtt")
+    assert vtt.startswith("WEBVTT\n\n00:00:00.070 --> 00:00:02.340\n") and vtt.count(" --> ") == 12
+    verbose = transcribe(client, recording, response_format="verbose_json",
+                         timestamp_granularities=["word", "segment"])
+    assert verbose.duration == pytest.approx(70.47, abs=0.02) and verbose.text == plain.text
+    assert close_to_vad(verbose.segments) and "".join(s.text for s in verbose.segments) == plain.text
+    words = verbose.words
+    assert words and all(0 <= w.start <= w.end <= verbose.duration for w in words)
+    assert all(a.start <= b.start for a, b in zip(words, words[1:]))
+    only_words = transcribe(client, recording, response_format="verbose_json", timestamp_granularities=["word"])
+    assert only_words.words and not getattr(only_words, "segments", None)
+
+
+def test_any_audio_format_gives_the_same_segments_and_lossless_the_same_text(client, recording):
+    reference = transcribe(client, recording, response_format="verbose_json")
+    for container, codec, rate, layout, _ in FORMATS:
+        data = encode(recording, container, codec, rate, layout)
+        answer = transcribe(client, data, name=f"example.{container}", response_format="verbose_json")
+        assert close_to_vad(answer.segments), (container, codec)
+        if codec == "flac" or (codec == "pcm_s24le" and rate == 16000):
+            assert answer.text == reference.text, codec  # lossless at 16 kHz: the very same samples
+
+
+def test_streaming_sends_one_delta_per_segment_adding_up_to_the_text(client, recording):
+    events = list(transcribe(client, recording, stream=True))
+    deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
+    done = [e for e in events if e.type == "transcript.text.done"]
+    assert len(deltas) == 12 and len(done) == 1 and events[-1] is done[0]
+    assert "".join(deltas) == done[0].text == transcribe(client, recording).text
+
+
+def test_errors_come_in_openais_shape(client, live, recording):
+    with pytest.raises(openai.NotFoundError) as wrong:
+        client.audio.transcriptions.create(model="nope", file=("a.wav", io.BytesIO(recording)))
+    assert wrong.value.code == "model_not_found" and wrong.value.param == "model"
+    with pytest.raises(openai.BadRequestError) as not_audio:
+        transcribe(client, b"not audio at all" * 100, name="a.mp3")
+    assert "Undecodable audio" in not_audio.value.message
+    with pytest.raises(openai.BadRequestError) as translation:
+        client.audio.translations.create(model="whisper-1", file=("a.wav", io.BytesIO(recording)))
+    assert "not supported" in translation.value.message
+    stranger = openai.OpenAI(base_url=f"{live.url}/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        stranger.audio.transcriptions.create(model="whisper-1", file=("a.wav", io.BytesIO(recording)))
+    bare = requests.post(f"{live.url}/v1/audio/transcriptions", timeout=30)
+    assert bare.status_code == 401 and set(bare.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_the_model_list_names_the_speech_models_and_requests_are_counted(client, live):
+    assert {m.id for m in client.models.list()} == {"streaming_asr", "offline"}
+    info = requests.get(f"{live.url}/model/info", headers={"Authorization": f"Bearer {KEY}"}, timeout=30).json()
+    assert info["available_models"]["offline"]["total_requests"] > 12  # each segment a queued request
