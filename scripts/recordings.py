@@ -30,3 +30,21 @@ def pcm_of(path: Path) -> bytes:
     with wave.open(str(path)) as recording:
         assert recording.getframerate() == 16000 and recording.getnchannels() == 1 and recording.getsampwidth() == 2
         return recording.readframes(recording.getnframes())
+
+
+def reencoded(source: bytes, container: str, codec: str, rate: int, layout: str) -> bytes:
+    """An audio file re-encoded by FFmpeg (through PyAV), as a user's tool would write it: the tests' and the
+    benchmark's other formats of the example recording."""
+    import io
+
+    import av
+
+    out_buffer = io.BytesIO()
+    with av.open(io.BytesIO(source)) as src, av.open(out_buffer, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        resampler = av.AudioResampler(format=stream.format.name, layout=layout, rate=rate)
+        for frame in [*src.decode(audio=0), None]:
+            for piece in resampler.resample(frame):
+                out.mux(stream.encode(piece))
+        out.mux(stream.encode(None))
+    return out_buffer.getvalue()

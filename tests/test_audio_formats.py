@@ -4,33 +4,17 @@ resampling and lossy codecs move a boundary by a frame or two); bad or endless f
 
 from __future__ import annotations
 
-import io
-
-import av
 import falcon.testing
 import pytest
 
 from api.app import create_app
-from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example
+from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example, reencoded as encode
 
 # (container, codec, sample rate, layout, content type)
 FORMATS = [("wav", "pcm_s16le", 44100, "stereo", "audio/wav"), ("wav", "pcm_s24le", 16000, "mono", "audio/wav"),
            ("wav", "pcm_f32le", 48000, "mono", "audio/x-wav"), ("flac", "flac", 16000, "mono", "audio/flac"),
            ("mp3", "libmp3lame", 44100, "stereo", "audio/mpeg"), ("ogg", "libopus", 48000, "mono", "audio/ogg"),
            ("webm", "libopus", 48000, "mono", "audio/webm"), ("ipod", "aac", 44100, "stereo", "audio/mp4")]
-
-
-def encode(source: bytes, container: str, codec: str, rate: int, layout: str) -> bytes:
-    """Re-encode with FFmpeg (through PyAV, as a user's tool would write the file)."""
-    out_buffer = io.BytesIO()
-    with av.open(io.BytesIO(source)) as src, av.open(out_buffer, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate, layout=layout)
-        resampler = av.AudioResampler(format=stream.format.name, layout=layout, rate=rate)
-        for frame in [*src.decode(audio=0), None]:
-            for piece in resampler.resample(frame):
-                out.mux(stream.encode(piece))
-        out.mux(stream.encode(None))
-    return out_buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import openai
 import pytest
 import requests
 
-from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example
+from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example, reencoded as encode
 from supervisor.kinds import VAD_WHEEL
 from tests.helpers import ServerProcess
-from tests.test_audio_formats import FORMATS, encode
+from tests.test_audio_formats import FORMATS
 
 KEY, ADMIN = "sk-test-0123456789abcdef", "sk-admin-0123456789abcdef"
 CONFIG = f"""
