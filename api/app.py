@@ -8,7 +8,7 @@ import falcon
 import falcon.media
 from falcon.media.multipart import MultipartFormHandler, MultipartParseOptions
 
-from api.auth import ApiKeyMiddleware
+from api.auth import ApiKeyMiddleware, server_keys
 from api.gate import ThreadGate
 from api.observability import MetricsResource, ModelReadyResource, ReadyResource, RequestLogMiddleware
 from api.oip import (InferResource, ModelMetadataResource, ModelReadyResource as V2ModelReadyResource,
@@ -31,7 +31,7 @@ def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App
     """`api_key` (the CLI's --api-key) is an admin key, beside [server] api_keys; with no key at all, none is
     asked for."""
     settings = supervisor.settings
-    keys = settings.api_keys | ({api_key: "admin"} if api_key else {})
+    keys = server_keys(settings.api_keys, api_key)
     middleware = [RequestLogMiddleware(), *([ApiKeyMiddleware(keys)] if keys else [])]
     gate = ThreadGate(settings.http_threads - settings.control_threads)
     app = falcon.App(middleware=middleware)

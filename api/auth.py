@@ -23,6 +23,11 @@ ADMIN_ROUTES = (("POST", re.compile(r"/model/load")), ("DELETE", re.compile(r"/m
                 ("POST", re.compile(r"/v2/repository/models/[^/]+/(load|unload)")))
 
 
+def server_keys(api_keys: dict[str, str], api_key: str | None) -> dict[str, str]:
+    """[server] api_keys, plus the CLI's --api-key as an admin key; empty: no key is asked for."""
+    return api_keys | ({api_key: ADMIN} if api_key else {})
+
+
 def needs_admin(method: str, path: str) -> bool:
     return any(method == m and pattern.fullmatch(path) for m, pattern in ADMIN_ROUTES)
 

@@ -85,3 +85,49 @@ def undecodable(found: str, exc: Exception) -> SupervisorError:
 def too_long(max_audio_s: float) -> SupervisorError:
     return SupervisorError("PAYLOAD_TOO_LARGE", "Audio too long",
                            f"the audio decodes to more than max_audio_s={max_audio_s:g} s ([server] in the config)")
+
+
+class LiveAudio:
+    """Live audio of a WebSocket session to 16 kHz mono PCM, piece by piece: PCM16 at any rate (OpenAI's Realtime
+    sends 24 kHz, FunASR's clients a file's own rate) or G.711 µ-law/A-law at 8 kHz. FFmpeg's resampler keeps
+    its filter state between pieces, so a stream resampled in pieces equals the whole resampled at once."""
+
+    CODECS = {"pcm16": "", "g711_ulaw": "pcm_mulaw", "g711_alaw": "pcm_alaw"}
+
+    def __init__(self, encoding: str = "pcm16", rate: int = SAMPLE_RATE) -> None:
+        import av
+
+        self._av = av
+        self.passthrough = encoding == "pcm16" and rate == SAMPLE_RATE
+        self.codec = av.CodecContext.create(self.CODECS[encoding], "r") if self.CODECS[encoding] else None
+        if self.codec is not None:
+            self.codec.sample_rate, self.codec.layout = rate, "mono"
+        self.rate = rate
+        self.resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        self.odd = b""  # a PCM16 piece may end mid-sample
+
+    def convert(self, data: bytes) -> bytes:
+        if self.codec is not None:
+            return self._resampled(self.codec.decode(self._av.Packet(data)))
+        data = self.odd + data
+        whole = len(data) - len(data) % 2
+        data, self.odd = data[:whole], data[whole:]
+        if self.passthrough or not data:
+            return data
+        import numpy as np
+
+        frame = self._av.AudioFrame.from_ndarray(np.frombuffer(data, "<i2").reshape(1, -1), format="s16",
+                                                 layout="mono")
+        frame.sample_rate = self.rate
+        return self._resampled([frame])
+
+    def flush(self) -> bytes:
+        """What the resampler still holds (a few ms): at the end of input."""
+        return b"" if self.passthrough else self._resampled([None])
+
+    def _resampled(self, frames) -> bytes:
+        out = bytearray()
+        for frame in frames:
+            for piece in self.resampler.resample(frame):
+                out += bytes(piece.planes[0])[:piece.samples * 2]
+        return bytes(out)

@@ -95,7 +95,8 @@ class StreamFeedResource(ModelWork):
         self.answer = stream_segments if kind.answers == "segments" else stream_text
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
-        pcm = b"" if self.finish else read_pcm(req, self.limits.audio_bytes)
+        pcm = b"" if self.finish else read_pcm(req, self.limits.audio_bytes, allow_wav=True,
+                                                max_audio_s=self.limits.audio_s)  # a chunk may be a whole file
         with self.gate.admit():
             result = self.supervisor.feed(stream_id, pcm, is_final=self.finish, model_id=model_param(req),
                                           kind=self.kind.name)

@@ -30,6 +30,7 @@ class Heard(NamedTuple):
     segments: tuple[tuple[int, int], ...] = ()
     words: tuple[tuple[str, int, int], ...] = ()
     tags: dict[str, str] = {}
+    speech_from: int = -1  # VAD: where speech heard and not yet closed began (ms), -1 when none is open
 
 
 class Built(NamedTuple):
@@ -144,6 +145,7 @@ class VadStream:
         self.cache: dict = {}
         self.open_start: int | None = None
         self.held = np.zeros(0, dtype=np.float32)
+        self.heard = 0  # samples fed: a segment never ends past them (the last call may be padded)
 
 
 class VadEngine:
@@ -162,6 +164,7 @@ class VadEngine:
 
     def feed(self, stream_id: str, samples: np.ndarray, is_final: bool, hotwords: str = "") -> Heard:
         stream = self.streams.setdefault(stream_id, VadStream())
+        stream.heard += len(samples)
         audio = np.concatenate([stream.held, samples])
         usable = len(audio) if is_final else max(len(audio) - self.HOLD_SAMPLES, 0)
         waiting = len(stream.cache.get("prev_samples", ()))  # what the model kept from the last call
@@ -179,10 +182,11 @@ class VadEngine:
             result = self.model.generate(input=audio[:usable], cache=stream.cache, is_final=is_final,
                                          chunk_size=chunk_ms, **self.OPTIONS)
             for start, end in result[0]["value"] if result else []:
-                closed += self._close(stream, int(start), int(end))
+                closed += self._close(stream, int(start), min(int(end), stream.heard * 1000 // SAMPLE_RATE))
         if is_final:
             del self.streams[stream_id]
-        return Heard(segments=tuple(closed))
+        opened = -1 if is_final or stream.open_start is None else stream.open_start
+        return Heard(segments=tuple(closed), speech_from=opened)
 
     @staticmethod
     def _close(stream: VadStream, start: int, end: int) -> list[tuple[int, int]]:

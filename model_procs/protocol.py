@@ -98,6 +98,7 @@ class Reply(msgspec.Struct, frozen=True, tag="reply"):
     segments: list[tuple[int, int]] = []  # VAD: speech segments this audio closed, [start_ms, end_ms]
     words: list[tuple[str, int, int]] = []  # asr: each token with its [start_ms, end_ms] in the audio
     tags: dict[str, str] = {}               # asr (SenseVoice): language, emotion, event
+    speech_from_ms: int = -1  # VAD: start of speech heard and not yet closed (-1: none open)
 
 
 class RequestFailed(msgspec.Struct, frozen=True, tag="request_failed"):

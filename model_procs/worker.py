@@ -146,6 +146,7 @@ def serve(socket: zmq.Socket, engine) -> None:
             heard = answer(engine, message)
             reply = Reply(request_id=message.request_id, text=heard.text, partial_text=heard.partial_text,
                           segments=list(heard.segments), words=list(heard.words), tags=heard.tags,
+                          speech_from_ms=heard.speech_from,
                           compute_ms=(time.monotonic() - began) * 1000)
         except Exception as exc:  # a request that breaks the model fails alone; the process serves on
             log.exception("request %s failed", type(message).__name__)

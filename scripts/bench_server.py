@@ -72,7 +72,7 @@ class BenchServer:
                                + "".join(f"{k} = {v}\n" for k, v in (server or {}).items()))
         self.log = open(cache_dir / f"bench-server-{replicas}-replicas.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "serve", "--models", str(self.config),
-                                      "--port", str(self.port), "--cache-dir", str(cache_dir)],
+                                      "--port", str(self.port), "--ws-port", "0", "--cache-dir", str(cache_dir)],
                                      cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.session = requests.Session()
 

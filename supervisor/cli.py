@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="address to bind (default: $FUNASR_SUPERVISOR_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=port_number, default=env("FUNASR_SUPERVISOR_PORT", "8000"),
                        help="port to bind (default: $FUNASR_SUPERVISOR_PORT or 8000)")
+    serve.add_argument("--ws-port", type=port_number, default=env("FUNASR_SUPERVISOR_WS_PORT"),
+                       help="WebSocket port: OpenAI Realtime, FunASR's runtime protocol (default: "
+                            "$FUNASR_SUPERVISOR_WS_PORT, else [server] ws_port, 10095; 0: off)")
     serve.add_argument("--models", default=env("FUNASR_SUPERVISOR_MODELS"),
                        help="'demo' (small generated models) or a TOML config path (default: "
                             "$FUNASR_SUPERVISOR_MODELS, else the real FunASR models by hub alias)")
@@ -93,6 +96,8 @@ def serve(args: argparse.Namespace) -> int:
     from waitress import create_server
 
     from api.app import create_app
+    from api.auth import server_keys
+    from api.ws_server import WebSocketServer
 
     try:
         config = load_config(args.models)
@@ -118,15 +123,28 @@ def serve(args: argparse.Namespace) -> int:
                   getattr(exc, "strerror", None) or exc)
         supervisor.close()  # never started: this only removes its socket directory
         return 2
+    ws_port = config.server.ws_port if args.ws_port is None else args.ws_port
+    websockets = WebSocketServer(supervisor, server_keys(config.server.api_keys, args.api_key), args.host, ws_port)
+    try:
+        if ws_port:
+            websockets.start()
+    except OSError as exc:
+        log.error("cannot listen for WebSockets on %s:%s: %s; choose another --ws-port (0: off)", args.host,
+                  ws_port, exc.strerror or exc)
+        server.close()
+        supervisor.close()
+        return 2
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: a closed terminal, or an operator
         signal.signal(signum, lambda *_: stop.set())  # the handler only records; the main thread acts
     supervisor.start()
     threading.Thread(target=server.run, name="waitress", daemon=True).start()
-    log.info("serving on http://%s:%s (models: %s, cache: %s, API key: %s)", args.host, server.effective_port,
-             args.models or "hub aliases", args.cache_dir, "required" if keyed else "off")
+    log.info("serving on http://%s:%s%s (models: %s, cache: %s, API key: %s)", args.host, server.effective_port,
+             f" and ws://{args.host}:{websockets.port}" if ws_port else "", args.models or "hub aliases",
+             args.cache_dir, "required" if keyed else "off")
     stop.wait()
-    log.info("shutting down: unloading every model")
+    log.info("shutting down: closing WebSocket sessions, unloading every model")
+    websockets.close()
     supervisor.close()
     server.close()
     return 0

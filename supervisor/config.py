@@ -67,6 +67,12 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     seed_models: bool = True         # streaming_asr, punctuation and vad are served even when not named
     api_keys: dict[str, Literal["admin", "user"]] = {}  # key -> role: admin changes models, user uses them
     transcribe_piece_ms: Annotated[int, msgspec.Meta(ge=600, le=60000, multiple_of=600)] = 1200  # audio per turn
+    # WebSocket protocols (FunASR's runtime protocol, OpenAI's Realtime transcription); ws_port 0: off
+    ws_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 10095
+    ws_max_sessions: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 256       # open WebSocket connections
+    ws_session_max_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 3600.0  # audio per session
+    ws_idle_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0   # no frame this long: closed (< stream expiry)
+    ws_max_frame_mb: Annotated[float, msgspec.Meta(gt=0, le=64)] = 16.0       # one message (OpenAI's append: 15 MiB)
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

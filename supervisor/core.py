@@ -217,6 +217,12 @@ class Supervisor:
         result = self._work(lambda: self._ops.feed(model_id, stream_id, pcm, is_final), pieces=self._pieces(pcm))
         return pipelines.stream_text(self, result, is_final, began)
 
+    def feeding(self, stream_id: str, pcm: bytes, is_final: bool, model_id: str) -> Future:
+        """Queue audio for a stream without waiting: the Future gets its WorkResult (a live session feeds its
+        VAD and its online model at once)."""
+        check_pcm(pcm, allow_empty=is_final)
+        return self._call(lambda: self._ops.feed(model_id, stream_id, pcm, is_final))
+
     def feed_sequence(self, sequence_id: str, pcm: bytes, start: bool, end: bool, model_id: str | None = None,
                       punctuate: bool = False, kind: str | None = None) -> tuple[StreamText, bool]:
         """Triton's sequence batching on our streams: `start` opens a stream under the client's sequence id,

@@ -25,6 +25,7 @@ class WorkResult(msgspec.Struct, frozen=True):
     segments: list[tuple[int, int]] = []  # VAD: speech segments closed by this audio, ms from its start
     words: list[tuple[str, int, int]] = []  # asr: tokens with their times, ms from the audio's start
     tags: dict[str, str] = {}               # asr (SenseVoice): language, emotion, event
+    speech_from_ms: int = -1  # VAD streams: start of the speech heard and not yet closed (-1: none open)
 
 
 class Work:
@@ -102,6 +103,7 @@ class AudioWork(Work):
         self.segments: list[tuple[int, int]] = []
         self.words: list[tuple[str, int, int]] = []
         self.tags: dict[str, str] = {}
+        self.speech_from_ms = -1
         self.hotwords = ""
 
     def message(self, request_id: int) -> StreamFeed:
@@ -115,6 +117,7 @@ class AudioWork(Work):
         self.segments += reply.segments
         self.words += reply.words
         self.tags |= reply.tags
+        self.speech_from_ms = reply.speech_from_ms
         self.compute_ms += reply.compute_ms
         self.offset += self.piece_bytes
         return self.offset >= len(self.pcm)
@@ -122,4 +125,4 @@ class AudioWork(Work):
     def result(self) -> WorkResult:
         return WorkResult(text="".join(self.texts), partial_text=self.partial, compute_ms=self.compute_ms,
                           cold_start=self.cold_start, stream=self.stream, segments=self.segments,
-                          words=self.words, tags=self.tags)
+                          words=self.words, tags=self.tags, speech_from_ms=self.speech_from_ms)

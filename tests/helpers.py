@@ -68,14 +68,20 @@ class ServerProcess:
                  extra_args: list[str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_port = free_port()
+        self.ws_url = f"ws://127.0.0.1:{self.ws_port}"
         self.log_path = log_path or cache_dir / f"server-{self.port}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "supervisor.cli", "serve", "--models", models, "--port", str(self.port),
-             "--cache-dir", str(cache_dir), *(extra_args or [])],
+             "--ws-port", str(self.ws_port), "--cache-dir", str(cache_dir), *(extra_args or [])],
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
-        wait_for(self._answers, timeout=60)
+        try:
+            wait_for(self._answers, timeout=60)
+        except BaseException:  # a server that never answered is not left running behind the failed test
+            self.kill_everything()
+            raise
 
     def _answers(self) -> bool:
         if self.proc.poll() is not None:

@@ -34,6 +34,25 @@ def test_every_format_gives_the_vads_segments(client, original, container, codec
     assert resp.json["audio_ms"] == pytest.approx(70470.6, abs=30)
 
 
+def test_a_stream_takes_chunks_that_name_their_format(client, cache_dir):
+    """Each chunk a file of its own (here 10 s of 44.1 kHz stereo WAV), decoded and resampled as it comes."""
+    from scripts.recordings import pcm_of
+    from tests.helpers import wav_bytes
+
+    pcm = pcm_of(example("vad_example.wav", cache_dir))
+    stream_id = client.simulate_post("/vad/streams").json["stream_id"]
+    segments = []
+    for offset in range(0, len(pcm), 320000):
+        chunk = encode(wav_bytes(pcm[offset:offset + 320000]), "wav", "pcm_s16le", 44100, "stereo")
+        resp = client.simulate_post(f"/vad/streams/{stream_id}/audio", body=chunk, headers={"Content-Type": "audio/wav"})
+        assert resp.status_code == 200, resp.json
+        segments += resp.json["segments"]
+    segments += client.simulate_post(f"/vad/streams/{stream_id}/finish").json["segments"]
+    assert len(segments) == len(VAD_EXAMPLE_SEGMENTS)
+    far = [(got, want) for got, want in zip(segments, VAD_EXAMPLE_SEGMENTS) if max(abs(a - b) for a, b in zip(got, want)) > 40]
+    assert not far, far
+
+
 def test_undecodable_and_endless_files_are_refused_clearly(client, make_supervisor, original):
     junk = client.simulate_post("/vad", body=b"\x01\x02" * 500, headers={"Content-Type": "audio/mpeg"})
     assert junk.status_code == 400 and junk.json["error"] == "Undecodable audio"

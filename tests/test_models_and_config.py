@@ -108,6 +108,8 @@ def test_start_up_errors_exit_with_one_line_and_leave_nothing_behind(tmp_path):
         taken.listen()
         cases = [
             (["--port", str(taken.getsockname()[1]), "--cache-dir", str(tmp_path / "c")], None, "cannot listen"),
+            (["--port", "0", "--ws-port", str(taken.getsockname()[1]), "--cache-dir", str(tmp_path / "c")], None,
+             "cannot listen for WebSockets"),
             (["--host", "no-such-host.invalid", "--allow-unauthenticated", "--cache-dir", str(tmp_path / "c")], None,
              "cannot listen"),
             (["--cache-dir", str(a_file / "cache")], None, "cannot use the cache directory"),

@@ -129,3 +129,113 @@ def test_the_model_list_names_the_speech_models_and_requests_are_counted(client,
     assert {m.id for m in client.models.list()} == {"streaming_asr", "offline"}
     info = requests.get(f"{live.url}/model/info", headers={"Authorization": f"Bearer {KEY}"}, timeout=30).json()
     assert info["available_models"]["offline"]["total_requests"] > 12  # each segment a queued request
+
+
+# -- Realtime transcription over WebSocket ----------------------------------------------------------------------------
+def at_rate(pcm: bytes, rate: int) -> bytes:
+    """16 kHz PCM at another rate (linear interpolation: the server's own resampler is what is under test)."""
+    import numpy as np
+
+    samples = np.frombuffer(pcm, "<i2").astype(np.float32)
+    times = np.arange(round(len(samples) * rate / 16000)) * 16000 / rate
+    return np.interp(times, np.arange(len(samples)), samples).astype("<i2").tobytes()
+
+
+async def realtime(live, audio: bytes, session: dict, expect: int, key: str = KEY, piece_ms: int = 100) -> list:
+    """Stream `audio` as the SDK's Realtime client does, commit at the end, and gather the server's events
+    until `expect` items are completed (or failed)."""
+    import asyncio
+    import base64
+
+    client = openai.AsyncOpenAI(base_url=f"{live.url}/v1", websocket_base_url=f"{live.ws_url}/v1", api_key=key)
+    events = []
+    async with client.realtime.connect(model="offline", extra_query={"intent": "transcription"}) as conn:
+        await conn.send({"type": "session.update", "session": session})
+        rate = session["audio"]["input"]["format"]["rate"]
+        step = rate * 2 * piece_ms // 1000
+        for i in range(0, len(audio), step):
+            await conn.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(audio[i:i + step]).decode()})
+        await conn.send({"type": "input_audio_buffer.commit"})
+
+        async def gather():
+            async for event in conn:
+                events.append(event)
+                if sum(e.type.endswith(("transcription.completed", "transcription.failed")) for e in events) == expect:
+                    return
+        await asyncio.wait_for(gather(), 240)
+    return events
+
+
+def transcription_session(rate: int, turn_detection: dict | None = None) -> dict:
+    return {"type": "transcription", "audio": {"input": {
+        "format": {"type": "audio/pcm", "rate": rate}, "transcription": {"model": "offline"},
+        "turn_detection": turn_detection or {"type": "server_vad"}}}}
+
+
+def of_type(events, suffix: str) -> list:
+    return [e for e in events if e.type.endswith(suffix)]
+
+
+def test_realtime_gives_one_completed_item_per_vad_segment(live, client, recording):
+    import asyncio
+
+    from scripts.recordings import pcm_of
+
+    pcm = pcm_of(example("vad_example.wav", live.log_path.parent))
+    events = asyncio.run(realtime(live, at_rate(pcm, 24000), transcription_session(24000), expect=12))
+    assert events[0].type == "session.created" and events[1].type == "session.updated"
+    started, stopped = of_type(events, "speech_started"), of_type(events, "speech_stopped")
+    committed, completed = of_type(events, "buffer.committed"), of_type(events, "transcription.completed")
+    assert len(completed) == len(committed) == 12 and not of_type(events, "error")
+    heard = [[a.audio_start_ms, b.audio_end_ms] for a, b in zip(started, stopped)]
+    assert len(heard) == 12 and all(abs(x - y) <= 40 for got, want in zip(heard, VAD_EXAMPLE_SEGMENTS)
+                                    for x, y in zip(got, want))  # the 12th closed by the commit
+    assert [c.item_id for c in completed] == [c.item_id for c in committed] == [s.item_id for s in started]
+    assert all(c.transcript for c in completed) and all(c.usage.seconds > 0 for c in completed)
+    items = {c.item_id for c in completed}
+    deltas = of_type(events, "transcription.delta")
+    assert deltas and all(d.item_id in items and d.delta for d in deltas)  # the streaming model's partials
+
+    # At 16 kHz the very samples /v1/audio/transcriptions hears: the same text, segment by segment.
+    same = asyncio.run(realtime(live, pcm, transcription_session(16000), expect=12))
+    reference = transcribe(client, recording, response_format="verbose_json")  # whisper-1: the asr model
+    assert [c.transcript for c in of_type(same, "transcription.completed")] == [s.text for s in reference.segments]
+
+
+def test_realtime_commits_by_hand_without_turn_detection_and_answers_bad_events(live, recording):
+    import asyncio
+    import base64
+
+    from scripts.recordings import pcm_of
+
+    pcm = pcm_of(example("vad_example.wav", live.log_path.parent))[:32000 * 3]
+    session = transcription_session(16000)
+    session["audio"]["input"]["turn_detection"] = None
+    events = asyncio.run(realtime(live, pcm, session, expect=1))
+    assert not of_type(events, "speech_started") and len(of_type(events, "buffer.committed")) == 1
+    assert of_type(events, "transcription.completed")[0].transcript
+
+    async def misbehave():
+        client = openai.AsyncOpenAI(base_url=f"{live.url}/v1", websocket_base_url=f"{live.ws_url}/v1", api_key=KEY)
+        async with client.realtime.connect(model="x", extra_query={"intent": "transcription"}) as conn:
+            await conn.send({"type": "response.create"})
+            await conn.send({"type": "input_audio_buffer.append", "audio": "not base64!"})
+            await conn.send({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+                "transcription": {"model": "nope"}}}}})
+            await conn.send({"type": "input_audio_buffer.commit"})
+            await conn.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(b"\0" * 4800).decode()})
+            await conn.send({"type": "input_audio_buffer.clear"})
+            return [await conn.recv() for _ in range(6)]
+    answers = asyncio.run(misbehave())
+    assert [a.type for a in answers] == ["session.created", "error", "error", "error", "error",
+                                         "input_audio_buffer.cleared"]
+    assert answers[3].error.code == "model_not_found" and answers[4].error.code == "invalid_request"
+    assert all(a.error.type == "invalid_request_error" for a in answers[1:5])
+
+    import websockets.sync.client as ws_client
+    for url, status in ((f"{live.ws_url}/v1/realtime?intent=transcription", 401),
+                        (f"{live.ws_url}/v1/realtime?intent=conversation&token={KEY}", 400),
+                        (f"{live.ws_url}/elsewhere?token={KEY}", 404)):
+        with pytest.raises(Exception) as refused:
+            ws_client.connect(url)
+        assert refused.value.response.status_code == status, url

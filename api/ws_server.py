@@ -1,0 +1,150 @@
+"""The WebSocket server: OpenAI's Realtime transcription (and FunASR's runtime protocol) beside the HTTP API.
+
+waitress cannot upgrade a connection, so WebSockets get their own port (`[server] ws_port`, 10095 as FunASR's
+servers use) served by the `websockets` library on its own thread and event loop in the API process. Every
+blocking facade call runs on a thread pool sized for the sessions, never on the loop. Keys and roles are the HTTP
+API's: `Authorization: Bearer <key>`, or `?token=<key>` (or a browser's `openai-insecure-api-key.<key>`
+subprotocol) for clients that cannot set headers; a refused handshake is answered with the JSON error envelope.
+Pings are sent, but a missing pong never closes a connection (upstream's ping timeouts closed healthy ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from api.auth import ApiKeyMiddleware
+from api.errors import HTTP_STATUS, envelope
+from api.realtime import RealtimeTranscription
+from supervisor.core import TRANSCRIBERS, Supervisor
+
+log = logging.getLogger(__name__)
+
+REALTIME = "/v1/realtime"
+SUBPROTOCOLS = ("binary", "realtime")   # FunASR's clients offer `binary`, OpenAI's browser examples `realtime`
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+PING_INTERVAL_S = 20.0
+
+
+def refusal(code: str, message: str, details: str) -> Response:
+    status = HTTPStatus(HTTP_STATUS[code])
+    body = msgspec.json.encode(envelope(code, message, details))
+    return Response(status.value, status.phrase, Headers([("Content-Type", "application/json"),
+                                                          ("Content-Length", str(len(body)))]), body)
+
+
+class WebSocketServer:
+    def __init__(self, supervisor: Supervisor, keys: dict[str, str], host: str, port: int) -> None:
+        self.supervisor, self.settings = supervisor, supervisor.settings
+        self.keys = ApiKeyMiddleware(keys) if keys else None
+        self.host, self.port = host, port
+        self.active = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._failed: OSError | None = None
+
+    # -- life ------------------------------------------------------------------------------------------------
+    def start(self) -> int:
+        """Listen (in its own thread); the bound port, or OSError when the port cannot be had."""
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="websocket", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if self._failed is not None:
+            raise self._failed
+        return self.port
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=2 * self.settings.ws_max_sessions + 4,
+                                                     thread_name_prefix="ws-work"))
+        try:
+            self._server = loop.run_until_complete(self._listen())
+            self.port = self._server.sockets[0].getsockname()[1]
+        except OSError as exc:
+            self._failed = exc
+            return
+        finally:
+            ready.set()
+        loop.run_forever()
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+    async def _listen(self):
+        limit = int(self.settings.ws_max_frame_mb * 1024 * 1024)
+        return await serve(self._handle, self.host, self.port, process_request=self._admit,
+                           select_subprotocol=self._subprotocol, ping_interval=PING_INTERVAL_S, ping_timeout=None,
+                           compression=None, max_size=2 * limit + 65536)  # the handler answers past `limit` itself
+
+    def close(self) -> None:
+        """Close every connection (1001), wait for their sessions to free their streams, stop the loop."""
+        if self._loop is None or self._failed is not None or not self._loop.is_running():
+            return
+
+        async def stop() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._loop.stop()
+        asyncio.run_coroutine_threadsafe(stop(), self._loop)
+        self._thread.join(timeout=30)
+
+    # -- the handshake -----------------------------------------------------------------------------------------
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        query = parse_qs(url.query)
+        if self.keys is not None and self.keys.role_of(self._token(request, query)) is None:
+            return refusal("UNAUTHORIZED", "Missing or wrong API key",
+                           "send `Authorization: Bearer <key>` (or ?token=<key>) with one of the server's API keys")
+        if url.path.rstrip("/") != REALTIME:
+            return refusal("ROUTE_NOT_FOUND", "No WebSocket route here",
+                           f"OpenAI's Realtime transcription is at {REALTIME}?intent=transcription")
+        intent = query.get("intent", ["transcription"])[0]
+        if intent != "transcription":
+            return refusal("INVALID_REQUEST", f"Unsupported intent '{intent[:40]}'",
+                           "this server transcribes: connect with ?intent=transcription")
+        if self.active >= self.settings.ws_max_sessions:
+            return refusal("OVERLOADED", "Too many WebSocket sessions",
+                           f"at most ws_max_sessions={self.settings.ws_max_sessions} ([server] in the config)")
+        return None
+
+    @staticmethod
+    def _token(request: Request, query: dict[str, list[str]]) -> str:
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() == "bearer":
+            return token
+        offered = [p.strip() for p in (request.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
+        keyed = [p[len(KEY_SUBPROTOCOL):] for p in offered if p.startswith(KEY_SUBPROTOCOL)]
+        return (query.get("token") or query.get("api_key") or keyed or [""])[0]
+
+    @staticmethod
+    def _subprotocol(connection: ServerConnection, offered) -> str | None:
+        """`binary` or `realtime` when offered; none otherwise (FunASR's HTML5 page offers none)."""
+        return next((p for p in SUBPROTOCOLS if p in offered), None)
+
+    # -- a connection ----------------------------------------------------------------------------------------------
+    async def _handle(self, ws: ServerConnection) -> None:
+        self.active += 1
+        try:
+            model = parse_qs(urlsplit(ws.request.path).query).get("model", [None])[0]
+            models = self.supervisor.snapshot.models
+            known = model if model in models and models[model].kind in TRANSCRIBERS else None
+            await RealtimeTranscription(ws, self.supervisor, self.settings, known).run()
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("websocket %s: session failed", ws.request.path)
+            await ws.close(1011, "internal error")
+        finally:
+            self.active -= 1
