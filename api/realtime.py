@@ -6,9 +6,6 @@ segment's final text as `...completed` from the offline model with punctuation (
 `turn_detection: null` the client commits: everything since the last commit is one item. Audio arrives as base64
 PCM16 at 24 kHz (or G.711 at 8 kHz) and is resampled to 16 kHz. A bad event is answered with an `error` event and
 the connection stays open, as OpenAI does; a failed model stage is an `error` event and a close (1011).
-
-Three tasks per connection: the receiver (decodes events), the processor (steps the session, in order) and the
-completer (each segment's final text, in order, while later audio is still being heard).
 """
 
 from __future__ import annotations
@@ -25,19 +22,20 @@ import msgspec
 from api import realtime_events as ev
 from api.decode import LiveAudio
 from api.errors import HTTP_STATUS
+from api.live_pump import LivePump
 from api.openai_audio import DEFAULT_MODELS
 from api.openai_formats import best_text
 from supervisor.config import ServerSettings
 from supervisor.core import Supervisor
 from supervisor.errors import SupervisorError
-from supervisor.live import LiveOptions, LiveSession, PartialText, SegmentClosed, SpeechStarted
+from supervisor.live import (LiveOptions, LiveSession, PartialText, SegmentClosed, SegmentText, SpeechStarted,
+                             stage_models)
 
 log = logging.getLogger(__name__)
 
 FORMATS = {"audio/pcm": "pcm16", "pcm16": "pcm16", "audio/pcmu": "g711_ulaw", "g711_ulaw": "g711_ulaw",
            "audio/pcma": "g711_alaw", "g711_alaw": "g711_alaw"}
 G711_RATE = 8000
-CLOSE_FAILED, CLOSE_TOO_BIG, CLOSE_POLICY = 1011, 1009, 1008
 
 
 def wire_error(exc: SupervisorError, event_id: str | None = None) -> ev.ErrorDetail:
@@ -46,17 +44,15 @@ def wire_error(exc: SupervisorError, event_id: str | None = None) -> ev.ErrorDet
                           message=f"{exc.message}: {exc.details}" if exc.details else exc.message, event_id=event_id)
 
 
-class RealtimeTranscription:
+class RealtimeTranscription(LivePump):
     def __init__(self, ws, sup: Supervisor, settings: ServerSettings, model: str | None) -> None:
-        self.ws, self.sup, self.settings = ws, sup, settings
+        super().__init__(ws, settings)
+        self.sup = sup
         self.beta = False
         self.session = ev.Session(audio=ev.Audio(input=ev.AudioInput(
             format=ev.AudioFormat(), transcription=ev.Transcription(model=model), turn_detection=ev.TurnDetection())))
         self.audio = LiveAudio("pcm16", 24000)
-        self.live: LiveSession | None = None
         self.offset_ms = 0                       # audio of earlier live sessions (before an update or a clear)
-        self.todo: asyncio.Queue = asyncio.Queue()
-        self.finals: asyncio.Queue = asyncio.Queue()
         self.ids = itertools.count()
         self.prefix = uuid.uuid4().hex[:12]
         self.item: str | None = None             # the item speech is open in (or, committing by hand, filling)
@@ -65,30 +61,10 @@ class RealtimeTranscription:
     # -- the connection -------------------------------------------------------------------------------------
     async def run(self) -> None:
         await self.send(ev.SessionEvent(event_id=self.event_id(), session=self.session_shown()))
-        tasks = [asyncio.create_task(self.process()), asyncio.create_task(self.complete())]
-        try:
-            await self.receive()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if self.live is not None:
-                await asyncio.to_thread(self.live.close)
+        await self.pumping()
 
     async def receive(self) -> None:
-        limit = int(self.settings.ws_max_frame_mb * 1024 * 1024)
-        while True:
-            try:
-                message = await asyncio.wait_for(self.ws.recv(), self.settings.ws_idle_s)
-            except asyncio.TimeoutError:
-                await self.fail(SupervisorError("INVALID_REQUEST", "Session idle",
-                                                f"no event for ws_idle_s={self.settings.ws_idle_s:g} s"), 1000)
-                return
-            if len(message) > limit:
-                await self.fail(SupervisorError("PAYLOAD_TOO_LARGE", "Event too large",
-                                                f"an event is limited to ws_max_frame_mb={self.settings.ws_max_frame_mb:g}"
-                                                " MiB ([server] in the config)"), CLOSE_TOO_BIG)
-                return
+        async for message in self.messages():
             try:
                 event = ev.client_events.decode(message)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -112,24 +88,6 @@ class RealtimeTranscription:
                 await self.todo.put(event)
 
     # -- the processor ----------------------------------------------------------------------------------------
-    async def process(self) -> None:
-        """Steps in the order the client sent them; audio that queued while a step ran goes in one step."""
-        held = None
-        while True:
-            item, held = held if held is not None else await self.todo.get(), None
-            while isinstance(item, bytes) and not self.todo.empty():
-                more = self.todo.get_nowait()
-                if not isinstance(more, bytes):
-                    held = more
-                    break
-                item += more
-            try:
-                await self.step(item)
-            except SupervisorError as exc:
-                log.warning("realtime %s: %s %s", self.prefix, exc.code, exc.message)
-                await self.fail(exc, CLOSE_POLICY if exc.code == "PAYLOAD_TOO_LARGE" else CLOSE_FAILED)
-                return
-
     async def step(self, item) -> None:
         match item:
             case bytes():
@@ -159,7 +117,7 @@ class RealtimeTranscription:
         if self.live is not None:
             await self.heard(await asyncio.to_thread(self.live.cut))
             self.offset_ms += self.live.heard_ms
-            self.live = None
+            await self.retire()
         self.session, self.beta = session, beta
         audio_format = session.audio.input.format
         encoding = FORMATS[audio_format.type]
@@ -200,12 +158,12 @@ class RealtimeTranscription:
         if options.vad and not self.sup.has_model("vad"):
             raise SupervisorError("INVALID_REQUEST", "No VAD model for server_vad",
                                   "configure a model of kind vad, or set turn_detection to null and commit")
-        LiveSession(self.sup, options)  # names the models now: a wrong one is this update's error
+        stage_models(self.sup, options)  # names the models now: a wrong one is this update's error
         return options
 
     def session_now(self) -> LiveSession:
         if self.live is None:
-            self.live = LiveSession(self.sup, self.options_of(self.session))
+            self.begin(LiveSession(self.sup, self.options_of(self.session)))
         return self.live
 
     async def heard(self, events) -> None:
@@ -228,21 +186,16 @@ class RealtimeTranscription:
                     await self.send(ev.Committed(event_id=self.event_id(), item_id=item,
                                                  previous_item_id=self.previous))
                     self.previous = item
-                    await self.finals.put((item, self.live, event))
+                    await self.finish_later(event, item)
 
     # -- the completer -----------------------------------------------------------------------------------------
-    async def complete(self) -> None:
-        while True:
-            item, live, segment = await self.finals.get()
-            try:
-                text = await asyncio.to_thread(live.completed, segment)
-            except SupervisorError as exc:
-                await self.send(ev.Failed(event_id=self.event_id(), item_id=item, content_index=0,
-                                          error=wire_error(exc)))
-                continue
-            await self.send(ev.Completed(event_id=self.event_id(), item_id=item, content_index=0,
-                                         transcript=best_text(text.text, text.punctuated_text),
-                                         usage=ev.Usage(seconds=round((text.end_ms - text.start_ms) / 1000, 3))))
+    async def completed(self, item: str, text: SegmentText) -> None:
+        await self.send(ev.Completed(event_id=self.event_id(), item_id=item, content_index=0,
+                                     transcript=best_text(text.text, text.punctuated_text),
+                                     usage=ev.Usage(seconds=round((text.end_ms - text.start_ms) / 1000, 3))))
+
+    async def segment_failed(self, item: str, exc: SupervisorError) -> None:
+        await self.send(ev.Failed(event_id=self.event_id(), item_id=item, content_index=0, error=wire_error(exc)))
 
     # -- sending -------------------------------------------------------------------------------------------------
     def session_shown(self):
@@ -264,6 +217,7 @@ class RealtimeTranscription:
     async def send_error(self, exc: SupervisorError, event_id: str | None = None) -> None:
         await self.send(ev.ErrorEvent(event_id=self.event_id(), error=wire_error(exc, event_id)))
 
-    async def fail(self, exc: SupervisorError, code: int) -> None:
+    async def fail(self, exc: SupervisorError, close_code: int) -> None:
+        log.warning("realtime %s: %s %s", self.prefix, exc.code, exc.message)
         await self.send_error(exc)
-        await self.ws.close(code, exc.message[:120])
+        await self.ws.close(close_code, exc.message[:120])

@@ -1,4 +1,5 @@
-"""The WebSocket server: OpenAI's Realtime transcription (and FunASR's runtime protocol) beside the HTTP API.
+"""The WebSocket server: FunASR's runtime protocol (any path) and OpenAI's Realtime transcription (`/v1/realtime`)
+beside the HTTP API.
 
 waitress cannot upgrade a connection, so WebSockets get their own port (`[server] ws_port`, 10095 as FunASR's
 servers use) served by the `websockets` library on its own thread and event loop in the API process. Every
@@ -25,6 +26,7 @@ from websockets.http11 import Request, Response
 
 from api.auth import ApiKeyMiddleware
 from api.errors import HTTP_STATUS, envelope
+from api.funasr_ws import FunasrSession
 from api.realtime import RealtimeTranscription
 from supervisor.core import TRANSCRIBERS, Supervisor
 
@@ -107,11 +109,8 @@ class WebSocketServer:
         if self.keys is not None and self.keys.role_of(self._token(request, query)) is None:
             return refusal("UNAUTHORIZED", "Missing or wrong API key",
                            "send `Authorization: Bearer <key>` (or ?token=<key>) with one of the server's API keys")
-        if url.path.rstrip("/") != REALTIME:
-            return refusal("ROUTE_NOT_FOUND", "No WebSocket route here",
-                           f"OpenAI's Realtime transcription is at {REALTIME}?intent=transcription")
         intent = query.get("intent", ["transcription"])[0]
-        if intent != "transcription":
+        if url.path.rstrip("/") == REALTIME and intent != "transcription":
             return refusal("INVALID_REQUEST", f"Unsupported intent '{intent[:40]}'",
                            "this server transcribes: connect with ?intent=transcription")
         if self.active >= self.settings.ws_max_sessions:
@@ -137,7 +136,11 @@ class WebSocketServer:
     async def _handle(self, ws: ServerConnection) -> None:
         self.active += 1
         try:
-            model = parse_qs(urlsplit(ws.request.path).query).get("model", [None])[0]
+            url = urlsplit(ws.request.path)
+            if url.path.rstrip("/") != REALTIME:  # any other path: FunASR's runtime protocol, as its servers do
+                await FunasrSession(ws, self.supervisor, self.settings).run()
+                return
+            model = parse_qs(url.query).get("model", [None])[0]
             models = self.supervisor.snapshot.models
             known = model if model in models and models[model].kind in TRANSCRIBERS else None
             await RealtimeTranscription(ws, self.supervisor, self.settings, known).run()

@@ -63,11 +63,11 @@ class BenchServer:
     """`funasr-supervisor serve` on loopback with generated models of one size, 1 thread each, never idle-unloaded."""
 
     def __init__(self, cache_dir: Path, size: str, models: list[str], replicas: int = 1,
-                 keep_warm: bool = False, server: dict[str, int] | None = None) -> None:
+                 keep_warm: bool = False, server: dict[str, int] | None = None, threads: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = Path(tempfile.mkstemp(suffix=".toml")[1])
-        self.config.write_text("".join(self.model_table(m, size, replicas, keep_warm) for m in models)
+        self.config.write_text("".join(self.model_table(m, size, replicas, keep_warm, threads) for m in models)
                                + "[server]\nseed_models = false\n"
                                + "".join(f"{k} = {v}\n" for k, v in (server or {}).items()))
         self.log = open(cache_dir / f"bench-server-{replicas}-replicas.log", "ab")
@@ -77,11 +77,11 @@ class BenchServer:
         self.session = requests.Session()
 
     @staticmethod
-    def model_table(name: str, size: str, replicas: int, keep_warm: bool) -> str:
+    def model_table(name: str, size: str, replicas: int, keep_warm: bool, threads: int = 1) -> str:
         """`[models.<name>]`: a kind's name is its model's, and `<kind>-<anything>` is a second model of it."""
         kind = name.split("-")[0]
         return (f'[models.{name}]\nkind = "{kind}"\nsource = "{VAD_WHEEL if kind == "vad" else "generated:" + size}"\n'
-                f"threads = 1\nkeep_alive_s = -1\nautoload = false\n"
+                f"threads = {threads}\nkeep_alive_s = -1\nautoload = false\n"
                 f"min_replicas = {replicas}\nmax_replicas = {replicas}\nkeep_warm = {str(keep_warm).lower()}\n")
 
     def __enter__(self) -> "BenchServer":

@@ -270,6 +270,10 @@ class Supervisor:
     def has_model(self, kind: str) -> bool:
         return any(view.kind == kind for view in self.snapshot.models.values())
 
+    def live_session(self, model_ids: list[str], opened: bool) -> None:
+        """A WebSocket session began (or ended) using these models: /model/info counts it."""
+        self._call(lambda: self._ops.live_sessions(model_ids, 1 if opened else -1))
+
     def record_refused(self, model_id: str) -> None:
         self._call(lambda: self._ops.record_refused(model_id))
 

@@ -14,6 +14,7 @@ holds no model loaded. The methods block; a protocol adapter runs them off its e
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Union
 
@@ -74,12 +75,17 @@ class SegmentText(msgspec.Struct, frozen=True):
 LiveEvent = Union[SpeechStarted, PartialText, SegmentClosed]
 
 
+def stage_models(sup: Supervisor, options: LiveOptions) -> tuple[str | None, str | None, str | None]:
+    """(online, offline, VAD) model of a session with these options; a model that does not exist is the error."""
+    return (sup.model_for(("streaming_asr",), options.online_model) if options.online else None,
+            sup.model_for(TRANSCRIBERS, options.offline_model) if options.offline else None,
+            sup.model_for(("vad",)) if options.vad and sup.has_model("vad") else None)
+
+
 class LiveSession:
     def __init__(self, sup: Supervisor, options: LiveOptions) -> None:
         self.sup, self.options = sup, options
-        self.online_model = sup.model_for(("streaming_asr",), options.online_model) if options.online else None
-        self.offline_model = sup.model_for(TRANSCRIBERS, options.offline_model) if options.offline else None
-        self.vad_model = sup.model_for(("vad",)) if options.vad and sup.has_model("vad") else None
+        self.online_model, self.offline_model, self.vad_model = stage_models(sup, options)
         self.punctuate = options.punctuate and sup.has_model("punctuation")
         self.inbox = bytearray()       # audio not stepped yet
         self.kept = bytearray()        # stepped audio since the last segment's end
@@ -90,6 +96,11 @@ class LiveSession:
         self.online_stream: str | None = None
         self.speaking_from = -1        # start of the speech announced and not yet closed
         self.segments = 0
+        self.models = [m for m in dict.fromkeys((self.vad_model, self.online_model, self.offline_model)) if m]
+        self.closed = False            # set at once by close(), from any thread: no new stream or request after it
+        self.registered = True
+        self.lock = threading.Lock()   # a step and close() never interleave
+        sup.live_session(self.models, opened=True)
 
     # -- audio in ------------------------------------------------------------------------------------
     def push(self, pcm: bytes) -> list[LiveEvent]:
@@ -99,35 +110,49 @@ class LiveSession:
             raise SupervisorError("PAYLOAD_TOO_LARGE", "Session too long",
                                   f"a session takes at most ws_session_max_s={self.options.max_audio_s:g} s of audio "
                                   "([server] in the config); start a new one")
-        self.inbox += pcm
-        step = self.options.step_ms * BYTES_PER_MS
-        usable = len(self.inbox) // step * step
-        if not usable:
-            return []
-        piece = bytes(self.inbox[:usable])
-        del self.inbox[:usable]
-        return self._step(piece, is_final=False)
+        with self.lock:
+            self.inbox += pcm
+            step = self.options.step_ms * BYTES_PER_MS
+            usable = len(self.inbox) // step * step
+            if not usable or self.closed:
+                return []
+            piece = bytes(self.inbox[:usable])
+            del self.inbox[:usable]
+            return self._step(piece, is_final=False)
 
     def cut(self, final: bool = False) -> list[LiveEvent]:
         """Close what has been heard: the VAD's open speech ends here (without a VAD, everything since the last
         cut is a segment). `final`: the end of input, the online stream flushed too."""
-        piece, self.inbox = bytes(self.inbox), bytearray()
-        events = self._step(piece, is_final=True, online_final=final)
-        if not self.vad_model and self.kept:
-            events.append(self._close(self.kept_from_ms, self.heard_ms))
-        return events
+        with self.lock:
+            if self.closed:
+                return []
+            piece, self.inbox = bytes(self.inbox), bytearray()
+            events = self._step(piece, is_final=True, online_final=final)
+            if not self.vad_model and self.kept:
+                events.append(self._close(self.kept_from_ms, self.heard_ms))
+            return events
 
     def clear(self) -> None:
         """Forget the audio not yet in a closed segment; streams start afresh after it."""
-        self.heard_ms += len(self.inbox) // BYTES_PER_MS
-        self.inbox.clear()
-        self.kept.clear()
-        self.kept_from_ms = self.heard_ms
-        self.speaking_from = -1
-        self.close()
+        with self.lock:
+            self.heard_ms += len(self.inbox) // BYTES_PER_MS
+            self.inbox.clear()
+            self.kept.clear()
+            self.kept_from_ms = self.heard_ms
+            self.speaking_from = -1
+            self.drop_streams()
 
     def close(self) -> None:
-        """Drop the session's streams at once (a client that vanished frees them now, not at expiry)."""
+        """The session is over: its streams are dropped at once (a client that vanished frees them now, not at
+        expiry) and /model/info stops counting it. A step in flight finishes its wait first. Safe to call twice."""
+        self.closed = True
+        with self.lock:
+            self.drop_streams()
+            if self.registered:
+                self.registered = False
+                self.sup.live_session(self.models, opened=False)
+
+    def drop_streams(self) -> None:
         for model_id, stream in ((self.vad_model, self.vad_stream), (self.online_model, self.online_stream)):
             if stream is not None:
                 try:
@@ -156,7 +181,7 @@ class LiveSession:
     def _feed(self, piece: bytes, is_final: bool, vad: bool) -> Future | None:
         model_id = self.vad_model if vad else self.online_model
         stream = self.vad_stream if vad else self.online_stream
-        if not piece and (stream is None or not is_final):
+        if self.closed or not piece and (stream is None or not is_final):
             return None
         if stream is None:
             stream = self.sup.open_stream(False, model_id).stream_id
@@ -197,7 +222,7 @@ class LiveSession:
         del self.kept[:(end_ms - self.kept_from_ms) * BYTES_PER_MS]
         self.kept_from_ms = end_ms
         answer = self.sup.recognise(self.offline_model, audio, self.options.hotwords) \
-            if self.offline_model and audio else None
+            if self.offline_model and audio and not self.closed else None
         if self.online_stream is not None and self.vad_model:
             self.sup.abort(self.online_stream, self.online_model)
             self.online_stream = None
@@ -210,7 +235,7 @@ class LiveSession:
         warnings: list[str] = []
         result = self.sup.wait(segment.answer, self.sup.backstop_s(segment.audio)) if segment.answer else None
         text = result.text if result else ""
-        punctuated = punctuated_or_warn(self.sup, text, warnings) if self.punctuate else None
+        punctuated = punctuated_or_warn(self.sup, text, warnings) if self.punctuate and not self.closed else None
         words = shifted(result.words, segment.start_ms) if result else []
         return SegmentText(index=segment.index, start_ms=segment.start_ms, end_ms=segment.end_ms, text=text,
                            punctuated_text=punctuated.text if punctuated else None,

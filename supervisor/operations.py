@@ -184,6 +184,11 @@ class Operations:
         self.arb.dispatch.drop_stream(stream.identity, stream_id)
         self.arb.changed()
 
+    def live_sessions(self, model_ids: list[str], change: int) -> None:
+        for model_id in model_ids:
+            self.model(model_id).usage.live_sessions += change
+        self.arb.changed()
+
     def record_refused(self, model_id: str) -> None:
         """A request refused before it reached the queue (bad input) still counts against the success rate."""
         self.model(model_id).usage.record("invalid", 0.0)

@@ -76,7 +76,7 @@ def model_view(model: Model, version_: str, open_streams: int) -> ModelView:
         restarts=model.restarts, last_error=model.last_error, required=model.config.required,
         replicas=[replica_view(r, shared) for r in model.replicas],
         memory_shared_weights_mb=shared, warm_mb=optional_round(model.warm_mb()),
-        gpu_memory_mb=round(sum(gpu), 1) if gpu else None,
+        gpu_memory_mb=round(sum(gpu), 1) if gpu else None, live_sessions=usage.live_sessions,
         details=ModelDetails(
             source=model.config.source, resolved_source=model.resolved_source, device=model.config.device,
             threads=model.config.threads,

@@ -29,6 +29,7 @@ class UsageStats:
         self.last_used_monotonic = time.monotonic()
         self.cold_starts = 0
         self.idle_unloads = 0
+        self.live_sessions = 0  # WebSocket sessions using the model now (FunASR's protocol, OpenAI Realtime)
         self._latencies_seen = 0
         self._percentiles: tuple[int, float, LatencyPercentiles | None] = (0, 0.0, None)
 

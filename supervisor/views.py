@@ -81,6 +81,7 @@ class ModelView(msgspec.Struct, frozen=True, omit_defaults=True):
     memory_shared_weights_mb: float | None = None  # mapped weights in the page cache, counted once per model
     warm_mb: float | None = None        # unloaded with keep_warm: weights still cached for the next load
     gpu_memory_mb: float | None = None  # NVML, every replica together; only where a GPU is present
+    live_sessions: int = 0              # WebSocket sessions using it now (each also a stream or requests)
     details: ModelDetails | None = None
     metrics: ModelMetrics | None = None
 

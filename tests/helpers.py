@@ -110,6 +110,22 @@ class ServerProcess:
         self._log.close()
 
 
+def configured_server(cache_dir: Path, folder: Path, config: str):
+    """A module's real server on a config of its own (a generator, for a fixture to `yield from`)."""
+    path = folder / "models.toml"
+    path.write_text(config)
+    srv = ServerProcess(cache_dir, models=str(path))
+    yield srv
+    assert srv.stop() == 0, srv.log_path.read_text()[-2000:]
+    srv.kill_everything()
+
+
+def unload_everything(srv: ServerProcess, admin_key: str) -> None:
+    """Between tests on a shared server: no model process outlives the test that started it."""
+    requests.delete(f"{srv.url}/model/unload/all", headers={"Authorization": f"Bearer {admin_key}"},
+                    timeout=60).raise_for_status()
+
+
 def speechlike_pcm(seconds: float, seed: int = 0) -> bytes:
     """A tone with noise, as 16-bit LE mono 16 kHz PCM (no real speech exists offline; the models are random)."""
     import numpy as np
