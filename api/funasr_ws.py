@@ -225,7 +225,8 @@ class FunasrSession(LivePump):
             await self.heard(await asyncio.to_thread(self.live.push, pcm))
         else:
             await self.heard(await asyncio.to_thread(self.live.push, self.audio.flush()))
-        events = await asyncio.to_thread(self.live.cut, True)
+        # the online model's last call is not sent in 2pass (as FunASR's servers do): the offline pass answers it
+        events = await asyncio.to_thread(self.live.cut, self.session.mode == "online")
         last = next((e for e in reversed(events) if isinstance(e, SegmentClosed) and e.answer), None)
         await self.heard([e for e in events if e is not last])
         await self.finish_later(last, ("final", self.session))

@@ -66,13 +66,15 @@ class BenchServer:
                  keep_warm: bool = False, server: dict[str, int] | None = None, threads: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{free_port()}"
         self.config = Path(tempfile.mkstemp(suffix=".toml")[1])
         self.config.write_text("".join(self.model_table(m, size, replicas, keep_warm, threads) for m in models)
                                + "[server]\nseed_models = false\n"
                                + "".join(f"{k} = {v}\n" for k, v in (server or {}).items()))
         self.log = open(cache_dir / f"bench-server-{replicas}-replicas.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "serve", "--models", str(self.config),
-                                      "--port", str(self.port), "--ws-port", "0", "--cache-dir", str(cache_dir)],
+                                      "--port", str(self.port), "--ws-port", self.ws_url.rsplit(":", 1)[1],
+                                      "--cache-dir", str(cache_dir)],
                                      cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.session = requests.Session()
 

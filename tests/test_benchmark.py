@@ -47,3 +47,17 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
     assert len(result["summary"]["targets"]) == 33
     assert "load time, API (ms)" in run.stdout and "| figure |" in md.read_text()
     assert len(list((tmp_path / "charts").glob("*.png"))) == len(list((tmp_path / "charts").glob("*.svg"))) == 4
+
+
+def test_websocket_benchmark_reports_sessions_and_latencies(tmp_path):
+    """scripts/bench_funasr_ws.py at `--size tiny` on 3.6 s of audio, up to 2 sessions."""
+    out = tmp_path / "ws.json"
+    run = subprocess.run([sys.executable, "scripts/bench_funasr_ws.py", "--size", "tiny", "--seconds", "3.6",
+                          "--replicas", "1", "--most", "2", "--calibration-pace-s", "0.5", "--json", str(out),
+                          "--cache-dir", str(tmp_path / "cache")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    entry = json.loads(out.read_text())["replicas"]["1"]
+    assert entry["answering_chunks"] > 0 and [t["sessions"] for t in entry["trials"]] == [1, 2]
+    assert all(0 < t["partial_p50_ms"] <= t["partial_p95_ms"] for t in entry["trials"])
+    assert entry["chunk_latency"]["ws_p50_ms"] > 0 and entry["chunk_latency"]["http_p50_ms"] > 0
+    assert "real-time 2pass sessions" in run.stdout
