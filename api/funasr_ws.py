@@ -26,7 +26,7 @@ import logging
 import msgspec
 
 from api.decode import LiveAudio, decode_audio
-from api.live_pump import CLOSE_UNSUPPORTED, LivePump
+from api.live_pump import CLOSE_IDLE, CLOSE_UNSUPPORTED, LivePump
 from api.openai_formats import best_text
 from supervisor.config import ServerSettings
 from supervisor.core import Supervisor
@@ -255,6 +255,13 @@ class FunasrSession(LivePump):
         kind, session = tag
         await self.send(Answer(mode=self.label(offline=True), wav_name=session.wav_name, text="",
                                is_final=kind == "final", error=ErrorInfo(exc.code, exc.message, exc.details)))
+
+    async def idle(self) -> None:
+        """Between sessions (a client that keeps its connection after the final answer) idling ends it quietly."""
+        if self.started:
+            await super().idle()
+        else:
+            await self.ws.close(CLOSE_IDLE, "idle")
 
     # -- sending -------------------------------------------------------------------------------------------------
     def label(self, offline: bool) -> str:

@@ -28,6 +28,7 @@ class LivePump:
         self.finals: asyncio.Queue = asyncio.Queue()
         self.live: LiveSession | None = None       # the session audio goes to now
         self.open: set[LiveSession] = set()       # it, and retired ones whose last segments are still completing
+        self.stepping = self.completing = False
 
     async def pumping(self) -> None:
         """Run the processor and the completer until the receiver (the caller's `receive`) returns."""
@@ -48,9 +49,9 @@ class LivePump:
             try:
                 message = await asyncio.wait_for(self.ws.recv(), self.settings.ws_idle_s)
             except asyncio.TimeoutError:
-                await self.fail(SupervisorError("INVALID_REQUEST", "Session idle",
-                                                f"nothing received for ws_idle_s={self.settings.ws_idle_s:g} s"),
-                                CLOSE_IDLE)
+                if self.busy():  # the client waits for answers still being worked out: that is not idling
+                    continue
+                await self.idle()
                 return
             if len(message) > limit:
                 await self.fail(SupervisorError("PAYLOAD_TOO_LARGE", "Message too large",
@@ -70,15 +71,20 @@ class LivePump:
                     held = more
                     break
                 item += more
+            self.stepping = True
             try:
                 await self.step(item)
             except SupervisorError as exc:  # a bad message, a session past its limits, or a model stage failed
                 await self.fail(exc, CLOSE_CODES.get(exc.code, CLOSE_FAILED))
                 return
+            finally:
+                self.stepping = False
 
     async def complete(self) -> None:
         while True:
+            self.completing = False
             live, segment, tag = await self.finals.get()
+            self.completing = True
             if tag is RETIRED:
                 await asyncio.to_thread(live.close)
                 self.open.discard(live)
@@ -106,6 +112,14 @@ class LivePump:
         """No more audio for the current session: it is closed once its last segments are answered."""
         await self.finals.put((self.live, None, RETIRED))
         self.live = None
+
+    def busy(self) -> bool:
+        return bool(self.todo.qsize() or self.finals.qsize() or self.stepping or self.completing)
+
+    async def idle(self) -> None:
+        """Nothing came for ws_idle_s: mid-session that is an error; a protocol may close quietly between sessions."""
+        await self.fail(SupervisorError("INVALID_REQUEST", "Session idle",
+                                        f"nothing received for ws_idle_s={self.settings.ws_idle_s:g} s"), CLOSE_IDLE)
 
     # -- what a protocol defines -------------------------------------------------------------------------------
     async def receive(self) -> None:

@@ -48,6 +48,7 @@ max_queue = 256
 api_keys = {{"{KEY}" = "user", "{ADMIN}" = "admin"}}
 max_streams_per_replica = 128
 ws_max_frame_mb = 1
+ws_idle_s = 2
 """
 
 
@@ -204,6 +205,9 @@ def test_no_subprotocol_hotwords_resampling_and_a_second_session_on_one_connecti
                 while not answers or not answers[-1]["is_final"]:
                     answers.append(json.loads(await ws.recv()))
                 results.append(answers)
+            with pytest.raises(websockets.ConnectionClosedOK):  # idle between sessions: closed quietly
+                await asyncio.wait_for(ws.recv(), 30)
+            assert ws.close_code == 1000
             return results
     first, second = asyncio.run(twice())
     assert first == second and first[-1]["is_end"] and all(a["wav_name"] == "twice" for a in first)
