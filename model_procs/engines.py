@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import NamedTuple, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 import numpy as np
 
@@ -272,14 +272,44 @@ def joined(words: list[str]) -> str:
     return text
 
 
-def build_engine(engine: str, model_dir: str, device: str, threads: int, cache_dir: str,
-                 loader: str) -> tuple[Engine, Built]:
-    """`engine`: the model kind's engine class, by name (supervisor.kinds)."""
+class Runtime(NamedTuple):
+    """What runs the model's heavy parts, and what choosing it cost during the load."""
+
+    engine: str = "torch"          # "torch", or "onnx" (ONNX Runtime)
+    quantize: str = "none"
+    note: str | None = None        # why onnx was asked for and torch runs the model
+    export_ms: float = 0.0
+    sessions_ms: float = 0.0
+
+
+def build_engine(engine: str, model_dir: str, device: str, threads: int, cache_dir: str, loader: str,
+                 runtime: str = "torch", quantize: str = "none",
+                 progress: Callable[[str], None] = lambda phase: None) -> tuple[Engine, Built, Runtime]:
+    """`engine`: the model kind's engine class, by name (supervisor.kinds); `runtime`: the configured engine."""
     engine_class = ENGINES.get(engine)
     if engine_class is None:
         raise ValueError(f"no engine class {engine!r} in model_procs.engines")
     built = load_automodel(model_dir, device, threads, cache_dir, loader)
-    return engine_class(built.automodel), built
+    chosen = Runtime()
+    if runtime == "onnx":
+        chosen = onnx_runtime(built, device, threads, cache_dir, quantize, progress)
+    return engine_class(built.automodel), built, chosen
+
+
+def onnx_runtime(built: Built, device: str, threads: int, cache_dir: str, quantize: str,
+                 progress: Callable[[str], None]) -> Runtime:
+    """ONNX Runtime in place of the model's heavy parts; where that cannot be done or proved, torch stays,
+    and the reason is logged and shown (`details.engine_note`)."""
+    from model_procs.onnx_engine import OnnxUnavailable, install_onnx
+
+    try:
+        if device != "cpu":
+            raise OnnxUnavailable(f"the ONNX engine runs on the CPU here, not on {device}")
+        installed = install_onnx(built.automodel, cache_dir, threads, quantize, progress)
+    except OnnxUnavailable as exc:
+        log.warning("model at %s: the ONNX engine is not used (%s); torch runs it", built.weights_file or "", exc)
+        return Runtime(note=str(exc))
+    return Runtime("onnx", quantize, None, installed.export_ms, installed.session_ms)
 
 
 ENGINES: dict[str, type] = {cls.__name__: cls for cls in (StreamingAsrEngine, OfflineAsrEngine,

@@ -113,8 +113,13 @@ def write_plain_copy(state, target: Path) -> None:
 
 
 def converted_path(path: str, cache_dir: str) -> Path:
-    """`<cache>/mapped/<sha256 of the source>.pt`. The hash is remembered per (file, size, mtime) so a load does
-    not read a large checkpoint twice."""
+    """`<cache>/mapped/<sha256 of the source>.pt`."""
+    return Path(cache_dir) / "mapped" / f"{content_hash(path, cache_dir)}.pt"
+
+
+def content_hash(path: str, cache_dir: str) -> str:
+    """The sha256 of a file, remembered per (file, size, mtime) so a load does not read a large checkpoint
+    twice (the mapped copies and the ONNX exports are both keyed by it)."""
     folder = Path(cache_dir) / "mapped"
     source = Path(path).resolve()
     stat = source.stat()
@@ -134,7 +139,7 @@ def converted_path(path: str, cache_dir: str) -> Path:
         staging = index_path.with_suffix(f".{os.getpid()}.tmp")
         staging.write_text(json.dumps(index, indent=1))
         os.replace(staging, index_path)
-    return folder / f"{index[identity]}.pt"
+    return index[identity]
 
 
 def assign_mapped(model, state: dict, checkpoint: str) -> None:

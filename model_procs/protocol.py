@@ -30,6 +30,8 @@ class WorkerSpec(msgspec.Struct, frozen=True):
     spawned_at: float         # time.monotonic() in the supervisor (CLOCK_MONOTONIC is system-wide)
     log_format: str = "text"  # "text" or "json", as the server logs
     loader: str = "mapped"    # "mapped" (weights mapped from the file) or "automodel" (copied by funasr)
+    runtime: str = "torch"    # the configured `engine`: "torch" or "onnx" (ONNX Runtime)
+    quantize: str = "none"    # onnx: "none" or "int8"
 
 
 # supervisor -> worker
@@ -68,10 +70,12 @@ class LoadTimings(msgspec.Struct, frozen=True):
 
     process_start_ms: float   # spawn request -> worker code running
     imports_ms: float         # torch + funasr (≈0 when the forkserver preloaded them)
-    weights_ms: float         # AutoModel: build the classes, read the checkpoint
+    weights_ms: float         # AutoModel: build the classes, read the checkpoint (not the onnx phases)
     trim_ms: float            # malloc_trim(0)
     warmup_ms: float          # one inference call
     total_ms: float           # spawn request -> Ready sent
+    onnx_export_ms: float = 0.0    # engine onnx: exporting (and quantising) into the cache; 0 when cached
+    onnx_sessions_ms: float = 0.0  # engine onnx: creating the ONNX Runtime sessions
 
 
 class Ready(msgspec.Struct, frozen=True, tag="ready"):
@@ -82,6 +86,9 @@ class Ready(msgspec.Struct, frozen=True, tag="ready"):
     loader: str = "automodel"           # how the weights were loaded: "mapped" or "automodel"
     weights_file: str | None = None     # the file the weights are mapped from (shared by replicas)
     loader_note: str | None = None      # why the mapped loader was not used
+    engine: str = "torch"               # what runs the model: "torch" or "onnx"
+    quantize: str = "none"
+    engine_note: str | None = None      # why engine onnx was asked for and torch runs it
 
 
 class LoadFailed(msgspec.Struct, frozen=True, tag="load_failed"):

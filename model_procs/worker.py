@@ -61,7 +61,7 @@ def load(spec: WorkerSpec, started: float, progress: Callable[[str], None]):
     progress("finding the model files")
     model_dir, cached = resolve_source(spec.model_id, spec.kind, spec.source, spec.cache_dir)
     progress("loading weights")
-    engine, built, model_dir, cached = build_checked(spec, model_dir, cached, progress)
+    engine, built, runtime, model_dir, cached = build_checked(spec, model_dir, cached, progress)
     weights_done = time.monotonic()
     trim_ms = malloc_trim()
     progress("warming up")
@@ -71,13 +71,16 @@ def load(spec: WorkerSpec, started: float, progress: Callable[[str], None]):
     timings = LoadTimings(
         process_start_ms=(started - spec.spawned_at) * 1000,
         imports_ms=(weights_began - imports_began) * 1000,
-        weights_ms=(weights_done - weights_began) * 1000,
+        weights_ms=(weights_done - weights_began) * 1000 - runtime.export_ms - runtime.sessions_ms,
         trim_ms=trim_ms,
         warmup_ms=(done - warmup_began) * 1000,
         total_ms=(done - spec.spawned_at) * 1000,
+        onnx_export_ms=runtime.export_ms,
+        onnx_sessions_ms=runtime.sessions_ms,
     )
     return engine, Ready(pid=os.getpid(), timings=timings, resolved_source=model_dir, source_was_cached=cached,
-                         loader=built.loader, weights_file=built.weights_file, loader_note=built.fallback_reason)
+                         loader=built.loader, weights_file=built.weights_file, loader_note=built.fallback_reason,
+                         engine=runtime.engine, quantize=runtime.quantize, engine_note=runtime.note)
 
 
 def build_checked(spec: WorkerSpec, model_dir: str, cached: bool, progress: Callable[[str], None]):
@@ -86,7 +89,8 @@ def build_checked(spec: WorkerSpec, model_dir: str, cached: bool, progress: Call
     from model_procs.engines import build_engine
 
     def build(directory: str):
-        return build_engine(spec.engine, directory, spec.device, spec.threads, spec.cache_dir, spec.loader)
+        return build_engine(spec.engine, directory, spec.device, spec.threads, spec.cache_dir, spec.loader,
+                            spec.runtime, spec.quantize, progress)
 
     try:
         return *build(model_dir), model_dir, cached

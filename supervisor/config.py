@@ -41,6 +41,8 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     scale_up_after_ms: Annotated[float, msgspec.Meta(ge=0)] = 200.0  # oldest queued request waited this long
     loader: Literal["mapped", "automodel"] = "mapped"  # weights mapped from the file, or copied by AutoModel
     keep_warm: bool = False          # after the last unload, leave the weights' pages in the page cache
+    engine: Literal["torch", "onnx"] = "torch"    # onnx: exported once into the cache, run in ONNX Runtime
+    quantize: Literal["none", "int8"] = "none"    # onnx: int8 weights (faster, text may differ from torch's)
 
 
 class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -108,6 +110,8 @@ def completed(name: str, model: ModelConfig) -> ModelConfig:
                           f"({model.max_replicas})")
     if model.hotwords and not KINDS[kind].hotwords:
         raise ConfigError(f"[models.{name}] hotwords: a {kind} model takes none")
+    if model.quantize != "none" and model.engine != "onnx":
+        raise ConfigError(f"[models.{name}] quantize = \"{model.quantize}\" needs engine = \"onnx\"")
     return msgspec.structs.replace(model, kind=kind, source=model.source or KINDS[kind].default_source)
 
 

@@ -104,6 +104,9 @@ class Model:
         self.loader_note: str | None = None     # why it was not mapped
         self.weights_file: str | None = None    # the file its replicas map the weights from
         self.weights_mb = 0.0                   # that file's pages in the page cache: shared, counted once
+        self.engine: str | None = None          # what runs the last replica: torch / onnx
+        self.quantize: str | None = None
+        self.engine_note: str | None = None     # why onnx was asked for and torch runs it
         self.loads = 0
         self.cache_hits = 0
         self.usage = UsageStats()

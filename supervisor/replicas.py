@@ -38,7 +38,8 @@ class Replicas:
                           engine=model.entry.kind.engine, source=config.source, device=config.device,
                           threads=config.threads, endpoint=self.arb.loop.endpoint, identity=identity,
                           supervisor_pid=os.getpid(), cache_dir=str(self.arb.cache_dir),
-                          spawned_at=time.monotonic(), log_format=self.arb.log_format, loader=config.loader)
+                          spawned_at=time.monotonic(), log_format=self.arb.log_format, loader=config.loader,
+                          runtime=config.engine, quantize=config.quantize)
         self.arb.loop.offload(lambda: self.arb.spawner.spawn(spec),
                               lambda child, error: self._spawned(model, replica, child, error))
         self.arb.changed()
@@ -94,6 +95,7 @@ class Replicas:
             return
         replica.rss_mb, replica.unique_mb, model.weights_mb = memory or (0.0, 0.0, 0.0)
         model.loader, model.loader_note, model.weights_file = ready.loader, ready.loader_note, ready.weights_file
+        model.engine, model.quantize, model.engine_note = ready.engine, ready.quantize, ready.engine_note
         replica.ready = True
         replica.last_heartbeat = replica.last_used = time.monotonic()
         model.timings, model.load_time_ms = ready.timings, ready.timings.total_ms
@@ -102,10 +104,11 @@ class Replicas:
         model.cache_hits += int(ready.source_was_cached)
         self.arb.admission.footprints.record(model, replica.unique_mb, model.weights_mb)
         self.arb.metrics.load_duration.labels(model.model_id).observe(ready.timings.total_ms / 1000)
-        log.info("model %s: loaded by pid %d in %.0f ms (weights %.0f ms %s, warm-up %.0f ms), RSS %.1f MB, "
-                 "private %.1f MB, shared weights %.1f MB", model.model_id, replica.pid, ready.timings.total_ms,
-                 ready.timings.weights_ms, ready.loader, ready.timings.warmup_ms, replica.rss_mb, replica.unique_mb,
-                 model.weights_mb)
+        log.info("model %s: loaded by pid %d in %.0f ms (weights %.0f ms %s, engine %s%s, warm-up %.0f ms), "
+                 "RSS %.1f MB, private %.1f MB, shared weights %.1f MB", model.model_id, replica.pid,
+                 ready.timings.total_ms, ready.timings.weights_ms, ready.loader, ready.engine,
+                 f" {ready.quantize}" if ready.quantize != "none" else "", ready.timings.warmup_ms, replica.rss_mb,
+                 replica.unique_mb, model.weights_mb)
         self.arb.housekeeping.refresh_cache_size()
         self.arb.lifecycle.on_replica_ready(model, replica)
         self.arb.changed()

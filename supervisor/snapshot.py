@@ -74,6 +74,7 @@ def model_view(model: Model, version_: str, open_streams: int) -> ModelView:
         load_time_ms=round(model.load_time_ms, 1) if model.load_time_ms is not None else None,
         last_used=usage.last_used, total_requests=usage.total, success_rate=usage.success_rate(),
         restarts=model.restarts, last_error=model.last_error, required=model.config.required,
+        engine=model.engine or model.config.engine, quantize=model.quantize or model.config.quantize,
         replicas=[replica_view(r, shared) for r in model.replicas],
         memory_shared_weights_mb=shared, warm_mb=optional_round(model.warm_mb()),
         gpu_memory_mb=round(sum(gpu), 1) if gpu else None, live_sessions=usage.live_sessions,
@@ -82,7 +83,8 @@ def model_view(model: Model, version_: str, open_streams: int) -> ModelView:
             threads=model.config.threads,
             memory_unique_mb=round(sum(r.unique_mb for r in serving), 1) if loaded else None,
             load_phases_ms=model.timings, loader=model.loader, loader_note=model.loader_note,
-            weights_file=model.weights_file, config=model.config, open_streams=open_streams),
+            weights_file=model.weights_file, engine_note=model.engine_note, config=model.config,
+            open_streams=open_streams),
         metrics=ModelMetrics(
             loads=model.loads, restarts=model.restarts, cache_hits=model.cache_hits, cold_starts=usage.cold_starts,
             idle_unloads=usage.idle_unloads, evictions=model.evictions,

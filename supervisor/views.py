@@ -23,6 +23,7 @@ class ModelDetails(msgspec.Struct, frozen=True):
     loader: str | None                   # "mapped": weights mapped from weights_file; "automodel": copied
     loader_note: str | None              # why the weights were not mapped
     weights_file: str | None
+    engine_note: str | None              # engine onnx asked for, torch running: why
     config: ModelConfig                  # autoload, keep_alive_s, required, preload, priority, ...
     open_streams: int
 
@@ -77,6 +78,8 @@ class ModelView(msgspec.Struct, frozen=True, omit_defaults=True):
     restarts: int
     last_error: str | None
     required: bool
+    engine: str                         # what runs it: "torch" or "onnx" (configured, until a process says)
+    quantize: str                       # "none" or "int8" (onnx)
     replicas: list[ReplicaView] = []    # one per process; the seed's pid is the first one's
     memory_shared_weights_mb: float | None = None  # mapped weights in the page cache, counted once per model
     warm_mb: float | None = None        # unloaded with keep_warm: weights still cached for the next load

@@ -23,12 +23,12 @@ from scripts.make_models import ensure_model
 root = sys.argv[1]
 asr_dir = str(ensure_model(root, "streaming_asr", "tiny"))
 began = time.monotonic()  # the load alone: imports are paid once by the forkserver in the product
-asr, built = build_engine("StreamingAsrEngine", asr_dir, "cpu", 1, root + "/cache", "mapped")
+asr, built, _ = build_engine("StreamingAsrEngine", asr_dir, "cpu", 1, root + "/cache", "mapped")
 load_s = time.monotonic() - began
 audio = (np.random.default_rng(1).standard_normal(16000 * 3) * 0.1).astype(np.float32)
 text = "".join(asr.feed("s", audio[i:i + 7000], i + 7000 >= len(audio))[0] for i in range(0, len(audio), 7000))
 whole = asr.transcribe(audio)
-punc, _ = build_engine("PunctuationEngine", str(ensure_model(root, "punctuation", "tiny")), "cpu", 1, root, "mapped")
+punc, _, _ = build_engine("PunctuationEngine", str(ensure_model(root, "punctuation", "tiny")), "cpu", 1, root, "mapped")
 print(json.dumps({"load_s": load_s, "text": text, "whole": whole, "punctuated": punc.punctuate("今天天气很好我们去公园")}))
 """
 

@@ -1,0 +1,157 @@
+"""The ONNX Runtime engine: export a loaded FunASR model's heavy parts once, then run them in ONNX Runtime.
+
+A model is built by funasr as for the torch engine (so its frontend, tokenizer and `generate` are funasr's);
+`install_onnx` then exports the parts its model class has a plan for into the cache, keyed by the checkpoint's
+content hash and the graphs' version, and reuses them after. Each file is written to a staging name and renamed,
+so a crash mid-export or two replicas exporting at once never leave a half file. The torch layers an ONNX
+session replaces are dropped, so their weights leave the process. A model class without a plan, or a part
+that fails to export, raises `OnnxUnavailable` with the reason; the caller keeps the torch engine and says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+
+from model_procs.mapped_loader import content_hash
+from model_procs.onnx_graphs import traceable_pad_masks
+from model_procs.onnx_plans import PLANS, Part, Plan
+
+EXPORT_VERSION = 1   # bump when a graph changes: exports of another version are not reused
+OPSET = 17
+
+log = logging.getLogger(__name__)
+
+
+class OnnxUnavailable(Exception):
+    """This model cannot run in ONNX Runtime as proved here; the message says why."""
+
+
+class Installed(NamedTuple):
+    export_ms: float   # 0 when every file came from the cache
+    session_ms: float
+    files: tuple[str, ...]
+
+
+def install_onnx(automodel, cache_dir: str, threads: int, quantize: str,
+                 progress: Callable[[str], None]) -> Installed:
+    """Put ONNX Runtime sessions in place of the model's heavy parts. Raises OnnxUnavailable."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise OnnxUnavailable(f"onnxruntime cannot be imported ({exc})") from exc
+    model = automodel.model
+    plan_class = PLANS.get(type(model).__name__)
+    if plan_class is None:
+        raise OnnxUnavailable(f"no ONNX export is proved for {type(model).__name__}")
+    plan: Plan = plan_class(model, automodel.kwargs)
+    folder = Path(cache_dir) / "onnx" / f"{model_key(automodel.kwargs, cache_dir)}-v{EXPORT_VERSION}"
+    began = time.monotonic()
+    files, exported_any = {}, False
+    for name, part in plan.parts().items():
+        fp32 = folder / f"{name}.onnx"
+        if not fp32.exists():
+            progress(f"exporting {name} to ONNX")
+            export_proved(part, fp32, threads)
+            exported_any = True
+        files[name] = fp32
+        if quantize == "int8":
+            files[name] = folder / f"{name}.int8.onnx"
+            if not files[name].exists():
+                progress(f"quantising {name} to int8")
+                quantize_int8(fp32, files[name])
+                exported_any = True
+    exported = time.monotonic()
+    progress("starting ONNX Runtime sessions")
+    plan.install({name: new_session(path, threads) for name, path in files.items()})
+    return Installed(export_ms=(exported - began) * 1000 if exported_any else 0.0,
+                     session_ms=(time.monotonic() - exported) * 1000, files=tuple(map(str, files.values())))
+
+
+def model_key(kwargs: dict, cache_dir: str) -> str:
+    """The checkpoint's content hash and its configuration's: an export is reused only for the same model."""
+    checkpoint = kwargs.get("init_param")
+    if not checkpoint or not os.path.exists(checkpoint):
+        raise OnnxUnavailable(f"no checkpoint file to export ({checkpoint!r})")
+    config = Path(checkpoint).with_name("config.yaml")
+    settings = hashlib.sha256(config.read_bytes() if config.exists() else b"").hexdigest()
+    return f"{content_hash(checkpoint, cache_dir)[:32]}-{settings[:12]}"
+
+
+def export_proved(part: Part, target: Path, threads: int) -> None:
+    """Export with torch's TorchScript-based exporter (`dynamo=False`: the dynamo one wants onnxscript and
+    cannot trace funasr's dict caches), check that ONNX Runtime answers the probe inputs as torch does, then
+    rename into place."""
+    graph = part.graph.eval()
+    input_names, output_names = graph.names()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with staging_file(target) as staging, torch.no_grad(), traceable_pad_masks():
+        try:
+            torch.onnx.export(graph, part.dummy, staging, input_names=input_names, output_names=output_names,
+                              dynamic_axes=graph.dynamic_axes(), opset_version=OPSET, dynamo=False,
+                              do_constant_folding=True)
+            expected = [tensor.numpy() for tensor in as_tuple(graph(*part.probe))]
+            got = new_session(Path(staging), threads).run(None, dict(zip(input_names, [t.numpy() for t in part.probe])))
+        except Exception as exc:
+            raise OnnxUnavailable(f"exporting {target.stem} failed: {type(exc).__name__}: {exc}") from exc
+        for name, want, have in zip(output_names, expected, got):
+            if want.shape != have.shape or not np.allclose(want, have, rtol=1e-3, atol=1e-4):
+                difference = "another shape" if want.shape != have.shape else f"{np.abs(want - have).max():.2g}"
+                raise OnnxUnavailable(f"the ONNX export of {target.stem} answers {name} unlike torch "
+                                      f"({difference}) on inputs of another length")
+
+
+def as_tuple(result) -> tuple:
+    return result if isinstance(result, tuple) else (result,)
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Dynamic int8 quantisation of the MatMul weights, per channel, output layers kept in float: the settings
+    of FunASR's own export (`funasr.utils.export_utils`)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    kept = [node.name for node in onnx.load(str(source), load_external_data=False).graph.node if "output" in node.name]
+    with staging_file(target) as staging:
+        quantize_dynamic(str(source), staging, op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=False,
+                         weight_type=QuantType.QUInt8, nodes_to_exclude=kept)
+
+
+class staging_file:
+    """A temporary name beside `target`, renamed onto it when the block succeeds and removed otherwise."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __enter__(self) -> str:
+        fd, self.staging = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}-")
+        os.close(fd)
+        return self.staging
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            os.chmod(self.staging, 0o644)
+            os.replace(self.staging, self.target)
+        elif os.path.exists(self.staging):
+            os.unlink(self.staging)
+
+
+def new_session(path: Path, threads: int):
+    """One session per part per replica, on `threads` intra-op threads that sleep rather than spin between
+    calls (replicas share the cores with each other and with the API)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
