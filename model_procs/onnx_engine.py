@@ -55,6 +55,20 @@ def install_onnx(automodel, cache_dir: str, threads: int, quantize: str,
     plan: Plan = plan_class(model, automodel.kwargs)
     folder = Path(cache_dir) / "onnx" / f"{model_key(automodel.kwargs, cache_dir)}-v{EXPORT_VERSION}"
     began = time.monotonic()
+    try:
+        files, exported_any = exported_files(plan, folder, threads, quantize, progress)
+    except OSError as exc:
+        raise OnnxUnavailable(f"cannot write the ONNX export into {folder}: {exc.strerror or exc}") from exc
+    exported = time.monotonic()
+    progress("starting ONNX Runtime sessions")
+    plan.install({name: new_session(path, threads) for name, path in files.items()})
+    return Installed(export_ms=(exported - began) * 1000 if exported_any else 0.0,
+                     session_ms=(time.monotonic() - exported) * 1000, files=tuple(map(str, files.values())))
+
+
+def exported_files(plan: Plan, folder: Path, threads: int, quantize: str,
+                   progress: Callable[[str], None]) -> tuple[dict[str, Path], bool]:
+    """Each part's file, exported (and quantised) where the cache lacks it; and whether any was."""
     files, exported_any = {}, False
     for name, part in plan.parts().items():
         fp32 = folder / f"{name}.onnx"
@@ -69,11 +83,7 @@ def install_onnx(automodel, cache_dir: str, threads: int, quantize: str,
                 progress(f"quantising {name} to int8")
                 quantize_int8(fp32, files[name])
                 exported_any = True
-    exported = time.monotonic()
-    progress("starting ONNX Runtime sessions")
-    plan.install({name: new_session(path, threads) for name, path in files.items()})
-    return Installed(export_ms=(exported - began) * 1000 if exported_any else 0.0,
-                     session_ms=(time.monotonic() - exported) * 1000, files=tuple(map(str, files.values())))
+    return files, exported_any
 
 
 def model_key(kwargs: dict, cache_dir: str) -> str:

