@@ -41,6 +41,20 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
         time.sleep(interval)
 
 
+def settled_unique_mb(client, name: str, pid: int, timeout: float = 15) -> float:
+    """What `/model/info` says a model's process holds (Private_Dirty), once it agrees with the process's own smaps
+    within 1 MB: the figure is refreshed every second off the request path, so right after a request it can lag the
+    process by MBs (the VAD grew 5.1 MB serving one, in a clean clone under load)."""
+    from supervisor.memory import private_dirty_mb
+
+    def caught_up() -> float | None:
+        said = client.simulate_post("/model/info", json={"detailed": True}).json["available_models"][name]
+        unique = said["details"]["memory_unique_mb"]
+        return unique if unique is not None and abs(unique - private_dirty_mb(pid)) <= 1 else None
+
+    return wait_for(caught_up, timeout)
+
+
 def descendants(pid: int | None = None) -> set[int]:
     try:
         return {child.pid for child in psutil.Process(pid or os.getpid()).children(recursive=True)}

@@ -11,7 +11,7 @@ from api.app import create_app, kind_routes
 from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example, pcm_of
 from supervisor.config import ModelConfig, load_config, with_defaults, with_models
 from supervisor.kinds import KINDS
-from tests.helpers import alive, speechlike_pcm
+from tests.helpers import alive, settled_unique_mb, speechlike_pcm
 
 WAV = {"Content-Type": "audio/wav"}
 PCM = {"Content-Type": "audio/L16; rate=16000"}
@@ -71,9 +71,9 @@ def test_five_models_each_load_serve_unload_and_count_on_their_own(client):
     assert {m: counted[m]["total_requests"] - models[m]["total_requests"] for m in FIVE} == {m: 1 for m in FIVE}
 
     for name in FIVE:  # one at a time: the others keep serving
-        # read just before its unload: an idle process's private memory still moves by MBs over seconds (a figure
-        # read once before the first unload was 5.1 MB off by the fourth, in a clean clone under load)
-        said = info(client, detailed=True)[name]["details"]["memory_unique_mb"]
+        # the detailed figure is refreshed every second off the request path: wait until it has caught up with the
+        # process as it is now (the VAD grew 5.1 MB serving its request, after the last refresh, in a clean clone)
+        said = settled_unique_mb(client, name, pids[name])
         unloaded = client.simulate_delete(f"/model/unload/{name}").json
         assert unloaded["memory_freed_mb"] == pytest.approx(said, abs=5)
         assert unloaded["memory_freed_mb"] > 0 and not alive(pids[name])

@@ -20,7 +20,7 @@ from model_procs.wheels import fetch_folder
 from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example, pcm_of
 from supervisor.config import ModelConfig, load_config, with_defaults, with_models
 from supervisor.kinds import VAD_WHEEL
-from tests.helpers import REPO, alive
+from tests.helpers import REPO, alive, settled_unique_mb
 
 INT8_VAD_TOLERANCE_MS = 20  # two 10 ms frames: int8 scores may cross the speech threshold a frame earlier or later
 PCM = {"Content-Type": "audio/L16; rate=16000"}
@@ -128,9 +128,9 @@ def test_the_server_runs_onnx_models_shows_their_engine_and_reuses_the_export(on
     punctuated = client.simulate_post("/punctuation?model=fast-int8", json={"text": "今天天气很好我们一起去公园"})
     assert punctuated.status_code == 200 and punctuated.json["text"].startswith("今天")
 
-    said = client.simulate_post("/model/info", json={"detailed": True}).json["available_models"]["fast-int8"]
+    said = settled_unique_mb(client, "fast-int8", int8["pid"])
     freed = client.simulate_delete("/model/unload/fast-int8").json["memory_freed_mb"]
-    assert freed == pytest.approx(said["details"]["memory_unique_mb"], abs=5) and freed > 0
+    assert freed == pytest.approx(said, abs=5) and freed > 0
 
     fallback = load("sensevoice")
     assert fallback["engine"] == "torch" and "unlike torch" in fallback["details"]["engine_note"]
