@@ -280,6 +280,7 @@ class Runtime(NamedTuple):
     note: str | None = None        # why onnx was asked for and torch runs the model
     export_ms: float = 0.0
     sessions_ms: float = 0.0
+    files: tuple[str, ...] = ()    # what its ONNX Runtime sessions map (shared by replicas)
 
 
 def build_engine(engine: str, model_dir: str, device: str, threads: int, cache_dir: str, loader: str,
@@ -309,7 +310,7 @@ def onnx_runtime(built: Built, device: str, threads: int, cache_dir: str, quanti
     except OnnxUnavailable as exc:
         log.warning("model at %s: the ONNX engine is not used (%s); torch runs it", built.weights_file or "", exc)
         return Runtime(note=str(exc))
-    return Runtime("onnx", quantize, None, installed.export_ms, installed.session_ms)
+    return Runtime("onnx", quantize, None, installed.export_ms, installed.session_ms, installed.files)
 
 
 ENGINES: dict[str, type] = {cls.__name__: cls for cls in (StreamingAsrEngine, OfflineAsrEngine,

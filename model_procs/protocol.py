@@ -84,7 +84,8 @@ class Ready(msgspec.Struct, frozen=True, tag="ready"):
     resolved_source: str      # the directory funasr loaded
     source_was_cached: bool   # the model files were on disk before this load
     loader: str = "automodel"           # how the weights were loaded: "mapped" or "automodel"
-    weights_file: str | None = None     # the file the weights are mapped from (shared by replicas)
+    weights_files: tuple[str, ...] = ()  # the files its weights are mapped from (shared by replicas): the
+                                         # checkpoint (mapped loader) and the ONNX parts' pre-packed weights
     loader_note: str | None = None      # why the mapped loader was not used
     engine: str = "torch"               # what runs the model: "torch" or "onnx"
     quantize: str = "none"

@@ -79,7 +79,8 @@ def load(spec: WorkerSpec, started: float, progress: Callable[[str], None]):
         onnx_sessions_ms=runtime.sessions_ms,
     )
     return engine, Ready(pid=os.getpid(), timings=timings, resolved_source=model_dir, source_was_cached=cached,
-                         loader=built.loader, weights_file=built.weights_file, loader_note=built.fallback_reason,
+                         loader=built.loader, loader_note=built.fallback_reason,
+                         weights_files=((built.weights_file,) if built.weights_file else ()) + runtime.files,
                          engine=runtime.engine, quantize=runtime.quantize, engine_note=runtime.note)
 
 

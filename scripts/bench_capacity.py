@@ -20,11 +20,12 @@ PCM = "audio/L16; rate=16000"
 
 
 def paced_stream(url: str, chunks: int, latencies: list[float], recording: Recording,
-                 start: threading.Barrier | None = None) -> None:
+                 start: threading.Barrier | None = None, model: str = "") -> None:
     """One client streaming the recording in real time: a chunk every 600 ms (sooner if the last one came back
-    late)."""
+    late), to `model` (default: the streaming ASR kind's default model)."""
     client = KeepAliveClient(url)
-    stream_id = client.post("/asr/streams", b"{}", "application/json")["stream_id"]
+    named = f"?model={model}" if model else ""
+    stream_id = client.post(f"/asr/streams{named}", b"{}", "application/json")["stream_id"]
     if start is not None:
         start.wait()
     next_at = time.monotonic()
@@ -32,18 +33,18 @@ def paced_stream(url: str, chunks: int, latencies: list[float], recording: Recor
         time.sleep(max(0.0, next_at - time.monotonic()))
         began = time.monotonic()
         try:
-            client.post(f"/asr/streams/{stream_id}/audio", recording.chunk(index).tobytes(), PCM)
+            client.post(f"/asr/streams/{stream_id}/audio{named}", recording.chunk(index).tobytes(), PCM)
             latencies.append((time.monotonic() - began) * 1000)
         except RuntimeError:  # refused (OVERLOADED) or failed: this load is not sustained
             latencies.append(float("inf"))
         next_at += REAL_TIME_MS / 1000
-    client.post(f"/asr/streams/{stream_id}/finish", b"", "application/octet-stream")
+    client.post(f"/asr/streams/{stream_id}/finish{named}", b"", "application/octet-stream")
 
 
-def concurrent_streams(url: str, n: int, chunks: int, recording: Recording) -> list[float]:
+def concurrent_streams(url: str, n: int, chunks: int, recording: Recording, model: str = "") -> list[float]:
     latencies: list[float] = []
     start = threading.Barrier(n)
-    threads = [threading.Thread(target=paced_stream, args=(url, chunks, latencies, recording, start))
+    threads = [threading.Thread(target=paced_stream, args=(url, chunks, latencies, recording, start, model))
                for _ in range(n)]
     for thread in threads:
         thread.start()
@@ -57,11 +58,11 @@ def p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else float("nan")
 
 
-def streaming_capacity(url: str, max_streams: int, chunks: int, recording: Recording) -> dict:
+def streaming_capacity(url: str, max_streams: int, chunks: int, recording: Recording, model: str = "") -> dict:
     """Add one stream at a time until p95 chunk latency passes 600 ms; capacity is the last n within it."""
     steps, capacity = [], 0
     for n in range(1, max_streams + 1):
-        latencies = concurrent_streams(url, n, chunks, recording)
+        latencies = concurrent_streams(url, n, chunks, recording, model)
         steps.append({"streams": n, "p50_ms": round(float(np.median(latencies)), 2),
                       "p95_ms": round(p95(latencies), 2)})
         if p95(latencies) > REAL_TIME_MS:

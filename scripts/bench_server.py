@@ -63,12 +63,15 @@ class BenchServer:
     """`funasr-supervisor serve` on loopback with generated models of one size, 1 thread each, never idle-unloaded."""
 
     def __init__(self, cache_dir: Path, size: str, models: list[str], replicas: int = 1,
-                 keep_warm: bool = False, server: dict[str, int] | None = None, threads: int = 1) -> None:
+                 keep_warm: bool = False, server: dict[str, int] | None = None, threads: int = 1,
+                 settings: dict[str, str] | None = None) -> None:
+        """`settings`: more TOML lines for some models' tables, by model name."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{free_port()}"
         self.config = Path(tempfile.mkstemp(suffix=".toml")[1])
-        self.config.write_text("".join(self.model_table(m, size, replicas, keep_warm, threads) for m in models)
+        self.config.write_text("".join(self.model_table(m, size, replicas, keep_warm, threads)
+                                       + (settings or {}).get(m, "") for m in models)
                                + "[server]\nseed_models = false\n"
                                + "".join(f"{k} = {v}\n" for k, v in (server or {}).items()))
         self.log = open(cache_dir / f"bench-server-{replicas}-replicas.log", "ab")

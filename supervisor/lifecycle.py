@@ -260,8 +260,8 @@ class Lifecycle:
         finished = [w for w in model.unload_waiters if not w.pending]
         model.unload_waiters = [w for w in model.unload_waiters if w.pending]
         if finished and self._drops_weights(model):
-            path = model.weights_file
-            self.arb.loop.offload(lambda: page_cache.drop(path),
+            paths = model.weights_files
+            self.arb.loop.offload(lambda: page_cache.drop(*paths),
                                   lambda dropped, _: self._weights_dropped(model, finished, dropped or 0.0))
             return
         self._answer_unloads(finished, 0.0)
@@ -270,7 +270,7 @@ class Lifecycle:
     def _drops_weights(model: Model) -> bool:
         """The last process of a mapped model is gone, no load follows at once and keep_warm is off: its
         weights leave the page cache too, so the unload gives back all it took."""
-        return (model.weights_file is not None and not model.replicas and model.job is None
+        return (bool(model.weights_files) and not model.replicas and model.job is None
                 and not model.config.keep_warm and model.weights_mb > 0)
 
     def _weights_dropped(self, model: Model, finished: list[UnloadWaiter], dropped_mb: float) -> None:

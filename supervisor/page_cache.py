@@ -23,8 +23,12 @@ _libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 _libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
 
 
-def resident_mb(path: str) -> float:
-    """MB of `path` in the page cache now; 0 when it is gone or cannot be read."""
+def resident_mb(*paths: str) -> float:
+    """MB of these files in the page cache now; a file that is gone or cannot be read counts 0."""
+    return sum(map(file_resident_mb, paths))
+
+
+def file_resident_mb(path: str) -> float:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -49,9 +53,13 @@ def resident_mb(path: str) -> float:
     return resident * PAGE / MB
 
 
-def drop(path: str) -> float:
-    """Ask the kernel to drop `path`'s cached pages; returns the MB that were resident and are now gone."""
-    before = resident_mb(path)
+def drop(*paths: str) -> float:
+    """Ask the kernel to drop these files' cached pages; returns the MB that were resident and are now gone."""
+    return sum(map(drop_file, paths))
+
+
+def drop_file(path: str) -> float:
+    before = file_resident_mb(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -61,4 +69,4 @@ def drop(path: str) -> float:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
-    return max(before - resident_mb(path), 0.0)
+    return max(before - file_resident_mb(path), 0.0)

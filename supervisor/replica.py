@@ -102,8 +102,8 @@ class Model:
         self.resolved_source: str | None = None
         self.loader: str | None = None          # how the last replica loaded its weights: mapped / automodel
         self.loader_note: str | None = None     # why it was not mapped
-        self.weights_file: str | None = None    # the file its replicas map the weights from
-        self.weights_mb = 0.0                   # that file's pages in the page cache: shared, counted once
+        self.weights_files: tuple[str, ...] = ()  # the files its replicas map their weights from
+        self.weights_mb = 0.0                   # their pages in the page cache: shared, counted once
         self.engine: str | None = None          # what runs the last replica: torch / onnx
         self.quantize: str | None = None
         self.engine_note: str | None = None     # why onnx was asked for and torch runs it
@@ -133,11 +133,11 @@ class Model:
 
     def holds_weights(self) -> bool:
         """Its mapped weights are in use: some process of it is up."""
-        return self.weights_file is not None and bool(self.live())
+        return bool(self.weights_files) and bool(self.live())
 
     def warm_mb(self) -> float | None:
         """Unloaded with keep_warm: the weights still in the page cache, which the next load finds there."""
-        if self.config.keep_warm and self.weights_file and not self.replicas and self.weights_mb > 0:
+        if self.config.keep_warm and self.weights_files and not self.replicas and self.weights_mb > 0:
             return self.weights_mb
         return None
 

@@ -86,7 +86,7 @@ class Replicas:
         model = self.arb.models[replica.model_id]
 
         def read() -> tuple[float, float, float]:
-            weights = page_cache.resident_mb(ready.weights_file) if ready.weights_file else 0.0
+            weights = page_cache.resident_mb(*ready.weights_files)
             return (*self.arb.spawner.memory_mb(replica.pid), weights)
         self.arb.loop.offload(read, lambda memory, _: self._ready(model, replica, ready, memory))
 
@@ -94,7 +94,7 @@ class Replicas:
         if replica.stopping or replica.identity not in self.by_identity:
             return
         replica.rss_mb, replica.unique_mb, model.weights_mb = memory or (0.0, 0.0, 0.0)
-        model.loader, model.loader_note, model.weights_file = ready.loader, ready.loader_note, ready.weights_file
+        model.loader, model.loader_note, model.weights_files = ready.loader, ready.loader_note, ready.weights_files
         model.engine, model.quantize, model.engine_note = ready.engine, ready.quantize, ready.engine_note
         replica.ready = True
         replica.last_heartbeat = replica.last_used = time.monotonic()
@@ -143,13 +143,13 @@ class Replicas:
         (kept warm ones too) and, with a GPU, device memory, all read off the loop; then enforce max_memory_mb."""
         models = self.arb.models.values()
         ready = [r for model in models for r in model.replicas if r.ready and not r.stopping]
-        mapped = {m.model_id: m.weights_file for m in models if m.holds_weights() or m.warm_mb() is not None}
+        mapped = {m.model_id: m.weights_files for m in models if m.holds_weights() or m.warm_mb() is not None}
         if not ready and not mapped:
             return
 
         def read():
             return ([self.arb.spawner.memory_mb(r.pid) for r in ready],
-                    {model_id: page_cache.resident_mb(path) for model_id, path in mapped.items()},
+                    {model_id: page_cache.resident_mb(*paths) for model_id, paths in mapped.items()},
                     gpu.process_memory_mb())
         self.arb.loop.offload(read, lambda figures, _: self._memory_read(ready, *(figures or ([], {}, None))))
 

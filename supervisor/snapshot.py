@@ -83,7 +83,8 @@ def model_view(model: Model, version_: str, open_streams: int) -> ModelView:
             threads=model.config.threads,
             memory_unique_mb=round(sum(r.unique_mb for r in serving), 1) if loaded else None,
             load_phases_ms=model.timings, loader=model.loader, loader_note=model.loader_note,
-            weights_file=model.weights_file, engine_note=model.engine_note, config=model.config,
+            weights_file=next(iter(model.weights_files), None), weights_files=model.weights_files,
+            engine_note=model.engine_note, config=model.config,
             open_streams=open_streams),
         metrics=ModelMetrics(
             loads=model.loads, restarts=model.restarts, cache_hits=model.cache_hits, cold_starts=usage.cold_starts,

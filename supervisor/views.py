@@ -22,10 +22,11 @@ class ModelDetails(msgspec.Struct, frozen=True):
     load_phases_ms: LoadTimings | None
     loader: str | None                   # "mapped": weights mapped from weights_file; "automodel": copied
     loader_note: str | None              # why the weights were not mapped
-    weights_file: str | None
+    weights_file: str | None             # the first of weights_files (the checkpoint, with the mapped loader)
     engine_note: str | None              # engine onnx asked for, torch running: why
     config: ModelConfig                  # autoload, keep_alive_s, required, preload, priority, ...
     open_streams: int
+    weights_files: tuple[str, ...] = ()  # every file its weights are mapped from: checkpoint, ONNX parts
 
 
 class ReplicaView(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -38,6 +39,7 @@ class ReplicaView(msgspec.Struct, frozen=True, omit_defaults=True):
     memory_usage_mb: float          # RSS, refreshed every second off the request path
     memory_unique_mb: float         # Private_Dirty: what stopping it returns
     open_streams: int
+    weights_files: tuple[str, ...] = ()  # every file its weights are mapped from: checkpoint, ONNX parts
     memory_shared_weights_mb: float | None = None  # its model's mapped weights: the same pages in every replica
     gpu_memory_mb: float | None = None             # NVML; only where a GPU is present
 

@@ -90,9 +90,10 @@ class FakeChild:
             timings = LoadTimings(process_start_ms=1, imports_ms=0, weights_ms=self.script.load_s * 1000,
                                   trim_ms=0, warmup_ms=0, total_ms=self.script.load_s * 1000)
             threading.Thread(target=self._beat, daemon=True).start()
+            mapped = (self.script.weights_file,) if self.script.weights_file else ()
             socket.send(protocol.encoder.encode(Ready(pid=self.pid, timings=timings, resolved_source="/fake",
                                                       source_was_cached=True, loader="mapped",
-                                                      weights_file=self.script.weights_file)))
+                                                      weights_files=mapped)))
             self._serve(socket)
         finally:
             socket.close(linger=0)

@@ -111,6 +111,8 @@ def test_the_server_runs_onnx_models_shows_their_engine_and_reuses_the_export(on
     first = load("fast")
     assert (first["engine"], first["quantize"], first["details"]["engine_note"]) == ("onnx", "none", None)
     assert first["details"]["load_phases_ms"]["onnx_export_ms"] > 0
+    packed = [f for f in first["details"]["weights_files"] if f.endswith(".packed.onnx.data")]
+    assert len(packed) == 2 and first["memory_shared_weights_mb"] > 0  # encoder and decoder, mapped and shared
     pid = first["pid"]
     client.simulate_delete("/model/unload/fast")
     assert not alive(pid)

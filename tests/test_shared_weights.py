@@ -37,6 +37,37 @@ def test_replicas_of_a_full_size_model_share_one_mapped_copy(cache_dir, full_pun
     assert freed >= private + view.memory_shared_weights_mb * 0.9
 
 
+def test_replicas_of_an_onnx_model_share_its_pre_packed_weights(cache_dir, full_punctuation_dir, start_supervisor,
+                                                                 tmp_path):
+    """ONNX Runtime pre-packs weights into private memory; ours are pre-packed once into a file the sessions map.
+    The process that exports keeps ~230 MB of the export's heap until it stops (README): the replicas compared
+    here load the export from the cache, as every load after the first does."""
+    exporting = with_models(load_config("demo"), punctuation=ModelConfig(source=str(full_punctuation_dir),
+                                                                         engine="onnx"))
+    sup = start_supervisor(exporting, tmp_path)
+    sup.await_load(sup.request_load("punctuation", timeout_s=300))
+    assert sup.view("punctuation").details.load_phases_ms.onnx_export_ms > 0
+    sup.close()
+    config = with_models(load_config("demo"), punctuation=ModelConfig(
+        source=str(full_punctuation_dir), engine="onnx", min_replicas=2, max_replicas=2))
+    sup = start_supervisor(config, tmp_path)
+    sup.await_load(sup.request_load("punctuation", timeout_s=300))
+    assert sup.view("punctuation").details.load_phases_ms.onnx_export_ms == 0
+    wait_for(lambda: [r.state for r in sup.view("punctuation").replicas] == ["idle", "idle"], timeout=120)
+    assert sup.punctuate("今天天气很好我们一起去公园散步吧").text
+    wait_for(lambda: all(r.memory_unique_mb > 0 for r in sup.view("punctuation").replicas), timeout=5)
+    view = sup.view("punctuation")
+    packed = [f for f in view.details.weights_files if f.endswith(".packed.onnx.data")]
+    assert view.engine == "onnx" and len(packed) == 1
+    weights_mb = os.path.getsize(packed[0]) / MB  # ~280 MB of weights (and their pre-packed form)
+    assert all(r.memory_unique_mb < weights_mb / 3 for r in view.replicas), view.replicas
+    assert view.memory_shared_weights_mb > 0
+    private = sum(r.memory_unique_mb for r in view.replicas)
+    freed = sup.unload("punctuation").memory_freed_mb
+    assert page_cache.resident_mb(*view.details.weights_files) == 0  # dropped: keep_warm is off
+    assert freed >= private + view.memory_shared_weights_mb * 0.9
+
+
 @pytest.mark.skipif(gpu.available(), reason="this machine has a GPU")
 def test_without_a_gpu_no_gpu_figure_is_reported(client):
     assert client.simulate_post("/model/load", json={"model_type": "punctuation", "async_load": False}).status_code \
