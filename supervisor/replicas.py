@@ -15,7 +15,7 @@ import uuid
 from typing import Callable
 
 from model_procs.protocol import EXIT_LOAD_FAILED, Ready, Shutdown, WorkerSpec
-from supervisor import gpu, page_cache
+from supervisor import cgroup, gpu, page_cache
 from supervisor.replica import Model, Replica
 
 log = logging.getLogger(__name__)
@@ -40,31 +40,36 @@ class Replicas:
                           supervisor_pid=os.getpid(), cache_dir=str(self.arb.cache_dir),
                           spawned_at=time.monotonic(), log_format=self.arb.log_format, loader=config.loader,
                           runtime=config.engine, quantize=config.quantize)
-        self.arb.loop.offload(lambda: self.arb.spawner.spawn(spec),
-                              lambda child, error: self._spawned(model, replica, child, error))
+        self.arb.loop.offload(lambda: (cgroup.oom_kills(), self.arb.spawner.spawn(spec)),
+                              lambda started, error: self._spawned(model, replica, started, error))
         self.arb.changed()
         return replica
 
-    def _spawned(self, model: Model, replica: Replica, child, error: BaseException | None) -> None:
+    def _spawned(self, model: Model, replica: Replica, started: tuple | None, error: BaseException | None) -> None:
         if error is not None:
             log.error("model %s: could not start a process: %s", model.model_id, error)
             replica.load_failure = (f"could not start a model process: {error}", "see the server log")
             self._gone(model, replica)
             return
+        replica.oom_kills_at_spawn, child = started
         replica.child, replica.pid = child, child.pid
         log.info("model %s: process %d spawned (source %s)", model.model_id, child.pid, model.config.source)
         self.arb.loop.watch(child.exit_fd, lambda: self.arb.loop.offload(
-            child.reap, lambda code, _: self._reaped(model, replica, code)))
+            lambda: (child.reap(), cgroup.oom_kills()), lambda reaped, _: self._reaped(model, replica, reaped)))
         if replica.stopping:  # given up on while it started
             child.signal(signal.SIGKILL)
         self.arb.changed()
 
-    def _reaped(self, model: Model, replica: Replica, exitcode: int | None, waited_s: float = 0.0) -> None:
+    def _reaped(self, model: Model, replica: Replica, reaped: tuple[int | None, int] | None,
+                waited_s: float = 0.0) -> None:
         """A process that exits because it could not load sent LoadFailed first, but the message and the pidfd
-        are two channels: give the reason a moment to arrive, so the error says why, not just "exited"."""
+        are two channels: give the reason a moment to arrive, so the error says why, not just "exited".
+        A SIGKILL nobody here sent, while the cgroup's OOM kill count went up, was the kernel's OOM killer."""
+        exitcode, oom_kills = reaped or (None, 0)
         replica.exitcode = exitcode
+        replica.oom_killed = exitcode == -signal.SIGKILL and oom_kills > replica.oom_kills_at_spawn
         if exitcode == EXIT_LOAD_FAILED and replica.load_failure is None and waited_s < LOAD_FAILED_GRACE_S:
-            self.arb.loop.call_later(0.02, lambda: self._reaped(model, replica, exitcode, waited_s + 0.02))
+            self.arb.loop.call_later(0.02, lambda: self._reaped(model, replica, reaped, waited_s + 0.02))
             return
         self._gone(model, replica)
 

@@ -15,6 +15,7 @@ from importlib.metadata import version
 import msgspec
 import psutil
 
+from supervisor import cgroup
 from supervisor.jobs import LoadGroup, LoadJob
 from supervisor.replica import Model, Replica
 from supervisor.states import ModelStatus
@@ -24,12 +25,13 @@ GB = 1024 ** 3
 
 
 class SystemInfo(msgspec.Struct, frozen=True):
-    total_memory_gb: float
-    available_memory_gb: float
+    total_memory_gb: float              # the container's memory limit where one is set, else the host's memory
+    available_memory_gb: float          # what is left of that (page cache the kernel can reclaim counts as free)
     cpu_cores: int
     python_version: str
     framework: str
     uptime_hours: float
+    memory_limit: str | None = None     # "cgroup v1" / "cgroup v2": the memory figures are the container's
 
 
 class CacheInfo(msgspec.Struct, frozen=True):
@@ -136,12 +138,12 @@ def framework() -> str:
 
 
 def system_info(started_at: float) -> SystemInfo:
-    memory = psutil.virtual_memory()
+    memory = cgroup.memory_now()
     return SystemInfo(
         total_memory_gb=round(memory.total / GB, 2), available_memory_gb=round(memory.available / GB, 2),
         cpu_cores=psutil.cpu_count() or os.cpu_count() or 1, python_version=platform.python_version(),
         framework=framework(), uptime_hours=round((time.time() - started_at) / 3600, 4),
-    )
+        memory_limit=memory.limited_by)
 
 
 def directory_size_mb(root) -> float:

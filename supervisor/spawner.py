@@ -32,9 +32,7 @@ def describe_exit(exitcode: int | None) -> str:
     if exitcode is None:
         return "ended (exit status unknown)"
     if exitcode < 0:
-        name = signal.Signals(-exitcode).name
-        hint = ", perhaps out of memory" if name == "SIGKILL" else ""
-        return f"killed by {name}{hint}"
+        return f"killed by {signal.Signals(-exitcode).name}"  # the OOM killer's own SIGKILLs: Replica.oom_killed
     meanings = {protocol.EXIT_OK: "exited cleanly", protocol.EXIT_LOAD_FAILED: "could not load its model",
                 protocol.EXIT_SUPERVISOR_GONE: "lost its supervisor"}
     return meanings.get(exitcode, f"exited with code {exitcode}")

@@ -79,7 +79,8 @@ class ServerProcess:
     """`funasr-supervisor serve` in a subprocess on a loopback port, exactly as the README starts it."""
 
     def __init__(self, cache_dir: Path, models: str = "demo", log_path: Path | None = None,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, preexec: Callable[[], object] | None = None) -> None:
+        """`preexec` runs in the child before the server starts (to put it in a cgroup, say)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_port = free_port()
@@ -89,7 +90,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "supervisor.cli", "serve", "--models", models, "--port", str(self.port),
              "--ws-port", str(self.ws_port), "--cache-dir", str(cache_dir), *(extra_args or [])],
-            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=preexec,
         )
         try:
             wait_for(self._answers, timeout=60)

@@ -35,7 +35,8 @@ def test_killed_worker_is_detected_at_once_and_a_required_model_restarts(make_su
     wait_for(lambda: status(sup, "punctuation") != "loaded", timeout=1.0, interval=0.005)
     detected_s = time.monotonic() - killed_at
     assert detected_s < 1.0
-    assert "killed by SIGKILL, perhaps out of memory" in sup.view("punctuation").last_error
+    assert "killed by SIGKILL" in sup.view("punctuation").last_error
+    assert "out-of-memory" not in sup.view("punctuation").last_error  # the OOM killer's count did not move
     wait_for(lambda: status(sup, "punctuation") == "loaded", timeout=15)
     assert sup.view("punctuation").pid != pid and sup.view("punctuation").restarts == 1
     print(f"detection time for a killed worker: {detected_s * 1000:.1f} ms")
