@@ -153,7 +153,7 @@ def quantize_int8(source: Path, target: Path) -> None:
 
 def save_prepacked(source: Path, target: Path, threads: int) -> None:
     """ONNX Runtime re-arranges (pre-packs) MatMul weights for its kernels when a session starts, into private
-    memory: ~850 MB per replica of the full streaming model, where the mapped torch loader shares its weights.
+    memory: 905 MB per replica of the full streaming model, where the mapped torch loader shares its weights.
     Saved once as an optimised model whose weights and pre-packed blobs sit, page-aligned, in
     `<target>.data`, later sessions map that file instead: every replica shares one copy in the page cache,
     at the pre-packed speed. The blobs suit this CPU and runtime only, hence `machine_key` in the name. Written
@@ -179,20 +179,20 @@ def save_prepacked(source: Path, target: Path, threads: int) -> None:
 
 def flush(path: Path) -> None:
     """Write the file's pages to disk now, so that they are clean page cache when sessions map them."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    on_open_file(path, os.fsync)
 
 
 def forget_unmapped_pages(path: Path) -> None:
     """Starting a session reads all of the file (the weights as exported and their pre-packed form) into the page
     cache but maps only what it runs on. The kernel drops the pages no process maps; the mapped ones stay, and
     a later replica faults in only what it maps."""
+    on_open_file(path, lambda fd: os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED))
+
+
+def on_open_file(path: Path, call: Callable[[int], object]) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        call(fd)
     finally:
         os.close(fd)
 
