@@ -23,7 +23,7 @@ from api.inference import (PunctuationResource, StreamFeedResource, StreamResour
 from api.resources import (HealthResource, LoadStatusResource, ModelInfoResource, ModelLoadResource,
                            ModelUnloadResource, RegistryResource)
 from supervisor.core import Supervisor
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 from supervisor.kinds import KINDS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon
 
 from api.decode import decode_audio
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 
 PCM_TYPES = {"audio/l16", "application/octet-stream"}
 FILE_TYPES = ("audio/", "video/")  # WAV, FLAC, MP3, OGG, WebM, M4A, MP4: whatever FFmpeg reads

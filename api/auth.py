@@ -13,7 +13,7 @@ import re
 
 import falcon
 
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 ADMIN, USER = "admin", "user"

@@ -14,9 +14,9 @@ from typing import Callable, TypeVar
 
 import msgspec
 
-from api.bodies import (InfoResponse, JobResponse, LoadAccepted, LoadCompleted, ModelReadyResponse, ReadyResponse,
-                        UnloadResponse)
-from supervisor.views import JobView
+from wire.bodies import (InfoResponse, JobResponse, LoadAccepted, LoadCompleted, ModelReadyResponse, ReadyResponse,
+                         UnloadResponse)
+from wire.views import JobView
 
 T = TypeVar("T")
 FINISHED = {"completed", "failed", "cancelled"}

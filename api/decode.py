@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import wave
 
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 
 SAMPLE_RATE = 16000
 BYTES_PER_SECOND = SAMPLE_RATE * 2

@@ -7,10 +7,10 @@ import logging
 import falcon
 import msgspec
 
-from api.bodies import ErrorBody
+from wire.bodies import ErrorBody
 from api.oip_bodies import OipError
 from api.openai_formats import OpenAIError, openai_error
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 
 log = logging.getLogger(__name__)
 OIP_PREFIX = "/v2/"

@@ -30,7 +30,7 @@ from api.live_pump import CLOSE_IDLE, CLOSE_UNSUPPORTED, LivePump
 from api.openai_formats import best_text
 from supervisor.config import ServerSettings
 from supervisor.core import Supervisor
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 from supervisor.live import LiveOptions, LiveSession, PartialText, SegmentClosed, SegmentText
 from supervisor.sentences import MARKS
 

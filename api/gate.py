@@ -8,7 +8,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 
 
 class ThreadGate:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import falcon
 
 from api.audio import read_pcm
-from api.bodies import (PunctuateRequest, PunctuateResponse, StreamClosedResponse, StreamOpenRequest,
-                        StreamOpenResponse, StreamTextResponse, TranscribeResponse, VadResponse, VadStreamResponse,
-                        answer)
+from wire.bodies import (PunctuateRequest, PunctuateResponse, StreamClosedResponse, StreamOpenRequest,
+                         StreamOpenResponse, StreamTextResponse, TranscribeResponse, VadResponse, VadStreamResponse,
+                         answer)
 from api.gate import ThreadGate
 from api.media import read_body
 from supervisor.core import Supervisor
 from supervisor.kinds import Kind
-from supervisor.views import StreamText
+from wire.views import StreamText
 
 
 def mark_cold_start(resp: falcon.Response, cold_start: bool) -> None:

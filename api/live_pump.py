@@ -12,7 +12,7 @@ import asyncio
 from typing import Any, AsyncIterator
 
 from supervisor.config import ServerSettings
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 from supervisor.live import LiveSession, SegmentClosed, SegmentText
 
 CLOSE_IDLE, CLOSE_UNSUPPORTED, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_FAILED = 1000, 1003, 1008, 1009, 1011

@@ -9,7 +9,7 @@ import falcon.media
 import msgspec
 
 from api.audio import read_limited
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 
 T = TypeVar("T")
 MAX_JSON_BYTES = 64 * 1024

@@ -10,9 +10,9 @@ import uuid
 import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.bodies import ModelReadyResponse, ReadyResponse
+from wire.bodies import ModelReadyResponse, ReadyResponse
 from supervisor.core import Supervisor
-from supervisor.errors import SupervisorError, shown
+from wire.errors import SupervisorError, shown
 
 log = logging.getLogger("funasr_supervisor.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

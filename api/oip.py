@@ -20,9 +20,9 @@ from api.oip_bodies import (InferRequest, InferResponse, ModelMetadata, ModelRea
 from api.oip_models import RUNNERS, Output, only_input
 from api.oip_tensors import HEADER_LENGTH, bytes_element, int32_bytes, invalid, read_infer_request
 from supervisor.core import Supervisor
-from supervisor.errors import SupervisorError, shown
+from wire.errors import SupervisorError, shown
 from supervisor.kinds import KINDS
-from supervisor.views import ModelView
+from wire.views import ModelView
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "sequence", "parameters"]
 PLATFORM = "funasr"

@@ -20,7 +20,7 @@ from api.decode import decode_audio
 from api.oip_bodies import Parameters
 from api.oip_tensors import Tensor, invalid
 from supervisor.core import Supervisor
-from supervisor.errors import SupervisorError, shown
+from wire.errors import SupervisorError, shown
 from supervisor.kinds import Kind
 
 MAX_TEXTS = 64

@@ -19,7 +19,7 @@ import msgspec
 
 from api.audio import read_limited
 from api.oip_bodies import InferRequest, RequestInput
-from supervisor.errors import SupervisorError, shown
+from wire.errors import SupervisorError, shown
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _decode_request = msgspec.json.Decoder(InferRequest).decode

@@ -19,7 +19,7 @@ from api.inference import ModelWork, mark_cold_start, server_timing
 from api.openai_formats import (FORMATS, ModelCard, ModelList, Transcription, Usage, best_text, delta_event, done_event, event, seconds,
                                 subtitles, verbose)
 from supervisor.core import TRANSCRIBERS
-from supervisor.errors import SupervisorError, shown
+from wire.errors import SupervisorError, shown
 
 DEFAULT_MODELS = ("", "whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")  # the default transcriber
 FORM_SLACK = 1024 * 1024  # the multipart framing and the other fields, beyond the audio itself

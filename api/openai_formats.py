@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from supervisor.views import Transcript, TranscriptSegment
+from wire.views import Transcript, TranscriptSegment
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 _encode = msgspec.json.Encoder().encode

@@ -12,10 +12,11 @@ from typing import Any
 import falcon
 import msgspec
 
-from api import bodies, oip_bodies as v2, openai_formats as oa
+from api import oip_bodies as v2, openai_formats as oa
+from wire import bodies
 from api.auth import needs_admin
 from api.errors import HTTP_STATUS, OIP_PREFIX, OPENAI_PREFIX
-from supervisor.config import ModelConfig
+from wire.model_config import ModelConfig
 
 REF = "#/components/schemas/{name}"
 JSON = "application/json"

@@ -27,7 +27,7 @@ from api.openai_audio import DEFAULT_MODELS
 from api.openai_formats import best_text
 from supervisor.config import ServerSettings
 from supervisor.core import Supervisor
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 from supervisor.live import (LiveOptions, LiveSession, PartialText, SegmentClosed, SegmentText, SpeechStarted,
                              stage_models)
 

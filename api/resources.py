@@ -5,14 +5,14 @@ from __future__ import annotations
 import falcon
 import msgspec
 
-from api.bodies import (HealthResponse, InfoRequest, InfoResponse, JobResponse, LoadAccepted, LoadCompleted,
-                        LoadRequest, RegistryResponse, UnloadResponse, answer)
+from wire.bodies import (HealthResponse, InfoRequest, InfoResponse, JobResponse, LoadAccepted, LoadCompleted,
+                         LoadRequest, RegistryResponse, UnloadResponse, answer)
 from api.gate import ThreadGate
 from api.media import MAX_JSON_BYTES, read_body, read_limited
 from supervisor.core import LoadTicket, Supervisor
 from supervisor.jobs import utc_now
 from supervisor.snapshot import system_info
-from supervisor.views import ModelView
+from wire.views import ModelView
 
 
 class HealthResource:

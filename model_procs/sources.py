@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+from model_procs.make_models import (DONE_MARKER, GENERATED, SIZES, ensure_model, model_dir,
+                                      remove_abandoned_staging)
 from model_procs.wheels import WHEEL_PREFIX, WheelUnavailable, fetch_folder
 
 GENERATED_PREFIX = "generated:"
@@ -50,8 +52,6 @@ def damaged_file(model_dir: str) -> str | None:
 
 def sweep_abandoned_generations(cache_dir: str) -> None:
     """Staging directories of generations whose process is gone (the supervisor calls it when it stops)."""
-    from scripts.make_models import remove_abandoned_staging
-
     remove_abandoned_staging(Path(cache_dir) / "generated")
 
 
@@ -79,10 +79,8 @@ def resolve_source(model_id: str, kind: str, source: str, cache_dir: str) -> tup
 
 
 def generated_dir(kind: str, spec: str, cache_dir: str) -> tuple[str, bool]:
-    """A model of `kind` with random weights, generated once into the cache (`scripts.make_models`); `spec` is
+    """A model of `kind` with random weights, generated once into the cache (`model_procs.make_models`); `spec` is
     `<size>` or `<variant>-<size>` (the asr kind's `bicif-tiny`, `sensevoice-full`, ...)."""
-    from scripts.make_models import DONE_MARKER, GENERATED, SIZES, ensure_model, model_dir
-
     variant, _, size = spec.rpartition("-")
     model = f"{kind}-{variant}" if variant else kind
     sizes = ", ".join(f"generated:{s}" for s in SIZES)

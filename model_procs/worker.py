@@ -17,12 +17,12 @@ from typing import Callable
 import msgspec
 import zmq
 
-from model_procs import protocol
-from model_procs.protocol import (Heartbeat, LoadFailed, LoadTimings, Progress, Punctuate, Ready, Reply,
-                                  RequestFailed, Shutdown, StreamDrop, StreamFeed, WorkerSpec)
+from wire import protocol
+from wire.protocol import (Heartbeat, LoadFailed, LoadTimings, Progress, Punctuate, Ready, Reply, RequestFailed,
+                           Shutdown, StreamDrop, StreamFeed, WorkerSpec)
 from model_procs.sources import (GENERATED_PREFIX, SourceUnavailable, damaged_file, discard, explain_write_error,
                                  resolve_source)
-from supervisor.logs import configure as configure_logging
+from wire.logs import configure as configure_logging
 
 log = logging.getLogger(__name__)
 

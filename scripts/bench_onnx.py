@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "scripts.make_models", "--size", args.size, "--models", "streaming_asr",
+    subprocess.run([sys.executable, "-m", "model_procs.make_models", "--size", args.size, "--models", "streaming_asr",
                     "--out", str(args.cache_dir / "generated")], cwd=REPO, check=True, capture_output=True)
     model_dir = args.cache_dir / "generated" / f"streaming_asr-{args.size}"
     result = {"size": args.size,

@@ -102,7 +102,7 @@ def decode_costs(wav: bytes, repeats: int) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     cache_dir = Path(args.cache_dir)
-    subprocess.run([sys.executable, "-m", "scripts.make_models", "--size", args.size, "--models", "asr",
+    subprocess.run([sys.executable, "-m", "model_procs.make_models", "--size", args.size, "--models", "asr",
                     "--out", str(cache_dir / "generated")], cwd=REPO, check=True, capture_output=True)
     model_dir = cache_dir / "generated" / f"asr-{args.size}"
     wav = example("vad_example.wav", cache_dir).read_bytes()

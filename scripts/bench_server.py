@@ -75,7 +75,7 @@ class BenchServer:
                                + "[server]\nseed_models = false\n"
                                + "".join(f"{k} = {v}\n" for k, v in (server or {}).items()))
         self.log = open(cache_dir / f"bench-server-{replicas}-replicas.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "serve", "--models", str(self.config),
+        self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--models", str(self.config),
                                       "--port", str(self.port), "--ws-port", self.ws_url.rsplit(":", 1)[1],
                                       "--cache-dir", str(cache_dir)],
                                      cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

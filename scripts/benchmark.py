@@ -48,7 +48,7 @@ def prepare_models(cache_dir: Path, size: str, models: list[str]) -> dict[str, P
     """Generated or fetched before anything is timed, so no figure includes writing weights."""
     generated = [m for m in models if m in GENERATED]
     if generated:
-        subprocess.run([sys.executable, "-m", "scripts.make_models", "--size", size, "--models", *generated,
+        subprocess.run([sys.executable, "-m", "model_procs.make_models", "--size", size, "--models", *generated,
                         "--out", str(cache_dir / "generated")], cwd=REPO, check=True, capture_output=True)
     dirs = {m: cache_dir / "generated" / f"{m}-{size}" for m in generated}
     if "vad" in models:

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from supervisor import cgroup
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 from supervisor.replica import Model
 from supervisor.states import ModelStatus
 

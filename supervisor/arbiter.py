@@ -15,8 +15,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from model_procs.protocol import (HEARTBEAT_SUFFIX, Heartbeat, LoadFailed, Progress, Ready, Reply,
-                                  RequestFailed)
+from wire.protocol import HEARTBEAT_SUFFIX, Heartbeat, LoadFailed, Progress, Ready, Reply, RequestFailed
 from supervisor.admission import Admission, Footprints
 from supervisor.catalog import catalog_entry
 from supervisor.config import Config, completed

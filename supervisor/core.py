@@ -21,7 +21,7 @@ from supervisor.arbiter import Arbiter
 from supervisor.catalog import pick_model
 from supervisor.kinds import KINDS, funasr_version
 from supervisor.config import Config, ConfigError
-from supervisor.errors import SupervisorError, shown
+from wire.errors import SupervisorError, shown
 from supervisor.housekeeping import preload_order
 from supervisor.jobs import LoadGroup
 from supervisor.lifecycle import job_error
@@ -29,8 +29,9 @@ from supervisor.operations import resolve
 from supervisor.registry import decode_model_config
 from supervisor.snapshot import Snapshot
 from supervisor.spawner import ForkserverSpawner, Spawner
-from supervisor.views import (JobView, ModelView, PunctuationResult, SpeechSegments, StreamOpened, StreamText,
-                              Transcript, TranscriptSegment, UnloadView)
+from supervisor.work import WorkResult
+from wire.views import (JobView, ModelView, PunctuationResult, SpeechSegments, StreamOpened, StreamText, Transcript,
+                        TranscriptSegment, UnloadView)
 
 log = logging.getLogger(__name__)
 

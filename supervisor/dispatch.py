@@ -13,8 +13,8 @@ import logging
 import time
 from typing import Callable
 
-from model_procs.protocol import Reply, RequestFailed, StreamDrop
-from supervisor.errors import SupervisorError
+from wire.protocol import Reply, RequestFailed, StreamDrop
+from wire.errors import SupervisorError
 from supervisor.replica import Model, Replica
 from supervisor.streams import stream_lost
 from supervisor.work import AudioWork, OpenStreamWork, Work

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import msgspec
 import zmq
 
-from model_procs import protocol
+from wire import protocol
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import time
 from typing import Callable
 
 from supervisor import page_cache
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 from supervisor.jobs import JobStatus, LoadJob
 from supervisor.replica import Model, Replica
 from supervisor.states import ModelStatus

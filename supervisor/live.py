@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Union
 
 import msgspec
 
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 from supervisor.pipelines import punctuated_or_warn
 from supervisor.sentences import sentences, shifted
-from supervisor.views import Sentence
+from wire.views import Sentence
 
 if TYPE_CHECKING:
     from supervisor.core import Supervisor

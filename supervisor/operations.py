@@ -9,14 +9,14 @@ import time
 from concurrent.futures import Future
 
 from supervisor.catalog import catalog_entry
-from supervisor.config import ModelConfig
-from supervisor.errors import SupervisorError, model_not_found, shown
+from wire.model_config import ModelConfig
+from wire.errors import SupervisorError, model_not_found, shown
 from supervisor.jobs import LoadGroup, LoadJob
 from supervisor.lifecycle import job_error
 from supervisor.replica import Model
 from supervisor.states import ModelStatus
 from supervisor.streams import Stream, stream_lost
-from supervisor.views import UnloadView
+from wire.views import UnloadView
 from supervisor.work import AudioWork, OpenStreamWork, PunctuateWork, Work
 
 log = logging.getLogger(__name__)

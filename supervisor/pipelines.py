@@ -12,9 +12,9 @@ from collections import deque
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Iterator
 
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 from supervisor.sentences import sentences, shifted
-from supervisor.views import PunctuationResult, SpeechSegments, StreamText, Transcript, TranscriptSegment
+from wire.views import PunctuationResult, SpeechSegments, StreamText, Transcript, TranscriptSegment
 from supervisor.work import WorkResult
 
 if TYPE_CHECKING:

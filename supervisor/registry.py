@@ -14,7 +14,8 @@ from pathlib import Path
 
 import msgspec
 
-from supervisor.config import ConfigError, ModelConfig, completed
+from supervisor.config import ConfigError, completed
+from wire.model_config import ModelConfig
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Callable
 
-from model_procs.protocol import LoadTimings
+from wire.protocol import LoadTimings
 from supervisor.catalog import CatalogEntry
-from supervisor.config import ModelConfig
+from wire.model_config import ModelConfig
 from supervisor.event_loop import Timer
 from supervisor.jobs import LoadJob
 from supervisor.spawner import Child, describe_exit

@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Callable
 
-from model_procs.protocol import EXIT_LOAD_FAILED, Ready, Shutdown, WorkerSpec
+from wire.protocol import EXIT_LOAD_FAILED, Ready, Shutdown, WorkerSpec
 from supervisor import cgroup, gpu, page_cache
 from supervisor.replica import Model, Replica
 

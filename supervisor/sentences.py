@@ -3,7 +3,7 @@ punctuation model put a mark. Pure functions: the supervisor runs them on answer
 
 from __future__ import annotations
 
-from supervisor.views import Sentence
+from wire.views import Sentence
 
 MARKS = frozenset("，。？！、；：,.?!;:")
 

@@ -19,26 +19,9 @@ from supervisor import cgroup
 from supervisor.jobs import LoadGroup, LoadJob
 from supervisor.replica import Model, Replica
 from supervisor.states import ModelStatus
-from supervisor.views import JobView, ModelDetails, ModelMetrics, ModelView, ReplicaView
+from wire.views import CacheInfo, JobView, ModelDetails, ModelMetrics, ModelView, ReplicaView, SystemInfo
 
 GB = 1024 ** 3
-
-
-class SystemInfo(msgspec.Struct, frozen=True):
-    total_memory_gb: float              # the container's memory limit where one is set, else the host's memory
-    available_memory_gb: float          # what is left of that (page cache the kernel can reclaim counts as free)
-    cpu_cores: int
-    python_version: str
-    framework: str
-    uptime_hours: float
-    memory_limit: str | None = None     # "cgroup v1" / "cgroup v2": the memory figures are the container's
-
-
-class CacheInfo(msgspec.Struct, frozen=True):
-    cache_enabled: bool
-    cache_directory: str
-    cache_size_mb: float
-    cache_hit_rate: float
 
 
 class Snapshot(msgspec.Struct, frozen=True):

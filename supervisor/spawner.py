@@ -17,8 +17,8 @@ from typing import Protocol
 import multiprocess
 from multiprocess import forkserver, resource_tracker
 
-from model_procs import protocol
-from model_procs.protocol import WorkerSpec
+from wire import protocol
+from wire.protocol import WorkerSpec
 from model_procs.worker import run_worker
 from supervisor.memory import private_dirty_mb, rss_mb
 

@@ -11,7 +11,7 @@ import secrets
 import time
 from collections import OrderedDict
 
-from supervisor.errors import SupervisorError, shown
+from wire.errors import SupervisorError, shown
 
 KEEP_LOST = 4096
 

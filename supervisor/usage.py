@@ -6,19 +6,12 @@ import time
 from collections import Counter, deque
 from datetime import datetime
 
-import msgspec
-
 from supervisor.jobs import utc_now
+from wire.views import LatencyPercentiles
 
 LATENCY_WINDOW = 2048  # percentiles over the most recent requests
 PERCENTILES_EVERY_S = 0.5  # sorting the window is ~0.2 ms: not on every request's way out
 NOT_SERVED = frozenset({"invalid", "unavailable", "overloaded"})
-
-
-class LatencyPercentiles(msgspec.Struct, frozen=True):
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
 
 
 class UsageStats:

@@ -12,7 +12,7 @@ from concurrent.futures import Future
 
 import msgspec
 
-from model_procs.protocol import Punctuate, Reply, StreamFeed
+from wire.protocol import Punctuate, Reply, StreamFeed
 from supervisor.streams import Stream
 
 

@@ -106,7 +106,7 @@ def make_supervisor(cache_dir, start_supervisor):
 def full_punctuation_dir(tmp_path_factory) -> Path:
     """A `full`-size CT-Punc directory (real shapes, ~280 MB), generated once, only for tests that ask."""
     out = tmp_path_factory.mktemp("full-models")
-    subprocess.run([sys.executable, "-m", "scripts.make_models", "--size", "full", "--models", "punctuation",
+    subprocess.run([sys.executable, "-m", "model_procs.make_models", "--size", "full", "--models", "punctuation",
                     "--out", str(out)], cwd=REPO, check=True, capture_output=True)
     return out / "punctuation-full"
 

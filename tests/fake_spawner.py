@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import zmq
 
-from model_procs import protocol
-from model_procs.protocol import (Heartbeat, LoadFailed, LoadTimings, Punctuate, Ready, Reply, Shutdown,
-                                  StreamDrop, StreamFeed, WorkerSpec)
+from wire import protocol
+from wire.protocol import (Heartbeat, LoadFailed, LoadTimings, Punctuate, Ready, Reply, Shutdown, StreamDrop,
+                           StreamFeed, WorkerSpec)
 
 _pids = itertools.count(900000)
 

@@ -88,7 +88,7 @@ class ServerProcess:
         self.log_path = log_path or cache_dir / f"server-{self.port}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.cli", "serve", "--models", models, "--port", str(self.port),
+            [sys.executable, "-m", "cli.main", "serve", "--models", models, "--port", str(self.port),
              "--ws-port", str(self.ws_port), "--cache-dir", str(cache_dir), *(extra_args or [])],
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=preexec,
         )

@@ -10,7 +10,7 @@ import pytest
 
 from supervisor import page_cache
 from supervisor.core import Supervisor
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 from tests.fake_spawner import FakeSpawner
 from tests.helpers import demo_config, wait_for
 

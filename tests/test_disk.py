@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 from tests.helpers import REPO, ServerProcess, demo_config, wait_for
 
 
@@ -23,7 +23,7 @@ def own_cache(start_supervisor):
 
 def generate(out) -> None:
     """In a subprocess: generating imports torch, which the test process (like the API process) must not."""
-    subprocess.run([sys.executable, "-m", "scripts.make_models", "--size", "tiny", "--models", "punctuation",
+    subprocess.run([sys.executable, "-m", "model_procs.make_models", "--size", "tiny", "--models", "punctuation",
                     "--out", str(out)], cwd=REPO, check=True, capture_output=True)
 
 

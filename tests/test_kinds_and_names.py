@@ -7,7 +7,7 @@ import pytest
 
 from supervisor.catalog import pick_model
 from supervisor.config import ConfigError, load_config
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 from supervisor.kinds import KINDS, SEED_MODELS
 from supervisor.registry import Registry, decode_model_config
 from supervisor.sentences import sentences

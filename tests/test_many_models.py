@@ -9,7 +9,8 @@ import pytest
 
 from api.app import create_app, kind_routes
 from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example, pcm_of
-from supervisor.config import ModelConfig, load_config, with_defaults, with_models
+from supervisor.config import load_config, with_defaults, with_models
+from wire.model_config import ModelConfig
 from supervisor.kinds import KINDS
 from tests.helpers import alive, settled_unique_mb, speechlike_pcm
 

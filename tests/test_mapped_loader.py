@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np, torch
 from funasr import AutoModel
 from model_procs.engines import load_automodel
-from scripts.make_models import ensure_model
+from model_procs.make_models import ensure_model
 
 root = Path(sys.argv[1])
 AUDIO = (np.random.default_rng(3).standard_normal(16000 * 2) * 0.1).astype(np.float32)

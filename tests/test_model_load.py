@@ -6,9 +6,10 @@ import threading
 
 import pytest
 
-from supervisor.config import ModelConfig, load_config, with_models
+from supervisor.config import load_config, with_models
+from wire.model_config import ModelConfig
 from supervisor.core import Supervisor
-from supervisor.errors import SupervisorError
+from wire.errors import SupervisorError
 from tests.helpers import alive, wait_for
 
 

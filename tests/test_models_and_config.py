@@ -19,7 +19,7 @@ TRANSCRIBE_TINY = """
 import json, sys, time
 import funasr, numpy as np
 from model_procs.engines import build_engine
-from scripts.make_models import ensure_model
+from model_procs.make_models import ensure_model
 root = sys.argv[1]
 asr_dir = str(ensure_model(root, "streaming_asr", "tiny"))
 began = time.monotonic()  # the load alone: imports are paid once by the forkserver in the product
@@ -48,7 +48,7 @@ def test_tiny_models_load_fast_and_produce_text(tmp_path):
 
 
 def test_api_and_supervisor_never_import_torch_or_funasr():
-    code = ("import sys, api.app, supervisor.cli, supervisor.core; "
+    code = ("import sys, api.app, cli.main, supervisor.core; "
             "bad = [m for m in ('torch', 'funasr') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True).returncode == 0
 
@@ -84,14 +84,14 @@ def test_config_fills_defaults_from_the_catalog(tmp_path):
 def test_serve_refuses_a_bad_config_at_start_up(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[server]\nport = 1\n")  # port is a flag, not a config key
-    run = subprocess.run([sys.executable, "-m", "supervisor.cli", "serve", "--models", str(bad)], cwd=REPO,
+    run = subprocess.run([sys.executable, "-m", "cli.main", "serve", "--models", str(bad)], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "port" in run.stderr and "invalid config" in run.stderr
 
 
 def serve_fails(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "supervisor.cli", "serve", "--models", "demo", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "cli.main", "serve", "--models", "demo", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
 
 
@@ -125,7 +125,7 @@ def test_start_up_errors_exit_with_one_line_and_leave_nothing_behind(tmp_path):
 
 def test_client_options_go_before_or_after_the_subcommand():
     for argv in (["--url", "http://127.0.0.1:9", "--json", "info"], ["info", "--url", "http://127.0.0.1:9", "--json"]):
-        run = subprocess.run([sys.executable, "-m", "supervisor.cli", *argv], cwd=REPO, capture_output=True,
+        run = subprocess.run([sys.executable, "-m", "cli.main", *argv], cwd=REPO, capture_output=True,
                              text=True, timeout=60)
         assert run.returncode == 1, run.stderr  # parsed, then the (absent) server is unreachable
         assert json.loads(run.stdout)["success"] is False

@@ -18,7 +18,8 @@ import pytest
 from api.app import create_app
 from model_procs.wheels import fetch_folder
 from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example, pcm_of
-from supervisor.config import ModelConfig, load_config, with_defaults, with_models
+from supervisor.config import load_config, with_defaults, with_models
+from wire.model_config import ModelConfig
 from supervisor.kinds import VAD_WHEEL
 from tests.helpers import REPO, alive, settled_unique_mb
 
@@ -29,7 +30,7 @@ PCM = {"Content-Type": "audio/L16; rate=16000"}
 @pytest.fixture(scope="module")
 def tiny(cache_dir) -> Path:
     root = cache_dir / "generated"
-    subprocess.run([sys.executable, "-m", "scripts.make_models", "--size", "tiny", "--models", "streaming_asr",
+    subprocess.run([sys.executable, "-m", "model_procs.make_models", "--size", "tiny", "--models", "streaming_asr",
                     "asr", "asr-bicif", "asr-sensevoice", "punctuation", "--out", str(root)],
                    cwd=REPO, check=True, capture_output=True, timeout=300)
     return root

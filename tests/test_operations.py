@@ -73,7 +73,7 @@ def test_every_response_carries_a_request_id(client):
 
 
 def cli(server, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "supervisor.cli", *args, "--url", server.url], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args, "--url", server.url], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -131,7 +131,7 @@ def test_containerfile_installs_the_pinned_project_with_its_assets_and_runs_the_
     assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in containerfile and "USER app" in containerfile
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", containerfile, re.M).group(1))
     assert cmd[:2] == ["funasr-supervisor", "serve"]
-    assert project["scripts"]["funasr-supervisor"] == "supervisor.cli:main"
+    assert project["scripts"]["funasr-supervisor"] == "cli.main:main"
     readme = (REPO / "README.md").read_text()
     assert "funasr-supervisor serve" in readme and "pip install -q -c constraints.txt -e '.[test]'" in readme
     assert "pip install -q -c constraints.txt -e '.[test]'" in (REPO / ".ci" / "run").read_text()

@@ -24,7 +24,7 @@ ADMIN_KEY, USER_KEY = "admin-key-0123456789abcdef", "user-key-0123456789abcdef"
 def punctuation_dir(cache_dir) -> str:
     """A generated tiny CT-Punc directory, registered below as a local path (an admin's act)."""
     out = cache_dir / "generated"
-    run = subprocess.run([sys.executable, "-m", "scripts.make_models", "--size", "tiny", "--models", "punctuation",
+    run = subprocess.run([sys.executable, "-m", "model_procs.make_models", "--size", "tiny", "--models", "punctuation",
                           "--out", str(out)], cwd=REPO, check=True, capture_output=True, text=True)
     return run.stdout.strip().splitlines()[-1]
 

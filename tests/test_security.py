@@ -35,7 +35,7 @@ def test_api_key_guards_every_route_but_the_health_probes(sup):
 
 
 def test_refuses_a_public_address_without_a_key(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "supervisor.cli", "serve", "--host", "0.0.0.0", "--models", "demo",
+    run = subprocess.run([sys.executable, "-m", "cli.main", "serve", "--host", "0.0.0.0", "--models", "demo",
                           "--cache-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60,
                          env={"PATH": "/usr/bin:/bin"})
     assert run.returncode == 2

@@ -10,7 +10,8 @@ import pytest
 
 from api.app import create_app
 from supervisor import gpu, page_cache
-from supervisor.config import ModelConfig, load_config, with_models
+from supervisor.config import load_config, with_models
+from wire.model_config import ModelConfig
 from tests.helpers import wait_for
 
 MB = 1024 * 1024

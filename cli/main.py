@@ -12,10 +12,10 @@ import sys
 import threading
 from pathlib import Path
 
-from supervisor.commands import add_parsers, run, shared_options, with_shared_defaults
+from cli.commands import add_parsers, run, shared_options, with_shared_defaults
 from supervisor.config import DEFAULT_CACHE_DIR, ConfigError, ServerSettings, load_config
 from supervisor.core import Supervisor
-from supervisor.logs import configure
+from wire.logs import configure
 
 log = logging.getLogger("funasr_supervisor")
 

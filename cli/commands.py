@@ -9,7 +9,7 @@ import time
 import msgspec
 
 from api.client import ApiError, ModelManagerClient
-from supervisor.views import JobView
+from wire.views import JobView
 
 
 def table(rows: list[list[str]]) -> str:

@@ -7,8 +7,7 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 
-from supervisor.snapshot import CacheInfo, SystemInfo
-from supervisor.views import JobView, ModelView, SpeechSegments, StreamOpened, Transcript, UnloadView
+from wire.views import CacheInfo, JobView, ModelView, SpeechSegments, StreamOpened, SystemInfo, Transcript, UnloadView
 
 T = TypeVar("T")
 Timeout = Annotated[float, msgspec.Meta(gt=0, le=3600, description="seconds to wait for the model to be ready")]
@@ -141,7 +140,7 @@ class StreamClosedResponse(msgspec.Struct, frozen=True):
     message: str
 
 
-# -- answers that are a supervisor view plus `success`: the view's shape is written once, in supervisor.views --
+# -- answers that are a supervisor view plus `success`: the view's shape is written once, in wire.views --
 class UnloadResponse(UnloadView, frozen=True, kw_only=True):
     success: bool = True
     message: str

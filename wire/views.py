@@ -6,9 +6,8 @@ from datetime import datetime
 
 import msgspec
 
-from model_procs.protocol import LoadTimings
-from supervisor.config import ModelConfig
-from supervisor.usage import LatencyPercentiles
+from wire.model_config import ModelConfig
+from wire.protocol import LoadTimings
 
 
 class ModelDetails(msgspec.Struct, frozen=True):
@@ -189,3 +188,26 @@ class SpeechSegments(msgspec.Struct, frozen=True):
     rtf: float
     cold_start: bool
     model_ms: float
+
+
+class LatencyPercentiles(msgspec.Struct, frozen=True):
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+class SystemInfo(msgspec.Struct, frozen=True):
+    total_memory_gb: float              # the container's memory limit where one is set, else the host's memory
+    available_memory_gb: float          # what is left of that (page cache the kernel can reclaim counts as free)
+    cpu_cores: int
+    python_version: str
+    framework: str
+    uptime_hours: float
+    memory_limit: str | None = None     # "cgroup v1" / "cgroup v2": the memory figures are the container's
+
+
+class CacheInfo(msgspec.Struct, frozen=True):
+    cache_enabled: bool
+    cache_directory: str
+    cache_size_mb: float
+    cache_hit_rate: float

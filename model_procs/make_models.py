@@ -6,8 +6,9 @@ a local directory, one per model kind (`streaming_asr`, `asr`, `punctuation`). `
 second; `full` has the real shapes of Paraformer-zh-streaming, Paraformer-zh (SeACo) and CT-Punc, so it
 reproduces their memory and compute.
 
-Run as `python -m scripts.make_models --size tiny --out DIR`. It imports torch and funasr, so the API process
-never calls it in-process: `supervisor.demo_models` runs it as a subprocess.
+Run as `python -m model_procs.make_models --size tiny --out DIR`, or through a `generated:` source, which the
+model process resolves (`model_procs.sources`). torch and funasr are imported inside the functions that need
+them, so the supervisor may import its names (it sweeps abandoned staging directories) without them.
 """
 
 from __future__ import annotations
