@@ -17,15 +17,15 @@ import msgspec
 
 from model_procs.sources import sweep_abandoned_generations
 from supervisor import pipelines
-from supervisor.arbiter import Arbiter
+from supervisor.arbiter.arbiter import Arbiter
 from supervisor.catalog import pick_model
 from supervisor.kinds import KINDS, funasr_version
 from supervisor.config import Config, ConfigError
 from wire.errors import SupervisorError, shown
-from supervisor.housekeeping import preload_order
+from supervisor.arbiter.housekeeping import preload_order
 from supervisor.jobs import LoadGroup
-from supervisor.lifecycle import job_error
-from supervisor.operations import resolve
+from supervisor.arbiter.lifecycle import job_error
+from supervisor.arbiter.operations import resolve
 from supervisor.registry import decode_model_config
 from supervisor.snapshot import Snapshot
 from supervisor.spawner import ForkserverSpawner, Spawner
@@ -151,8 +151,8 @@ class Supervisor:
             job = self._ops.load(model_type, force_reload, timeout_s)
             jobs = job.jobs if isinstance(job, LoadGroup) else [job]
             return LoadTicket(load_id=job.load_id, model_type=model_type, completed=job.done and not any(
-                j.error_code for j in jobs), estimated_ms=max(self.arbiter.estimated_load_ms(
-                    self.arbiter.models[j.model_id]) for j in jobs),
+                j.error_code for j in jobs), estimated_ms=max(
+                    self.arbiter.models[j.model_id].estimated_load_ms() for j in jobs),
                 load_ids={j.model_id: j.load_id for j in jobs} if isinstance(job, LoadGroup) else None, jobs=jobs)
         return self._call(start)
 

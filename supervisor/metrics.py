@@ -4,12 +4,14 @@ the published snapshot at scrape time (so the numbers cannot drift from /model/i
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import psutil
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from supervisor.memory import MB
+from supervisor.snapshot import Snapshot
 
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -26,8 +28,8 @@ GAUGES = (("open_streams", "Open streams"),
 class SupervisorMetrics:
     """One registry per supervisor (no global state: two supervisors in one process do not mix)."""
 
-    def __init__(self, arbiter) -> None:
-        self._arb = arbiter
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
         self.registry = CollectorRegistry(auto_describe=True)
         self.load_duration = Histogram("funasr_load_duration_seconds", "Time from load request to model ready",
                                        ["model"], buckets=LOAD_BUCKETS, registry=self.registry)
@@ -55,7 +57,7 @@ class SupervisorMetrics:
         requests = CounterMetricFamily("funasr_model_requests", "Requests by outcome", labels=["model", "outcome"])
         counters = {name: CounterMetricFamily(f"funasr_model_{name}", text, labels=["model"])
                     for name, text in COUNTERS}
-        for model_id, view in self._arb.snapshot.models.items():
+        for model_id, view in self._snapshot().models.items():
             metrics, details = view.metrics, view.details
             loaded.add_metric([model_id], float(view.loaded))
             rss.add_metric([model_id], view.memory_usage_mb * MB)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 from wire.protocol import LoadTimings
 from supervisor.catalog import CatalogEntry
 from wire.model_config import ModelConfig
-from supervisor.event_loop import Timer
+from supervisor.arbiter.loop import Timer
 from supervisor.jobs import LoadJob
 from supervisor.spawner import Child, describe_exit
 from supervisor.states import ModelStatus, check_transition
@@ -53,8 +53,8 @@ class Replica:
         self.rss_mb = 0.0
         self.unique_mb = 0.0
         self.gpu_mb: float | None = None                   # device memory (NVML), only where a GPU is present
-        self.on_exit: list[Callable[[Replica], None]] = []
-        self.on_drained: Callable[[], None] | None = None  # set while it drains: checked after each change
+        self.on_exit: list[Callable[[Replica], None]] = []  # Lifecycle's, run once it is gone
+        self.drain_reason: str | None = None                # why it drains: checked after each piece of work
         self.keep_streams = True                            # drain waits for its streams to finish
 
     @property
@@ -119,11 +119,20 @@ class Model:
     def model_id(self) -> str:
         return self.entry.model_id
 
+    def estimated_load_ms(self) -> int:
+        """The last measured load time, or the catalog's estimate before the first load."""
+        return int(self.load_time_ms) if self.load_time_ms is not None else self.entry.estimated_load_ms
+
     def transition(self, new: ModelStatus, reason: str) -> None:
         check_transition(self.status, new)
         pids = [r.pid for r in self.replicas if not r.stopping] or None
         log.info("model %s: %s -> %s (%s) pid=%s", self.model_id, self.status.value, new.value, reason, pids)
         self.status = new
+
+    def fail_now(self, reason: str) -> None:
+        """Outside the transition table, for one case: code working on the model raised (`Lifecycle.fail_hard`)."""
+        log.error("model %s: %s -> failed (%s)", self.model_id, self.status.value, reason)
+        self.status = ModelStatus.FAILED
 
     def current(self) -> list[Replica]:
         """The replica set dispatch uses, starting ones included."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from typing import Callable
 
 
 class RestartPolicy:
     """Per model: delays 1 s, 2 s, 4 s ... up to `max_delay_s`; at most `budget` restarts per `window_s`.
     Used only on the arbiter thread."""
 
-    def __init__(self, budget: int, window_s: float, max_delay_s: float) -> None:
+    def __init__(self, budget: int, window_s: float, max_delay_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.budget = budget
         self.window_s = window_s
         self.max_delay_s = max_delay_s
@@ -18,7 +21,7 @@ class RestartPolicy:
 
     def next_delay(self, model_id: str) -> float | None:
         """The delay before the next restart, counted now; None once the budget for the window is spent."""
-        now = time.monotonic()
+        now = self.clock()
         history = self._history.setdefault(model_id, deque())
         while history and now - history[0] > self.window_s:
             history.popleft()
@@ -30,4 +33,4 @@ class RestartPolicy:
 
     def seconds_until_allowed(self, model_id: str) -> float:
         history = self._history.get(model_id)
-        return max(0.0, history[0] + self.window_s - time.monotonic()) if history else 0.0
+        return max(0.0, history[0] + self.window_s - self.clock()) if history else 0.0

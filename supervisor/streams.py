@@ -108,9 +108,6 @@ class StreamRegistry:
     def open_count(self, model_id: str) -> int:
         return sum(1 for s in self.open.values() if s.model_id == model_id)
 
-    def take_expired(self) -> list[Stream]:
-        now = time.monotonic()
-        gone = [s for s in self.open.values() if s.expired(now)]
-        for stream in gone:
-            self.remove(stream.stream_id)
-        return gone
+    def expired(self, now: float) -> list[Stream]:
+        """Open streams idle past their expiry at `now` (the caller removes them)."""
+        return [s for s in self.open.values() if s.expired(now)]

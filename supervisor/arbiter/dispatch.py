@@ -3,21 +3,26 @@
 Every request joins its model's bounded queue and goes to an idle replica (a stream's work only to the replica
 holding its cache); long audio comes back to the tail of the queue between pieces, so others interleave. A
 request waits in the queue while its model loads, reloads or scales; its deadline counts only while the model
-serves. A running piece that outlives `request_timeout_s` means the process is stuck: it is killed.
+serves. A running piece that outlives `request_timeout_s` means the process is stuck: that is reported up
+(`RequestStuck`), as is a finished piece (`WorkDone`: a draining replica may now stop).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import time
 from typing import Callable
 
-from wire.protocol import Reply, RequestFailed, StreamDrop
-from wire.errors import SupervisorError
+from supervisor.arbiter.board import Board
+from supervisor.arbiter.events import Event, RequestStuck, Unreachable, WorkDone
+from supervisor.arbiter.loop import Loop
+from supervisor.config import ServerSettings
+from supervisor.metrics import SupervisorMetrics
 from supervisor.replica import Model, Replica
-from supervisor.streams import stream_lost
+from supervisor.streams import StreamRegistry, stream_lost
 from supervisor.work import AudioWork, OpenStreamWork, Work
+from wire.errors import SupervisorError
+from wire.protocol import Reply, RequestFailed, StreamDrop
 
 log = logging.getLogger(__name__)
 
@@ -28,35 +33,28 @@ OUTCOMES = {"INFERENCE_TIMEOUT": "timeout", "MODEL_CRASHED": "crashed", "STREAM_
 
 
 class Dispatcher:
-    def __init__(self, arbiter) -> None:
-        self.arb = arbiter
+    def __init__(self, loop: Loop, models: dict[str, Model], replicas: dict[bytes, Replica],
+                 streams: StreamRegistry, board: Board, settings: ServerSettings, metrics: SupervisorMetrics,
+                 report: Callable[[Event], None]) -> None:
+        self.loop, self.models, self.replicas, self.streams = loop, models, replicas, streams
+        self.board, self.settings, self.metrics, self.report = board, settings, metrics, report
         self._request_ids = itertools.count(1)
 
     # -- into the queue ------------------------------------------------------------------------------
-    def submit(self, model: Model, work: Work) -> None:
-        """Queue `work`, loading the model first if it does not serve (raises what refuses it)."""
-        if self.arb.closing:
+    def check_room(self, model: Model) -> None:
+        """Raise what refuses new work for `model` before anything else is done for it."""
+        if self.board.closing:
             raise SupervisorError("MODEL_NOT_READY", "Server is shutting down", "retry against another instance",
                                   model_type=model.model_id, retry_after_s=5)
         if len(model.queue) >= model.config.max_queue:
             raise SupervisorError("OVERLOADED", f"Model {model.model_id} is overloaded",
                                   f"its queue is full ({model.config.max_queue} requests); retry shortly, or raise "
                                   "max_queue / max_replicas", model_type=model.model_id, retry_after_s=1)
-        if work.pinned is None and not model.serving():
-            self._cold_start(model, work)
+
+    def enqueue(self, model: Model, work: Work) -> None:
         model.queue.append(work)
         self.pump(model)
-        self.arb.changed()
-
-    def _cold_start(self, model: Model, work: Work) -> None:
-        if not model.config.autoload and model.job is None:
-            estimate = self.arb.estimated_load_ms(model) // 1000
-            raise SupervisorError("MODEL_NOT_READY", f"Model {model.model_id} is not loaded",
-                                  f"load it first (POST /model/load), or set autoload for {model.model_id}",
-                                  model_type=model.model_id, retry_after_s=max(1, estimate))
-        self.arb.lifecycle.load_for_request(model)
-        work.cold_start = True
-        model.usage.cold_starts += 1
+        self.board.changed()
 
     # -- out of the queue ----------------------------------------------------------------------------
     def pump(self, model: Model) -> None:
@@ -82,7 +80,7 @@ class Dispatcher:
     def _place_stream(self, model: Model, work: OpenStreamWork) -> None:
         """On the serving replica with the fewest streams, below max_streams_per_replica; when every one is
         full it waits for a scale-up if max_replicas allows one, else it is refused."""
-        limit = self.arb.settings.max_streams_per_replica
+        limit = self.settings.max_streams_per_replica
         serving = [r for r in model.serving() if len(r.streams) < limit]
         target = min(serving, key=lambda r: (len(r.streams), r.work is not None), default=None)
         if target is not None:
@@ -100,19 +98,19 @@ class Dispatcher:
         stream = work.stream
         stream.identity = replica.identity
         replica.streams.add(stream.stream_id)
-        self.arb.streams.add(stream)
+        self.streams.add(stream)
         self.finish(model, work)
 
     def _run(self, model: Model, replica: Replica, work: Work) -> None:
         work.request_id = next(self._request_ids)
-        replica.work, replica.last_used = work, time.monotonic()
-        if not self.arb.loop.send(replica.identity, work.message(work.request_id)):
+        replica.work, replica.last_used = work, self.loop.now()
+        if not self.loop.send(replica.identity, work.message(work.request_id)):
             replica.work = None
-            replica.kill("its socket was unreachable")
+            self.report(Unreachable(model, replica))
             self.finish(model, work, self._cut_off(replica, work, "its process is unreachable"))
             return
-        timeout = self.arb.settings.request_timeout_s
-        replica.deadline = self.arb.loop.call_later(timeout, lambda: self._stuck(model, replica, work))
+        timeout = self.settings.request_timeout_s
+        replica.deadline = self.loop.call_later(timeout, lambda: self._stuck(model, replica, work), model.model_id)
 
     # -- back from a replica -------------------------------------------------------------------------
     def on_reply(self, replica: Replica, reply: Reply | RequestFailed) -> None:
@@ -122,8 +120,8 @@ class Dispatcher:
                         reply.request_id, replica.pid)
             return
         replica.deadline.cancel()
-        replica.work, replica.last_used = None, time.monotonic()
-        model = self.arb.models[replica.model_id]
+        replica.work, replica.last_used = None, self.loop.now()
+        model = self.models[replica.model_id]
         if isinstance(reply, RequestFailed):
             self.finish(model, work, SupervisorError(
                 "INTERNAL", f"Model {model.model_id} could not process the request", reply.message))
@@ -133,8 +131,7 @@ class Dispatcher:
             work.pinned = replica.identity
             work.requeued()
             self._requeue(model, work)
-        if replica.on_drained is not None:
-            replica.on_drained()
+        self.report(WorkDone(model, replica))
         self.pump(model)
 
     @staticmethod
@@ -149,9 +146,9 @@ class Dispatcher:
     def _stuck(self, model: Model, replica: Replica, work: Work) -> None:
         if replica.work is not work:
             return
-        timeout = self.arb.settings.request_timeout_s
+        timeout = self.settings.request_timeout_s
         replica.work = None
-        replica.kill(f"stuck on a request for more than request_timeout_s={timeout:g} s")
+        self.report(RequestStuck(model, replica, timeout))
         self.finish(model, work, SupervisorError(
             "INFERENCE_TIMEOUT", f"Model {model.model_id} did not answer within {timeout:g} s",
             "its process made no progress and is being replaced; retry shortly, or raise [server] "
@@ -159,15 +156,15 @@ class Dispatcher:
 
     def finish(self, model: Model, work: Work, error: SupervisorError | None = None) -> None:
         """Answer the caller (after this turn's snapshot) and account for the request."""
-        elapsed_s = time.monotonic() - work.enqueued_at
+        elapsed_s = self.loop.now() - work.enqueued_at
         outcome = "ok" if error is None else OUTCOMES.get(error.code, "error")
         model.usage.record(outcome, elapsed_s * 1000)
         if outcome not in ("invalid", "unavailable", "overloaded"):
-            self.arb.metrics.request_duration.labels(model.model_id).observe(elapsed_s)
+            self.metrics.request_duration.labels(model.model_id).observe(elapsed_s)
         if isinstance(work, AudioWork):
             self._audio_done(work, error)
-        self.arb.settle(work.future, None if error else work.result(), error)
-        self.arb.changed()
+        self.board.settle(work.future, None if error else work.result(), error)
+        self.board.changed()
 
     def _audio_done(self, work: AudioWork, error: SupervisorError | None) -> None:
         stream = work.stream
@@ -176,13 +173,13 @@ class Dispatcher:
             stream.touch()
         ended = error is None and work.is_final
         if error is not None and work.offset > 0 and stream is not None:
-            self.arb.streams.lose(stream.stream_id, "a feed failed part-way through its audio")
+            self.streams.lose(stream.stream_id, "a feed failed part-way through its audio")
             ended = True
         if error is not None and work.offset > 0 or ended:
             self.drop_stream(work.pinned or (stream.identity if stream else None), work.stream_id,
                              tell_process=not (error is None and work.is_final))
         if ended and stream is not None:
-            self.arb.streams.remove(stream.stream_id)
+            self.streams.remove(stream.stream_id)
 
     # -- failure fan-out -------------------------------------------------------------------------------
     def fail_replica(self, model: Model, replica: Replica, reason: str) -> None:
@@ -191,7 +188,7 @@ class Dispatcher:
         if work is not None:
             self.finish(model, work, self._cut_off(replica, work, reason))
         for stream_id in replica.streams:
-            self.arb.streams.lose(stream_id, f"its model process went away ({reason})")
+            self.streams.lose(stream_id, f"its model process went away ({reason})")
         replica.streams.clear()
         for waiting in [w for w in model.queue if w.pinned == replica.identity]:
             model.queue.remove(waiting)
@@ -217,7 +214,7 @@ class Dispatcher:
         """Requests that waited past their deadline while the model served: it is busy, not stuck."""
         if not model.serving():
             return
-        now = time.monotonic()
+        now = self.loop.now()
         for work in [w for w in model.queue if now > w.queue_deadline]:
             model.queue.remove(work)
             self.finish(model, work, SupervisorError(
@@ -227,11 +224,10 @@ class Dispatcher:
 
     def drop_stream(self, identity: bytes | None, stream_id: str, tell_process: bool = True) -> None:
         """Forget a stream on its replica (its cache freed there; no reply comes back)."""
-        replica = self.arb.replicas.by_identity.get(identity) if identity else None
+        replica = self.replicas.get(identity) if identity else None
         if replica is None:
             return
         replica.streams.discard(stream_id)
         if tell_process and not replica.stopping:
-            self.arb.loop.send(replica.identity, StreamDrop(request_id=0, stream_id=stream_id))
-        if replica.on_drained is not None:
-            replica.on_drained()
+            self.loop.send(replica.identity, StreamDrop(request_id=0, stream_id=stream_id))
+        self.report(WorkDone(self.models[replica.model_id], replica))

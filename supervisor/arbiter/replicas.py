@@ -2,7 +2,8 @@
 
 A process is started off the loop (a forkserver spawn), watched through its pidfd, and reaped off the loop. It
 is stopped by asking (Shutdown), then SIGTERM, then SIGKILL, each after `stop_grace_s`; its Private_Dirty is
-read just before, since that is what the stop gives back.
+read just before, since that is what the stop gives back. What happens to a process is reported up as an
+event (`ReplicaReady`, `ReplicaGone`, `OverMemoryCap`); what to do about it is not decided here.
 """
 
 from __future__ import annotations
@@ -12,20 +13,35 @@ import os
 import signal
 import time
 import uuid
+from pathlib import Path
 from typing import Callable
 
-from wire.protocol import EXIT_LOAD_FAILED, Ready, Shutdown, WorkerSpec
+import msgspec
+
 from supervisor import cgroup, gpu, page_cache
+from supervisor.arbiter.board import Board
+from supervisor.arbiter.events import Event, OverMemoryCap, ReplicaGone, ReplicaReady
+from supervisor.arbiter.loop import Loop
 from supervisor.replica import Model, Replica
+from supervisor.spawner import Spawner
+from wire.protocol import EXIT_LOAD_FAILED, Ready, Shutdown, WorkerSpec
 
 log = logging.getLogger(__name__)
 
 LOAD_FAILED_GRACE_S = 1.0  # how long an exit with EXIT_LOAD_FAILED waits for its LoadFailed message
 
 
+class ProcessSettings(msgspec.Struct, frozen=True):
+    cache_dir: Path
+    log_format: str
+    stop_grace_s: float
+
+
 class Replicas:
-    def __init__(self, arbiter) -> None:
-        self.arb = arbiter
+    def __init__(self, loop: Loop, spawner: Spawner, models: dict[str, Model], board: Board,
+                 settings: ProcessSettings, report: Callable[[Event], None]) -> None:
+        self.loop, self.spawner, self.models, self.board = loop, spawner, models, board
+        self.settings, self.report = settings, report
         self.by_identity: dict[bytes, Replica] = {}
 
     def start(self, model: Model, generation: int) -> Replica:
@@ -36,13 +52,13 @@ class Replicas:
         config = model.config
         spec = WorkerSpec(model_id=model.model_id, kind=config.kind,
                           engine=model.entry.kind.engine, source=config.source, device=config.device,
-                          threads=config.threads, endpoint=self.arb.loop.endpoint, identity=identity,
-                          supervisor_pid=os.getpid(), cache_dir=str(self.arb.cache_dir),
-                          spawned_at=time.monotonic(), log_format=self.arb.log_format, loader=config.loader,
+                          threads=config.threads, endpoint=self.loop.endpoint, identity=identity,
+                          supervisor_pid=os.getpid(), cache_dir=str(self.settings.cache_dir),
+                          spawned_at=time.monotonic(), log_format=self.settings.log_format, loader=config.loader,
                           runtime=config.engine, quantize=config.quantize)
-        self.arb.loop.offload(lambda: (cgroup.oom_kills(), self.arb.spawner.spawn(spec)),
-                              lambda started, error: self._spawned(model, replica, started, error))
-        self.arb.changed()
+        self.loop.offload(lambda: (cgroup.oom_kills(), self.spawner.spawn(spec)),
+                          lambda started, error: self._spawned(model, replica, started, error), model.model_id)
+        self.board.changed()
         return replica
 
     def _spawned(self, model: Model, replica: Replica, started: tuple | None, error: BaseException | None) -> None:
@@ -54,11 +70,12 @@ class Replicas:
         replica.oom_kills_at_spawn, child = started
         replica.child, replica.pid = child, child.pid
         log.info("model %s: process %d spawned (source %s)", model.model_id, child.pid, model.config.source)
-        self.arb.loop.watch(child.exit_fd, lambda: self.arb.loop.offload(
-            lambda: (child.reap(), cgroup.oom_kills()), lambda reaped, _: self._reaped(model, replica, reaped)))
-        if replica.stopping:  # given up on while it started
+        self.loop.watch(child.exit_fd, lambda: self.loop.offload(
+            lambda: (child.reap(), cgroup.oom_kills()), lambda reaped, _: self._reaped(model, replica, reaped),
+            model.model_id), model.model_id)
+        if replica.stopping or replica.kill_reason:  # given up on while it started
             child.signal(signal.SIGKILL)
-        self.arb.changed()
+        self.board.changed()
 
     def _reaped(self, model: Model, replica: Replica, reaped: tuple[int | None, int] | None,
                 waited_s: float = 0.0) -> None:
@@ -69,7 +86,7 @@ class Replicas:
         replica.exitcode = exitcode
         replica.oom_killed = exitcode == -signal.SIGKILL and oom_kills > replica.oom_kills_at_spawn
         if exitcode == EXIT_LOAD_FAILED and replica.load_failure is None and waited_s < LOAD_FAILED_GRACE_S:
-            self.arb.loop.call_later(0.02, lambda: self._reaped(model, replica, reaped, waited_s + 0.02))
+            self.loop.call_later(0.02, lambda: self._reaped(model, replica, reaped, waited_s + 0.02), model.model_id)
             return
         self._gone(model, replica)
 
@@ -80,20 +97,18 @@ class Replicas:
             replica.child.close()
         model.replicas.remove(replica)
         self.by_identity.pop(replica.identity, None)
-        self.arb.changed()
-        self.arb.lifecycle.on_replica_gone(model, replica)
-        for callback in replica.on_exit:
-            callback(replica)
+        self.board.changed()
+        self.report(ReplicaGone(model, replica))
 
     def on_ready(self, replica: Replica, ready: Ready) -> None:
         """Read its memory (off the loop) before it counts as ready, so the load's answer has real figures."""
-        replica.last_heartbeat = time.monotonic()  # a long load must not look like a silent process
-        model = self.arb.models[replica.model_id]
+        replica.last_heartbeat = self.loop.now()  # a long load must not look like a silent process
+        model = self.models[replica.model_id]
 
         def read() -> tuple[float, float, float]:
             weights = page_cache.resident_mb(*ready.weights_files)
-            return (*self.arb.spawner.memory_mb(replica.pid), weights)
-        self.arb.loop.offload(read, lambda memory, _: self._ready(model, replica, ready, memory))
+            return (*self.spawner.memory_mb(replica.pid), weights)
+        self.loop.offload(read, lambda memory, _: self._ready(model, replica, ready, memory), model.model_id)
 
     def _ready(self, model: Model, replica: Replica, ready: Ready, memory: tuple[float, float, float] | None) -> None:
         if replica.stopping or replica.identity not in self.by_identity:
@@ -102,72 +117,68 @@ class Replicas:
         model.loader, model.loader_note, model.weights_files = ready.loader, ready.loader_note, ready.weights_files
         model.engine, model.quantize, model.engine_note = ready.engine, ready.quantize, ready.engine_note
         replica.ready = True
-        replica.last_heartbeat = replica.last_used = time.monotonic()
+        replica.last_heartbeat = replica.last_used = self.loop.now()
         model.timings, model.load_time_ms = ready.timings, ready.timings.total_ms
         model.resolved_source = ready.resolved_source
         model.loads += 1
         model.cache_hits += int(ready.source_was_cached)
-        self.arb.admission.footprints.record(model, replica.unique_mb, model.weights_mb)
-        self.arb.metrics.load_duration.labels(model.model_id).observe(ready.timings.total_ms / 1000)
         log.info("model %s: loaded by pid %d in %.0f ms (weights %.0f ms %s, engine %s%s, warm-up %.0f ms), "
                  "RSS %.1f MB, private %.1f MB, shared weights %.1f MB", model.model_id, replica.pid,
                  ready.timings.total_ms, ready.timings.weights_ms, ready.loader, ready.engine,
                  f" {ready.quantize}" if ready.quantize != "none" else "", ready.timings.warmup_ms, replica.rss_mb,
                  replica.unique_mb, model.weights_mb)
-        self.arb.housekeeping.refresh_cache_size()
-        self.arb.lifecycle.on_replica_ready(model, replica)
-        self.arb.changed()
+        self.board.changed()
+        self.report(ReplicaReady(model, replica, ready))
 
-    def stop(self, replica: Replica, reason: str, on_stopped: Callable[[Replica], None] | None = None) -> None:
-        """Ask, then SIGTERM, then SIGKILL. `on_stopped` runs once the process is reaped."""
-        if on_stopped is not None:
-            replica.on_exit.append(on_stopped)
+    def stop(self, replica: Replica, reason: str) -> None:
+        """Ask, then SIGTERM, then SIGKILL; `ReplicaGone` comes once the process is reaped."""
         if replica.stopping or replica.identity not in self.by_identity:
             return
         log.info("model %s: stopping pid %d (%s)", replica.model_id, replica.pid, reason)
         replica.stopping, replica.draining = True, False
-        self.arb.changed()
+        self.board.changed()
         if replica.child is None:
             return  # still starting: killed the moment its spawn returns
         if not replica.ready:
             replica.child.signal(signal.SIGKILL)  # a load given up on: nothing to save
             return
-        self.arb.loop.offload(lambda: self.arb.spawner.memory_mb(replica.pid),
-                              lambda memory, _: self._ask_to_exit(replica, memory))
+        self.loop.offload(lambda: self.spawner.memory_mb(replica.pid),
+                          lambda memory, _: self._ask_to_exit(replica, memory), replica.model_id)
 
     def _ask_to_exit(self, replica: Replica, memory: tuple[float, float] | None) -> None:
         if memory is not None and memory[1] > 0:
             replica.unique_mb = memory[1]  # what the stop gives back
-        self.arb.loop.send(replica.identity, Shutdown())
-        grace, child = self.arb.stop_grace_s, replica.child
-        self.arb.loop.call_later(grace, lambda: child.signal(signal.SIGTERM))
-        self.arb.loop.call_later(2 * grace, lambda: child.signal(signal.SIGKILL))
+        self.loop.send(replica.identity, Shutdown())
+        grace, child = self.settings.stop_grace_s, replica.child
+        self.loop.call_later(grace, lambda: child.signal(signal.SIGTERM), replica.model_id)
+        self.loop.call_later(2 * grace, lambda: child.signal(signal.SIGKILL), replica.model_id)
 
     def refresh_memory(self) -> None:
         """RSS and Private_Dirty of every serving process, the page-cache size of each model's mapped weights
         (kept warm ones too) and, with a GPU, device memory, all read off the loop; then enforce max_memory_mb."""
-        models = self.arb.models.values()
+        models = self.models.values()
         ready = [r for model in models for r in model.replicas if r.ready and not r.stopping]
         mapped = {m.model_id: m.weights_files for m in models if m.holds_weights() or m.warm_mb() is not None}
         if not ready and not mapped:
             return
 
         def read():
-            return ([self.arb.spawner.memory_mb(r.pid) for r in ready],
+            return ([self.spawner.memory_mb(r.pid) for r in ready],
                     {model_id: page_cache.resident_mb(*paths) for model_id, paths in mapped.items()},
                     gpu.process_memory_mb())
-        self.arb.loop.offload(read, lambda figures, _: self._memory_read(ready, *(figures or ([], {}, None))))
+        self.loop.offload(read, lambda figures, _: self._memory_read(ready, *(figures or ([], {}, None))))
 
     def _memory_read(self, replicas: list[Replica], figures: list[tuple[float, float]], weights: dict[str, float],
                      device: dict[int, float] | None) -> None:
         for model_id, resident in weights.items():
-            self.arb.models[model_id].weights_mb = resident
+            if model_id in self.models:  # it may have been forgotten while the figures were read
+                self.models[model_id].weights_mb = resident
         for replica, (rss, unique) in zip(replicas, figures):
             if replica.stopping or replica.identity not in self.by_identity:
                 continue
             replica.rss_mb, replica.unique_mb = rss, unique
             replica.gpu_mb = None if device is None else device.get(replica.pid, 0.0)
-            cap = self.arb.models[replica.model_id].config.max_memory_mb
-            if cap and unique > cap:
-                replica.kill(f"its memory ({unique:.0f} MB) exceeded max_memory_mb={cap:g}")
-        self.arb.changed()
+            model = self.models[replica.model_id]
+            if model.config.max_memory_mb and unique > model.config.max_memory_mb:
+                self.report(OverMemoryCap(model, replica, unique, model.config.max_memory_mb))
+        self.board.changed()

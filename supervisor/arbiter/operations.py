@@ -8,16 +8,20 @@ import logging
 import time
 from concurrent.futures import Future
 
+from supervisor.arbiter.board import Board
+from supervisor.arbiter.dispatch import Dispatcher
+from supervisor.arbiter.lifecycle import Lifecycle, job_error
 from supervisor.catalog import catalog_entry
-from wire.model_config import ModelConfig
-from wire.errors import SupervisorError, model_not_found, shown
+from supervisor.config import ServerSettings
 from supervisor.jobs import LoadGroup, LoadJob
-from supervisor.lifecycle import job_error
-from supervisor.replica import Model
+from supervisor.registry import Registry
+from supervisor.replica import Model, Replica
 from supervisor.states import ModelStatus
-from supervisor.streams import Stream, stream_lost
-from wire.views import UnloadView
+from supervisor.streams import Stream, StreamRegistry, stream_lost
 from supervisor.work import AudioWork, OpenStreamWork, PunctuateWork, Work
+from wire.errors import SupervisorError, model_not_found, shown
+from wire.model_config import ModelConfig
+from wire.views import UnloadView
 
 log = logging.getLogger(__name__)
 
@@ -36,77 +40,80 @@ def resolve(model_type: str, known: list[str], allow_all: bool = True) -> list[s
 
 
 class Operations:
-    def __init__(self, arbiter) -> None:
-        self.arb = arbiter
+    def __init__(self, models: dict[str, Model], lifecycle: Lifecycle, dispatch: Dispatcher,
+                 replicas: dict[bytes, Replica], streams: StreamRegistry, registry: Registry, board: Board,
+                 settings: ServerSettings) -> None:
+        self.models, self.lifecycle, self.dispatch, self.replicas = models, lifecycle, dispatch, replicas
+        self.streams, self.registry, self.board, self.settings = streams, registry, board, settings
         self._transcriptions = itertools.count(1)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def load(self, model_type: str, force_reload: bool, timeout_s: float) -> LoadJob | LoadGroup:
         """Start or join; a single model refused at once (memory) raises, `all` reports it in its group."""
-        jobs = [self.arb.lifecycle.load(self.arb.models[m], force_reload, timeout_s)
-                for m in resolve(model_type, list(self.arb.models))]
+        jobs = [self.lifecycle.load(self.models[m], force_reload, timeout_s)
+                for m in resolve(model_type, list(self.models))]
         if model_type != ALL:
             if jobs[0].done and jobs[0].error_code:
                 raise job_error(jobs[0])
             return jobs[0]
         group = LoadGroup(jobs)
-        self.arb.remember(group)
+        self.board.remember(group)
         return group
 
     def unload(self, model_type: str) -> Future:
         """The Future gets the UnloadView once every process of the model(s) is gone."""
         began, future = time.monotonic(), Future()
-        model_ids = resolve(model_type, list(self.arb.models))
+        model_ids = resolve(model_type, list(self.models))
         outcomes: dict[str, tuple[float, bool]] = {}
 
         def one_done(model_id: str, freed: float, was_loaded: bool) -> None:
             outcomes[model_id] = (freed, was_loaded)
             if len(outcomes) == len(model_ids):
-                remaining = [m for m, model in self.arb.models.items() if model.status is ModelStatus.LOADED]
-                self.arb.settle(future, UnloadView(
+                remaining = [m for m, model in self.models.items() if model.status is ModelStatus.LOADED]
+                self.board.settle(future, UnloadView(
                     model_type=model_type, memory_freed_mb=round(sum(f for f, _ in outcomes.values()), 1),
                     unload_time_ms=round((time.monotonic() - began) * 1000, 1), models_remaining=remaining,
                     was_loaded=any(w for _, w in outcomes.values())))
         for model_id in model_ids:
-            self.arb.lifecycle.unload(self.arb.models[model_id], "unload requested",
+            self.lifecycle.unload(self.models[model_id], "unload requested",
                                       lambda freed, was, m=model_id: one_done(m, freed, was))
         return future
 
     def close(self) -> Future:
         """Refuse new work, answer what is queued, drain what runs, unload everything."""
-        self.arb.closing = True
-        self.arb.changed()
-        for model in self.arb.models.values():
-            self.arb.dispatch.fail_queue(model, lambda: SupervisorError(
+        self.board.closing = True
+        self.board.changed()
+        for model in self.models.values():
+            self.dispatch.fail_queue(model, lambda: SupervisorError(
                 "MODEL_NOT_READY", "Server is shutting down", "retry against another instance", retry_after_s=5))
         return self.unload(ALL)
 
     # -- the registry -------------------------------------------------------------------------------
     def register(self, name: str, config: ModelConfig) -> bool:
         """Add a model, or replace one that is stopped; kept on disk for the next start. True: it replaced one."""
-        existing = self.arb.models.get(name)
+        existing = self.models.get(name)
         if existing is not None and (existing.replicas or existing.status not in STOPPED or existing.busy()):
             raise SupervisorError("CONFLICT", f"Model {name} is {existing.status.value}",
                                   "unload it before registering another model under its name")
-        self._persist(lambda: self.arb.registry.put(name, config))
-        self.arb.models[name] = Model(catalog_entry(name, config), config)
+        self._persist(lambda: self.registry.put(name, config))
+        self.models[name] = Model(catalog_entry(name, config), config)
         log.info("model %s: registered (kind %s, source %s)%s", name, config.kind, config.source,
                  ", replacing the one before" if existing else "")
-        self.arb.changed()
+        self.board.changed()
         return existing is not None
 
     def forget(self, name: str) -> None:
         """Remove a registered model that is stopped, here and on disk."""
         model = self.model(name)
-        if name not in self.arb.registry:
+        if name not in self.registry:
             raise SupervisorError("CONFLICT", f"Model {name} comes from the server's config",
                                   "only models registered at run time can be forgotten; remove it from [models]")
         if model.replicas or model.status not in STOPPED or model.busy():
             raise SupervisorError("CONFLICT", f"Model {name} is {model.status.value}", "unload it first")
-        self._persist(lambda: self.arb.registry.remove(name))
-        del self.arb.models[name]
+        self._persist(lambda: self.registry.remove(name))
+        del self.models[name]
         log.info("model %s: forgotten", name)
-        self.arb.changed()
+        self.board.changed()
 
     @staticmethod
     def _persist(write) -> None:
@@ -120,42 +127,45 @@ class Operations:
     # -- inference -----------------------------------------------------------------------------------
     def model(self, model_id: str):
         """A model by name, on the arbiter thread (it may have been forgotten since the caller looked)."""
-        model = self.arb.models.get(model_id)
+        model = self.models.get(model_id)
         if model is None:
-            raise model_not_found(model_id, list(self.arb.models))
+            raise model_not_found(model_id, list(self.models))
         return model
 
     def _queue(self, model_id: str, work: Work) -> Future:
         model = self.model(model_id)
         try:
-            self.arb.dispatch.submit(model, work)
+            self.dispatch.check_room(model)
+            if work.pinned is None and not model.serving():
+                self.lifecycle.cold_start(model, work)
+            self.dispatch.enqueue(model, work)
         except SupervisorError as exc:
-            self.arb.dispatch.finish(model, work, exc)
+            self.dispatch.finish(model, work, exc)
         return work.future
 
     def punctuate(self, model_id: str, text: str) -> Future:
-        return self._queue(model_id, PunctuateWork(model_id, self.arb.settings.request_timeout_s, text))
+        return self._queue(model_id, PunctuateWork(model_id, self.settings.request_timeout_s, text))
 
     def open_stream(self, model_id: str, punctuate: bool, sequence_id: str | None = None) -> Future:
         """A new stream; under a client's sequence id, one already open under it is aborted (a restart)."""
-        previous = self.arb.streams.restart_sequence(model_id, sequence_id) if sequence_id is not None else None
+        previous = self.streams.restart_sequence(model_id, sequence_id) if sequence_id is not None else None
         if previous is not None:
             log.info("%s: sequence %s restarted; its previous stream %s is aborted", model_id, shown(sequence_id),
                      previous)
             self.abort(model_id, previous)
-        stream = Stream(model_id, punctuate, self.arb.settings.stream_expiry_s, sequence_id)
-        return self._queue(model_id, OpenStreamWork(model_id, self.arb.settings.request_timeout_s, stream))
+        stream = Stream(model_id, punctuate, self.settings.stream_expiry_s, sequence_id)
+        return self._queue(model_id, OpenStreamWork(model_id, self.settings.request_timeout_s, stream))
 
     def feed(self, model_id: str, stream_id: str, pcm: bytes, is_final: bool) -> Future:
-        stream = self.arb.streams.get(stream_id, self.model(model_id).model_id)
-        replica = self.arb.replicas.by_identity.get(stream.identity)
+        stream = self.streams.get(stream_id, self.model(model_id).model_id)
+        replica = self.replicas.get(stream.identity)
         if replica is None or replica.stopping:
-            self.arb.streams.lose(stream_id, "its model process was stopped since the stream opened")
+            self.streams.lose(stream_id, "its model process was stopped since the stream opened")
             raise stream_lost(stream_id, "its model process was stopped since the stream opened")
-        limit_bytes = int(self.arb.settings.max_stream_s * 1000 * BYTES_PER_MS)
+        limit_bytes = int(self.settings.max_stream_s * 1000 * BYTES_PER_MS)
         if stream.audio_bytes + len(pcm) > limit_bytes:
             raise SupervisorError("PAYLOAD_TOO_LARGE", "Stream too long",
-                                  f"a stream takes at most max_stream_s={self.arb.settings.max_stream_s:g} s of audio "
+                                  f"a stream takes at most max_stream_s={self.settings.max_stream_s:g} s of audio "
                                   "(its per-chunk cost grows with its length); finish this one and open a new one",
                                   stream_id=stream_id)
         stream.audio_bytes += len(pcm)
@@ -165,7 +175,7 @@ class Operations:
         return self._queue(model_id, work)
 
     def sequence_stream(self, model_id: str, sequence_id: str) -> str:
-        return self.arb.streams.sequence_stream(model_id, sequence_id)
+        return self.streams.sequence_stream(model_id, sequence_id)
 
     def recording(self, model_id: str, pcm: bytes, hotwords: str = "") -> Future:
         """A whole recording on a private stream id: transcribed (ASR) or split into speech segments (VAD)."""
@@ -174,22 +184,22 @@ class Operations:
         return self._queue(model_id, work)
 
     def _audio(self, model_id: str, stream_id: str, pcm: bytes, is_final: bool) -> AudioWork:
-        piece_ms = self.model(model_id).entry.kind.audio_piece_ms or self.arb.settings.transcribe_piece_ms
-        return AudioWork(model_id, self.arb.settings.request_timeout_s, stream_id, pcm, is_final,
+        piece_ms = self.model(model_id).entry.kind.audio_piece_ms or self.settings.transcribe_piece_ms
+        return AudioWork(model_id, self.settings.request_timeout_s, stream_id, pcm, is_final,
                          piece_ms * BYTES_PER_MS)
 
     def abort(self, model_id: str, stream_id: str) -> None:
-        stream = self.arb.streams.get(stream_id, model_id)
-        self.arb.streams.remove(stream_id)
-        self.arb.dispatch.drop_stream(stream.identity, stream_id)
-        self.arb.changed()
+        stream = self.streams.get(stream_id, model_id)
+        self.streams.remove(stream_id)
+        self.dispatch.drop_stream(stream.identity, stream_id)
+        self.board.changed()
 
     def live_sessions(self, model_ids: list[str], change: int) -> None:
         for model_id in model_ids:
             self.model(model_id).usage.live_sessions += change
-        self.arb.changed()
+        self.board.changed()
 
     def record_refused(self, model_id: str) -> None:
         """A request refused before it reached the queue (bad input) still counts against the success rate."""
         self.model(model_id).usage.record("invalid", 0.0)
-        self.arb.changed()
+        self.board.changed()

@@ -18,15 +18,18 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
 from supervisor import cgroup
-from wire.errors import SupervisorError
+from supervisor.config import ServerSettings
 from supervisor.replica import Model
 from supervisor.states import ModelStatus
+from wire.errors import SupervisorError
 
 log = logging.getLogger(__name__)
+
 
 class Footprints:
     """Measured Private_Dirty per replica and mapped weights per model, for each model and source, persisted as
@@ -68,13 +71,14 @@ class Admission:
     """Arbiter thread only. Each replica counts its model's footprint: starting ones as reserved, serving ones
     as measured."""
 
-    def __init__(self, arbiter, footprints: Footprints, host_available_mb=None) -> None:
-        self._arb = arbiter
+    def __init__(self, models: dict[str, Model], settings: ServerSettings, footprints: Footprints,
+                 host_available_mb: Callable[[], float] | None = None) -> None:
+        self._models, self._settings = models, settings
         self.footprints = footprints
         self._host_available_mb = host_available_mb or (lambda: psutil.virtual_memory().available / cgroup.MB)
 
     def free_mb(self) -> float:
-        models = self._arb.models.values()
+        models = self._models.values()
         reserved = sum(self.footprints.expected_mb(m) for m in models for r in m.replicas
                        if not r.ready and not r.stopping)
         reserved += sum(self.footprints.expected_weights_mb(m) for m in models
@@ -84,7 +88,7 @@ class Admission:
         headroom = cgroup.headroom_mb()
         if headroom is not None:
             candidates.append(headroom - reserved)
-        budget = self._arb.settings.memory_budget_mb
+        budget = self._settings.memory_budget_mb
         if budget:
             held = sum(r.unique_mb for m in models for r in m.replicas if r.ready) + weights
             candidates.append(budget - held - reserved)
@@ -94,7 +98,7 @@ class Admission:
         """A new replica of `model`: its own memory, the weights if no process of the model maps them yet,
         and the margin."""
         weights = 0.0 if model.live() else self.footprints.expected_weights_mb(model)
-        return self.footprints.expected_mb(model) + weights + self._arb.settings.memory_margin_mb
+        return self.footprints.expected_mb(model) + weights + self._settings.memory_margin_mb
 
     def fits(self, model: Model) -> bool:
         return self.free_mb() >= self.need_mb(model)
@@ -106,21 +110,21 @@ class Admission:
         if free >= need:
             return []
         victims, gain = [], 0.0
-        for victim in self.eviction_order(model) if self._arb.settings.evict_idle else []:
+        for victim in self.eviction_order(model) if self._settings.evict_idle else []:
             victims.append(victim)
             gain += sum(r.unique_mb for r in victim.replicas) + victim.weights_mb
             if free + gain >= need:
                 return victims
         raise SupervisorError(
             "INSUFFICIENT_MEMORY", f"Not enough memory to load {model.model_id}",
-            f"needs {need:.0f} MB ({need - self._arb.settings.memory_margin_mb:.0f} MB model + "
-            f"{self._arb.settings.memory_margin_mb:.0f} MB margin), {max(free, 0):.0f} MB free; unload a model "
+            f"needs {need:.0f} MB ({need - self._settings.memory_margin_mb:.0f} MB model + "
+            f"{self._settings.memory_margin_mb:.0f} MB margin), {max(free, 0):.0f} MB free; unload a model "
             "or raise [server] memory_budget_mb", model_type=model.model_id, needed_mb=round(need),
             free_mb=round(max(free, 0)))
 
     def eviction_order(self, loading: Model) -> list[Model]:
         """Idle, non-required, loaded models, least recently used first."""
-        idle = [m for m in self._arb.models.values()
+        idle = [m for m in self._models.values()
                 if m is not loading and m.status is ModelStatus.LOADED and not m.config.required
                 and not m.busy() and m.job is None]
         return sorted(idle, key=lambda m: m.usage.last_used_monotonic)

@@ -4,6 +4,9 @@ ZeroMQ sockets are not thread-safe and waitress calls us from many threads, so e
 change of lifecycle state runs on this one thread. Other threads `call` a function here and wait on the Future it
 returns; slow work (a spawn, a smaps read, a reap) goes to a small executor with `offload` and comes back here.
 
+It implements `supervisor.arbiter.loop.Loop`; a callback given an `owner` that raises is reported to
+`on_failure` (the arbiter fails that model), anything else is logged and the loop goes on.
+
 Each turn reads every queued message before it runs timers, and a turn that started late (the process was
 stopped, or starved of CPU) moves `resumed_at`: the heartbeat watchdog judges silence only from there, so a
 paused supervisor does not kill healthy processes for heartbeats still waiting on its own socket.
@@ -27,6 +30,7 @@ from typing import Any, Callable
 import msgspec
 import zmq
 
+from supervisor.arbiter.loop import OnFailure, Timer
 from wire import protocol
 
 log = logging.getLogger(__name__)
@@ -36,22 +40,12 @@ STALL_S = 1.0            # a turn this much later than asked for means the super
 MAX_MESSAGES_PER_TURN = 2000
 
 
-class Timer:
-    """A handle to cancel a `call_later`."""
-
-    __slots__ = ("cancelled",)
-
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
 class EventLoop:
-    def __init__(self, on_message: Callable[[bytes, Any], None], after_turn: Callable[[], None]) -> None:
+    def __init__(self, on_message: Callable[[bytes, Any], None], after_turn: Callable[[], None],
+                 on_failure: OnFailure) -> None:
         self._on_message = on_message
         self._after_turn = after_turn
+        self._on_failure = on_failure
         self._ipc_dir = tempfile.mkdtemp(prefix="funasr-supervisor-")  # mkdtemp makes it 0700
         self.endpoint = f"ipc://{self._ipc_dir}/router"
         self._context = zmq.Context()
@@ -68,9 +62,9 @@ class EventLoop:
         self._poller.register(self._router, zmq.POLLIN)
         self._poller.register(self._wake_pull, zmq.POLLIN)
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._timers: list[tuple[float, int, Timer, Callable[[], None]]] = []
+        self._timers: list[tuple[float, int, Timer, Callable[[], None], str | None]] = []
         self._sequence = itertools.count()
-        self._watched: dict[int, Callable[[], None]] = {}
+        self._watched: dict[int, tuple[Callable[[], None], str | None]] = {}
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="supervisor-slow")
         self._to_settle: list[tuple[Future, Any, BaseException | None]] = []
         self.resumed_at = time.monotonic()
@@ -78,6 +72,10 @@ class EventLoop:
         self._thread = threading.Thread(target=self._run, name="arbiter", daemon=True)
 
     # -- from any thread -------------------------------------------------------------------------
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()
+
     def start(self) -> None:
         self._thread.start()
 
@@ -129,21 +127,22 @@ class EventLoop:
         whoever wakes up reads a state at least as new as the answer it got."""
         self._to_settle.append((future, result, error))
 
-    def call_later(self, delay_s: float, fn: Callable[[], None]) -> Timer:
+    def call_later(self, delay_s: float, fn: Callable[[], None], owner: str | None = None) -> Timer:
         timer = Timer()
-        heapq.heappush(self._timers, (time.monotonic() + delay_s, next(self._sequence), timer, fn))
+        heapq.heappush(self._timers, (time.monotonic() + delay_s, next(self._sequence), timer, fn, owner))
         return timer
 
-    def watch(self, fd: int, on_ready: Callable[[], None]) -> None:
+    def watch(self, fd: int, on_ready: Callable[[], None], owner: str | None = None) -> None:
         """Call `on_ready` once `fd` is readable (a pidfd: the process ended)."""
-        self._watched[fd] = on_ready
+        self._watched[fd] = (on_ready, owner)
         self._poller.register(fd, zmq.POLLIN)
 
-    def offload(self, work: Callable[[], Any], then: Callable[[Any, BaseException | None], None]) -> None:
+    def offload(self, work: Callable[[], Any], then: Callable[[Any, BaseException | None], None],
+                owner: str | None = None) -> None:
         """Run `work` on the executor; `then(result, error)` runs back on the loop."""
         def done(future: Future) -> None:
             error = future.exception()
-            self.post(lambda: then(None if error else future.result(), error))
+            self.post(lambda: self._guarded(then, None if error else future.result(), error, owner=owner))
         self._executor.submit(work).add_done_callback(done)
 
     def send(self, identity: bytes, message: msgspec.Struct) -> bool:
@@ -173,12 +172,14 @@ class EventLoop:
             self._guarded(self._after_turn)
             self._settle_all()
 
-    @staticmethod
-    def _guarded(fn: Callable[..., None], *args: Any) -> None:
+    def _guarded(self, fn: Callable[..., None], *args: Any, owner: str | None = None) -> None:
         try:
             fn(*args)
-        except Exception:
-            log.exception("supervisor loop: %s failed", getattr(fn, "__name__", fn))
+        except Exception as exc:
+            if owner is None:
+                log.exception("supervisor loop: %s failed", getattr(fn, "__name__", fn))
+            else:
+                self._guarded(self._on_failure, owner, exc)
 
     def _settle_all(self) -> None:
         settle, self._to_settle = self._to_settle, []
@@ -209,13 +210,14 @@ class EventLoop:
     def _run_timers(self) -> None:
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
-            _, _, timer, fn = heapq.heappop(self._timers)
+            _, _, timer, fn, owner = heapq.heappop(self._timers)
             if not timer.cancelled:
-                self._guarded(fn)
+                self._guarded(fn, owner=owner)
 
     def _unwatch_and_fire(self, fd: int) -> None:
         self._poller.unregister(fd)
-        self._watched.pop(fd)()
+        on_ready, owner = self._watched.pop(fd)
+        self._guarded(on_ready, owner=owner)
 
     def _receive(self) -> None:
         for _ in range(MAX_MESSAGES_PER_TURN):
