@@ -41,7 +41,7 @@ def test_replicas_of_a_full_size_model_share_one_mapped_copy(cache_dir, full_pun
 def test_replicas_of_an_onnx_model_share_its_pre_packed_weights(cache_dir, full_punctuation_dir, start_supervisor,
                                                                  tmp_path):
     """ONNX Runtime pre-packs weights into private memory; ours are pre-packed once into a file the sessions map.
-    The process that exports keeps ~230 MB of the export's heap until it stops (README): the replicas compared
+    The process that exports keeps ~230 MB of the export's heap until it stops (docs/models.md): the replicas compared
     here load the export from the cache, as every load after the first does."""
     exporting = with_models(load_config("demo"), punctuation=ModelConfig(source=str(full_punctuation_dir),
                                                                          engine="onnx"))
