@@ -77,6 +77,7 @@ class WebSocketServer:
             self.port = self._server.sockets[0].getsockname()[1]
         except OSError as exc:
             self._failed = exc
+            loop.close()  # now, on its own thread: left to the garbage collector at exit, it printed a traceback
             return
         finally:
             ready.set()
