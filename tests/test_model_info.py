@@ -74,20 +74,3 @@ def test_detailed_info_adds_memory_breakdown_and_source(client):
     assert wait_for(lambda: cache_size() > 0, timeout=10)  # measured off the request path after each load
     assert "details" not in body["available_models"]["punctuation"] or \
         body["available_models"]["punctuation"]["details"]["memory_unique_mb"] is None
-
-
-def test_info_post_rejects_bad_bodies(client):
-    for body, fragment in ((b"{nope", "Malformed JSON"), (b'{"detailed": "yes"}', "Invalid request body"),
-                           (b'{"detaled": true}', "Invalid request body")):
-        resp = client.simulate_post("/model/info", body=body, headers={"Content-Type": "application/json"})
-        assert resp.status_code == 400
-        assert resp.json["error_code"] == "INVALID_REQUEST" and resp.json["error"] == fragment
-        assert resp.json["success"] is False and resp.json["details"]
-
-
-def test_unknown_route_and_method_use_the_envelope(client):
-    missing = client.simulate_get("/model/nothing")
-    assert missing.status_code == 404 and missing.json["error_code"] == "ROUTE_NOT_FOUND"
-    wrong = client.simulate_put("/model/info")
-    assert wrong.status_code == 405 and wrong.json["error_code"] == "METHOD_NOT_ALLOWED"
-    assert wrong.json["success"] is False
