@@ -179,3 +179,32 @@ def test_code_that_raises_while_working_on_a_model_fails_that_model_loudly_and_n
     h.spawner.alive("punctuation")[0].ready()
     h.loop.turn()
     assert h.status("punctuation") == "loaded"        # and the failed one loads again
+
+
+def test_a_crashed_optional_model_stays_failed(rig):
+    h = rig()
+    h.loaded("punctuation").exit(-9)
+    h.loop.advance(3600)
+    assert h.status("punctuation") == "failed" and h.view("punctuation").restarts == 0
+    assert len(h.spawner.of("punctuation")) == 1
+
+
+def test_an_open_stream_holds_an_idle_model_and_its_end_lets_it_go(rig):
+    h = rig(streaming_asr={"keep_alive_s": 1})
+    child = h.loaded("streaming_asr")
+    stream = h.run(lambda: h.ops.open_stream("streaming_asr", False)).result(0).result(0).stream
+    h.live_for(30, child)
+    assert h.status("streaming_asr") == "loaded"          # idle, but the stream's cache lives there
+    h.run(lambda: h.ops.abort("streaming_asr", stream.stream_id))
+    h.live_for(1.5, child)
+    assert (child.spec.identity, Shutdown()) in h.loop.sent and h.view("streaming_asr").metrics.idle_unloads == 1
+
+
+def test_idle_time_counts_from_the_load_not_from_start_up(rig):
+    h = rig(punctuation={"keep_alive_s": 2})
+    h.loop.advance(10)                                    # the server existed long before the load
+    child = h.loaded("punctuation")
+    h.live_for(1.5, child)
+    assert h.status("punctuation") == "loaded"
+    h.live_for(1.0, child)
+    assert (child.spec.identity, Shutdown()) in h.loop.sent

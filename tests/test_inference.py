@@ -1,14 +1,13 @@
-"""Using the models over HTTP: punctuation, streams, transcription, counters, cold starts, idle unloading."""
+"""Using the models over HTTP: punctuation, streams, transcription, counters, cold starts, idle unloading
+(its timing rules are tested in virtual time in test_arbiter_rules.py)."""
 
 from __future__ import annotations
-
-import time
 
 import falcon.testing
 
 from api.app import create_app
 from supervisor.memory import private_dirty_mb
-from tests.helpers import alive, speechlike_pcm, wait_for, wav_bytes
+from tests.helpers import speechlike_pcm, wait_for, wav_bytes
 
 PCM = {"Content-Type": "audio/L16; rate=16000"}
 WAV = {"Content-Type": "audio/wav"}
@@ -142,28 +141,6 @@ def test_autoload_off_answers_model_not_ready(make_supervisor):
     assert int(resp.headers["Retry-After"]) >= 1
     client.simulate_post("/model/load", json={"model_type": "punctuation", "async_load": False})
     assert client.simulate_post("/punctuation", json={"text": "你好"}).status_code == 200
-
-
-def test_idle_model_is_unloaded_but_not_while_a_stream_is_open(make_supervisor):
-    sup = make_supervisor(streaming_asr={"keep_alive_s": 1})
-    client = falcon.testing.TestClient(create_app(sup))
-    stream_id = open_stream(client)
-    pid = sup.view("streaming_asr").pid
-    time.sleep(2.0)  # past keep_alive_s
-    assert sup.view("streaming_asr").status == "loaded" and alive(pid)  # the open stream holds it
-    client.simulate_post(f"/asr/streams/{stream_id}/finish")
-    wait_for(lambda: sup.view("streaming_asr").status == "unloaded", timeout=10)
-    wait_for(lambda: not alive(pid), timeout=5)
-    assert sup.view("streaming_asr").metrics.idle_unloads == 1
-
-
-def test_idle_time_counts_from_the_load_not_from_start_up(make_supervisor):
-    sup = make_supervisor(punctuation={"keep_alive_s": 2})
-    time.sleep(2.5)  # the supervisor has existed longer than keep_alive_s before anything is loaded
-    sup.await_load(sup.request_load("punctuation"))
-    time.sleep(1.0)
-    assert sup.view("punctuation").status == "loaded"
-    wait_for(lambda: sup.view("punctuation").status == "unloaded", timeout=5)
 
 
 def test_keep_alive_zero_unloads_right_after_each_request(make_supervisor):
