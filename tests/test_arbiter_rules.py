@@ -80,22 +80,17 @@ def test_a_required_model_restarts_with_doubling_backoff_until_its_budget_is_spe
     h = rig({"restart_budget": 2, "restart_window_s": 600, "restart_backoff_max_s": 60},
             punctuation={"required": True})
     h.loaded("punctuation").exit(1)
-    h.loop.turn()
-    assert h.status("punctuation") == "failed"
-    h.loop.advance(0.9)
-    assert len(h.spawner.of("punctuation")) == 1        # first restart after 1 s
-    h.loop.advance(0.2)
-    assert len(h.spawner.of("punctuation")) == 2
-    h.spawner.alive("punctuation")[0].ready()
-    h.loop.turn()
-    h.spawner.alive("punctuation")[0].exit(1)
-    h.loop.advance(1.9)
-    assert len(h.spawner.of("punctuation")) == 2        # the second waits 2 s
-    h.loop.advance(0.2)
-    assert len(h.spawner.of("punctuation")) == 3
-    h.spawner.alive("punctuation")[0].ready()
-    h.loop.turn()
-    h.spawner.alive("punctuation")[0].exit(1)
+    for started, backoff_s in ((1, 1.0), (2, 2.0)):    # 1 s, then 2 s
+        h.loop.turn()
+        assert h.status("punctuation") == "failed"
+        h.loop.advance(backoff_s - 0.1)
+        assert len(h.spawner.of("punctuation")) == started
+        h.loop.advance(0.2)
+        assert len(h.spawner.of("punctuation")) == started + 1
+        h.spawner.alive("punctuation")[0].ready()
+        h.loop.turn()
+        assert h.status("punctuation") == "loaded"
+        h.spawner.alive("punctuation")[0].exit(1)
     h.loop.advance(3600)
     assert len(h.spawner.of("punctuation")) == 3        # budget of 2 spent: it stays failed
     assert h.status("punctuation") == "failed" and h.view("punctuation").restarts == 2
