@@ -1,5 +1,6 @@
-"""The arbiter's rules, in milliseconds, against a scripted fake spawner (tests/fake_spawner.py): transitions,
-cancel, force_reload, admission of `all`, restart budget, scaling, queue overflow, deadlines, fair sharing."""
+"""The arbiter on its real loop thread and real ZeroMQ, against a scripted fake spawner (tests/fake_spawner.py):
+transitions, cancel, force_reload, admission of `all`, restart budget, scaling, queue overflow, deadlines, fair
+sharing, with callers on other threads. The same rules in virtual time, single-threaded: test_arbiter_rules.py."""
 
 from __future__ import annotations
 
