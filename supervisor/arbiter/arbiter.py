@@ -69,8 +69,8 @@ class Arbiter:
         self.dispatch = Dispatcher(self.loop, self.models, self.replicas.by_identity, self.streams, self.board,
                                    settings, self.metrics, self.route)
         self.drainer = Drainer(self.loop, self.replicas, self.board, settings)
-        self.lifecycle = Lifecycle(self.loop, self.models, self.replicas, self.drainer, self.dispatch,
-                                   self.admission, self.restart_policy, self.board, settings)
+        self.lifecycle = Lifecycle(self.loop, self.replicas, self.drainer, self.dispatch, self.admission,
+                                   self.restart_policy, self.board, settings)
         self.housekeeping = Housekeeping(self.models, self.streams, self.admission, self.board, settings)
         self.operations = Operations(self.models, self.lifecycle, self.dispatch, self.replicas.by_identity,
                                      self.streams, self.registry, self.board, settings)

@@ -50,10 +50,9 @@ def job_error(job: LoadJob) -> SupervisorError:
 
 
 class Lifecycle:
-    def __init__(self, loop: Loop, models: dict[str, Model], replicas: Replicas, drainer: Drainer,
-                 dispatch: Dispatcher, admission: Admission, restart_policy: RestartPolicy, board: Board,
-                 settings: ServerSettings) -> None:
-        self.loop, self.models, self.replicas, self.drainer, self.dispatch = loop, models, replicas, drainer, dispatch
+    def __init__(self, loop: Loop, replicas: Replicas, drainer: Drainer, dispatch: Dispatcher, admission: Admission,
+                 restart_policy: RestartPolicy, board: Board, settings: ServerSettings) -> None:
+        self.loop, self.replicas, self.drainer, self.dispatch = loop, replicas, drainer, dispatch
         self.admission, self.restart_policy, self.board, self.settings = admission, restart_policy, board, settings
         self.awaiting_memory: set[Model] = set()
 
