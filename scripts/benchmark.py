@@ -56,11 +56,12 @@ def prepare_models(cache_dir: Path, size: str, models: list[str]) -> dict[str, P
     return dirs
 
 
-def load_cycles(server: BenchServer, memory: SystemMemory, model_id: str, model_dir: Path,
-                repeats: int) -> dict:
-    """Each repeat: the server loads and unloads, then the in-process and the naive baselines load, back to
-    back, so the machine's drift (it is shared) falls on all three alike. A first untimed server cycle warms
-    the page cache for everyone."""
+def load_cycles(server: BenchServer, memory: SystemMemory, model_id: str, model_dir: Path, repeats: int,
+                recording: Recording) -> tuple[dict, Baseline]:
+    """Each repeat: the server loads and unloads, then a fresh process imports and loads (the naive cold start
+    and, inside it, the in-process load), back to back, so the machine's drift (it is shared) falls on both
+    alike. A first untimed server cycle warms the page cache for everyone. The last repeat's process is left
+    running, for the direct requests."""
     server.load(model_id)
     server.unload(model_id)
     samples: dict[str, list] = {k: [] for k in ("load_ms", "load_wall_ms", "phases", "rss_mb", "unique_mb",
@@ -68,12 +69,15 @@ def load_cycles(server: BenchServer, memory: SystemMemory, model_id: str, model_
                                                   "sys_returned_mb")}
     baseline: dict[str, list] = {"inproc_load_ms": [], "inproc_held_mb": [], "inproc_kept_after_del_mb": []}
     naive: list[float] = []
-    for _ in range(repeats):
+    for repeat in range(repeats):
         server_cycle(server, memory, model_id, samples)
-        for key, value in baseline_process(model_id, model_dir, 0).items():
+        process = Baseline(model_id, model_dir, recording)
+        naive.append(process.naive_ms)
+        for key, value in process.figures.items():
             baseline[key].append(value)
-        naive.append(naive_cold_start(model_id, model_dir))
-    return {"server": samples, "baseline": baseline, "naive_ms": naive}
+        if repeat < repeats - 1:
+            process.close()
+    return {"server": samples, "baseline": baseline, "naive_ms": naive}, process
 
 
 def server_cycle(server: BenchServer, memory: SystemMemory, model_id: str, samples: dict[str, list]) -> None:
@@ -98,35 +102,49 @@ def server_cycle(server: BenchServer, memory: SystemMemory, model_id: str, sampl
     samples["sys_returned_mb"].append(after_load - after_unload)
 
 
-def baseline_process(model_id: str, model_dir: Path, n_requests: int, recording: Recording | None = None) -> dict:
-    """A fresh process each time: a second load in one process reuses the first one's freed heap, and so
-    would flatter the baseline (measured: 1.0 s instead of 3.7 s for the full streaming model)."""
-    feeds = ["--recording", str(recording.path)] if recording else []
-    out = subprocess.run([sys.executable, "-m", "scripts.bench_baseline", "--model-id", model_id,
-                          "--model-dir", str(model_dir), "--requests", str(n_requests), *feeds],
-                         cwd=REPO, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+class Baseline:
+    """`scripts.bench_baseline` in a fresh interpreter: the naive cold start (spawn -> model ready, in ms, timed
+    from here), what it measured inside, then direct requests on demand. Fresh each time, because a second load
+    in one process reuses the first one's freed heap and so would flatter the baseline (measured: 1.0 s instead
+    of 3.7 s for the full streaming model)."""
+
+    def __init__(self, model_id: str, model_dir: Path, recording: Recording) -> None:
+        began = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-m", "scripts.bench_baseline", "--model-id", model_id,
+                                      "--model-dir", str(model_dir), "--recording", str(recording.path)],
+                                     cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.naive_ms = (self._answer()["ready_at"] - began) * 1000
+        self.figures = self._answer()
+
+    def direct(self, n: int) -> list[float]:
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        return self._answer()["direct_ms"]
+
+    def _answer(self) -> dict:
+        """The next JSON line (funasr prints notices of its own to stdout)."""
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        self.close()
+        raise RuntimeError(f"scripts.bench_baseline failed (exit {self.proc.returncode})")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+        self.proc.wait(60)
 
 
-def request_latencies(server: BenchServer, model_id: str, model_dir: Path, n: int, recording: Recording) -> dict:
+def request_latencies(server: BenchServer, model_id: str, n: int, recording: Recording,
+                      baseline: Baseline) -> dict:
     """HTTP, then direct, then HTTP again, back to back, so drift on a shared machine hits both sides alike."""
     server.load(model_id)
     first, first_model = http_latencies(server.url, model_id, n // 2, recording)
-    direct = baseline_process(model_id, model_dir, n, recording)["direct_ms"]
+    direct = baseline.direct(n)
     second, second_model = http_latencies(server.url, model_id, n - n // 2, recording)
     server.unload(model_id)
+    baseline.close()
     return {"http_ms": first + second, "http_model_ms": first_model + second_model, "direct_ms": direct}
-
-
-def naive_cold_start(model_id: str, model_dir: Path) -> float:
-    """A fresh interpreter that imports torch and funasr and loads the model: spawn -> ready, in ms."""
-    began = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "scripts.bench_baseline", "--naive", "--model-id", model_id,
-                             "--model-dir", str(model_dir)], cwd=REPO, stdout=subprocess.PIPE, text=True)
-    ready = next(json.loads(line)["ready_at"] for line in proc.stdout if line.startswith('{"ready_at"'))
-    proc.stdout.close()
-    proc.wait(60)
-    return (ready - began) * 1000
 
 
 def control_plane_during_load(server: BenchServer, model_id: str, clients: int = 16) -> list[float]:
@@ -157,18 +175,17 @@ def control_plane_during_load(server: BenchServer, model_id: str, clients: int =
     return samples
 
 
-def five_models(cache_dir: Path, size: str, memory: SystemMemory) -> dict:
+def five_models(server: BenchServer, memory: SystemMemory) -> dict:
     """Every model of FIVE loaded on one server, then unloaded one by one: the machine's memory returned by each
     unload beside the memory_freed_mb it reported (the others keep running, so each figure is that model's own)."""
     out: dict = {}
-    with BenchServer(cache_dir, size, list(FIVE)) as server:
-        for name in FIVE:
-            server.load(name)
-        time.sleep(1.5)  # memory figures are refreshed every second
-        for name in FIVE:
-            before = memory.used_mb()
-            freed = server.unload(name)["memory_freed_mb"]
-            out[name] = {"freed_mb": freed, "returned_mb": before - memory.used_mb()}
+    for name in FIVE:
+        server.load(name)
+    time.sleep(1.5)  # memory figures are refreshed every second
+    for name in FIVE:
+        before = memory.used_mb()
+        freed = server.unload(name)["memory_freed_mb"]
+        out[name] = {"freed_mb": freed, "returned_mb": before - memory.used_mb()}
     return out
 
 
@@ -240,15 +257,16 @@ def run(args: argparse.Namespace) -> dict:
     recording = Recording(example("vad_example.wav", cache_dir))
     memory = SystemMemory()
     raw: dict = {"models": {}}
-    with BenchServer(cache_dir, args.size, args.models) as server:
+    all_five = set(FIVE) - {"punctuation-b"} <= set(args.models)
+    with BenchServer(cache_dir, args.size, args.models + ["punctuation-b"] * all_five) as server:
         for model_id in args.models:
             print(f"[bench] {model_id}: loads x{args.repeats} (server, in-process, naive)", file=sys.stderr,
                   flush=True)
-            entry = load_cycles(server, memory, model_id, dirs[model_id], args.repeats)
+            entry, baseline = load_cycles(server, memory, model_id, dirs[model_id], args.repeats, recording)
             requests = {"vad": max(4, args.requests // 10),  # 70 s of audio each
                         "asr": max(2, args.requests // 50)}.get(model_id, args.requests)
             print(f"[bench] {model_id}: {requests} requests, HTTP and direct", file=sys.stderr, flush=True)
-            entry |= request_latencies(server, model_id, dirs[model_id], requests, recording)
+            entry |= request_latencies(server, model_id, requests, recording, baseline)
             raw["models"][model_id] = entry
         if "punctuation" in args.models:
             print("[bench] protocol overhead: tritonclient vs POST /punctuation", file=sys.stderr, flush=True)
@@ -257,9 +275,9 @@ def run(args: argparse.Namespace) -> dict:
             server.unload("punctuation")
         print("[bench] control plane under load", file=sys.stderr, flush=True)
         raw["control_plane_ms"] = control_plane_during_load(server, args.models[0])
-    if set(FIVE) - {"punctuation-b"} <= set(args.models):
-        print("[bench] five models loaded, then unloaded one by one", file=sys.stderr, flush=True)
-        raw["five_models"] = five_models(cache_dir, args.size, memory)
+        if all_five:
+            print("[bench] five models loaded, then unloaded one by one", file=sys.stderr, flush=True)
+            raw["five_models"] = five_models(server, memory)
     if "streaming_asr" in args.models and not args.no_replicas:
         raw |= replica_workloads(cache_dir, args.size, args, memory, recording)
     return {"machine": machine_info(), "size": args.size, "repeats": args.repeats, "requests": args.requests,
@@ -287,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot-only", type=Path, metavar="JSON", help="draw the charts of a saved run (its "
                         "--json) into --plot DIR, without running anything")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if args.plot_only:
         if not args.plot:
             parser.error("--plot-only needs --plot DIR: where to write the charts")
