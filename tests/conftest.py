@@ -5,7 +5,9 @@ Every test ends with no model process left that it started (the `no_orphans` fix
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +18,18 @@ from multiprocess import forkserver, resource_tracker
 import pytest
 
 from api.app import create_app
+from model_procs.make_models import DONE_MARKER, model_dir
 from supervisor.config import load_config
 from supervisor.core import Supervisor
 from tests.helpers import REPO, ServerProcess, alive, demo_config, descendants, wait_for
 
 logging.basicConfig(level=logging.INFO)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long-running files first (a stable sort keeps the rest in order): `--dist loadfile` hands out files in
+    collection order, so one worker starts the longest at once while the other works through the rest."""
+    items.sort(key=lambda item: item.get_closest_marker("long_running") is None)
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +81,14 @@ def no_orphans(request):
             from None
 
 
+@pytest.fixture
+def keep_forkserver(supervisor):
+    """For tests that start supervisors of their own: the session's supervisor keeps this process's forkserver
+    booted. Without it the last supervisor to close stops the forkserver and the next test boots it again (torch
+    and funasr imported anew: ~10 s of CPU a test, which `-n 2` workers hit when a file runs first in one)."""
+    return supervisor
+
+
 class Supervisors:
     """Starts supervisors with any config, cache and spawner; `close_all` (also run after the test) stops them."""
 
@@ -90,7 +107,7 @@ class Supervisors:
 
 
 @pytest.fixture
-def start_supervisor():
+def start_supervisor(keep_forkserver):
     supervisors = Supervisors()
     yield supervisors
     supervisors.close_all()
@@ -103,12 +120,35 @@ def make_supervisor(cache_dir, start_supervisor):
 
 
 @pytest.fixture(scope="session")
-def full_punctuation_dir(tmp_path_factory) -> Path:
-    """A `full`-size CT-Punc directory (real shapes, ~280 MB), generated once, only for tests that ask."""
-    out = tmp_path_factory.mktemp("full-models")
-    subprocess.run([sys.executable, "-m", "model_procs.make_models", "--size", "full", "--models", "punctuation",
-                    "--out", str(out)], cwd=REPO, check=True, capture_output=True)
-    return out / "punctuation-full"
+def run_dir(tmp_path_factory) -> Path:
+    """A folder that every xdist worker of this run shares (each worker's base temporary folder is inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def generated_once(run_dir: Path, size: str, models: list[str]) -> Path:
+    """Generated models that tests name as directories: `<root>/<model>-<size>`, made by one subprocess for the
+    whole run (generating imports torch, which the test process, like the API process, must not). A worker that
+    finds another generating waits for it, then reuses what it made."""
+    root = run_dir / "generated"
+    root.mkdir(exist_ok=True)
+    with open(run_dir / f"generating-{size}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not all((model_dir(root, m, size) / DONE_MARKER).exists() for m in models):
+            subprocess.run([sys.executable, "-m", "model_procs.make_models", "--size", size, "--models", *models,
+                            "--out", str(root)], cwd=REPO, check=True, capture_output=True, timeout=600)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_models(run_dir) -> Path:
+    return generated_once(run_dir, "tiny", ["streaming_asr", "asr", "asr-bicif", "asr-sensevoice", "punctuation"])
+
+
+@pytest.fixture(scope="session")
+def full_punctuation_dir(run_dir) -> Path:
+    """A `full`-size CT-Punc directory (real shapes, ~280 MB), only for tests that ask."""
+    return generated_once(run_dir, "full", ["punctuation"]) / "punctuation-full"
 
 
 @pytest.fixture

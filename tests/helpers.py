@@ -125,20 +125,25 @@ class ServerProcess:
         self._log.close()
 
 
-def configured_server(cache_dir: Path, folder: Path, config: str):
-    """A module's real server on a config of its own (a generator, for a fixture to `yield from`)."""
-    path = folder / "models.toml"
-    path.write_text(config)
-    srv = ServerProcess(cache_dir, models=str(path))
+def serving(srv: ServerProcess):
+    """A started server for a module's tests (a generator, for a fixture to `yield from`); afterwards it must
+    stop with exit code 0, and nothing of it is left running."""
     yield srv
     assert srv.stop() == 0, srv.log_path.read_text()[-2000:]
     srv.kill_everything()
 
 
-def unload_everything(srv: ServerProcess, admin_key: str) -> None:
+def configured_server(cache_dir: Path, folder: Path, config: str):
+    """A module's real server on a config of its own (a generator, for a fixture to `yield from`)."""
+    path = folder / "models.toml"
+    path.write_text(config)
+    yield from serving(ServerProcess(cache_dir, models=str(path)))
+
+
+def unload_everything(srv: ServerProcess, admin_key: str | None = None) -> None:
     """Between tests on a shared server: no model process outlives the test that started it."""
-    requests.delete(f"{srv.url}/model/unload/all", headers={"Authorization": f"Bearer {admin_key}"},
-                    timeout=60).raise_for_status()
+    headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
+    requests.delete(f"{srv.url}/model/unload/all", headers=headers, timeout=60).raise_for_status()
 
 
 def speechlike_pcm(seconds: float, seed: int = 0) -> bytes:

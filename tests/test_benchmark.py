@@ -7,8 +7,12 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from scripts.bench_report import FIGURES
 from tests.helpers import REPO
+
+pytestmark = pytest.mark.long_running
 
 
 def test_tiny_benchmark_reports_every_figure(tmp_path):

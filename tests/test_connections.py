@@ -10,27 +10,23 @@ import time
 import pytest
 import requests
 
-from tests.helpers import ServerProcess, speechlike_pcm, wait_for
+from tests.helpers import configured_server, speechlike_pcm, unload_everything, wait_for
 
 CONFIG = ('[models.streaming_asr]\nsource = "generated:tiny"\n[models.punctuation]\nsource = "generated:tiny"\n'
           "[server]\nhttp_threads = 8\ncontrol_threads = 4\nchannel_timeout_s = 2\n")
 
 
-@pytest.fixture
-def server_factory(cache_dir, tmp_path):
-    """A real server with 8 HTTP threads (4 kept for control routes) and a 2 s channel timeout."""
-    started = []
+@pytest.fixture(scope="module")
+def module_server(cache_dir, tmp_path_factory):
+    """One real server for the module: 8 HTTP threads (4 kept for control routes), a 2 s channel timeout."""
+    yield from configured_server(cache_dir, tmp_path_factory.mktemp("connections"), CONFIG)
 
-    def start() -> ServerProcess:
-        config = tmp_path / "models.toml"
-        config.write_text(CONFIG)
-        started.append(ServerProcess(cache_dir, models=str(config)))
-        return started[-1]
-    yield start
-    for srv in started:
-        if srv.proc.poll() is None:
-            assert srv.stop() == 0
-        srv.kill_everything()
+
+@pytest.fixture
+def srv(module_server):
+    """The module's server; no model process outlives the test that started it."""
+    yield module_server
+    unload_everything(module_server)
 
 
 def timed_get(url: str) -> float:
@@ -39,8 +35,7 @@ def timed_get(url: str) -> float:
     return time.monotonic() - began
 
 
-def test_idle_and_stalled_connections_neither_block_the_server_nor_stay(server_factory):
-    srv = server_factory()
+def test_idle_and_stalled_connections_neither_block_the_server_nor_stay(srv):
     idle, stalled = [], []
     for index in range(150):  # more than waitress's default connection limit (100)
         sock = socket.create_connection(("127.0.0.1", srv.port))
@@ -67,8 +62,7 @@ def test_idle_and_stalled_connections_neither_block_the_server_nor_stay(server_f
             sock.close()
 
 
-def test_long_requests_beyond_the_thread_budget_are_refused_and_control_routes_still_answer(server_factory):
-    srv = server_factory()
+def test_long_requests_beyond_the_thread_budget_are_refused_and_control_routes_still_answer(srv):
     requests.post(f"{srv.url}/model/load", json={"model_type": "all", "async_load": False}).raise_for_status()
     audio = speechlike_pcm(120.0)  # seconds each on the tiny model, one replica: they queue
     statuses: list[int] = []
@@ -90,8 +84,7 @@ def test_long_requests_beyond_the_thread_budget_are_refused_and_control_routes_s
     print(f"control routes while 10 transcriptions compete for 4 threads: max {max(control) * 1000:.0f} ms")
 
 
-def test_a_body_larger_than_any_route_accepts_is_refused_before_it_is_read(server_factory):
-    srv = server_factory()
+def test_a_body_larger_than_any_route_accepts_is_refused_before_it_is_read(srv):
     with socket.create_connection(("127.0.0.1", srv.port)) as sock:
         sock.sendall(b"POST /asr/transcribe HTTP/1.1\r\nHost: x\r\nContent-Type: audio/L16; rate=16000\r\n"
                      b"Content-Length: 314572800\r\n\r\n")  # 300 MB announced, none sent

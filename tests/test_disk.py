@@ -28,10 +28,10 @@ def generate(out) -> None:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    """A generated tiny punctuation model, made once for this module."""
+def generated(tiny_models, tmp_path_factory):
+    """A copy of the session's generated tiny punctuation model, for this module to damage."""
     root = tmp_path_factory.mktemp("generated")
-    generate(root)
+    shutil.copytree(tiny_models / "punctuation-tiny", root / "punctuation-tiny")
     return root
 
 

@@ -90,37 +90,36 @@ def test_serve_refuses_a_bad_config_at_start_up(tmp_path):
     assert "port" in run.stderr and "invalid config" in run.stderr
 
 
-def serve_fails(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+def serve_fails(args: list[str], env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli.main", "serve", "--models", "demo", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
-
-
-def socket_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("funasr-supervisor-*")}
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **env})
 
 
 def test_start_up_errors_exit_with_one_line_and_leave_nothing_behind(tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("")
-    before = socket_dirs()
+    # a temporary directory of this test's own (short: the ipc socket's path has a 107-byte limit), so what
+    # other tests' servers put in the machine's one cannot pass or fail this test
+    own_tmp = Path(tempfile.mkdtemp(prefix="t-"))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         cases = [
-            (["--port", str(taken.getsockname()[1]), "--cache-dir", str(tmp_path / "c")], None, "cannot listen"),
-            (["--port", "0", "--ws-port", str(taken.getsockname()[1]), "--cache-dir", str(tmp_path / "c")], None,
+            (["--port", str(taken.getsockname()[1]), "--cache-dir", str(tmp_path / "c")], {}, "cannot listen"),
+            (["--port", "0", "--ws-port", str(taken.getsockname()[1]), "--cache-dir", str(tmp_path / "c")], {},
              "cannot listen for WebSockets"),
-            (["--host", "no-such-host.invalid", "--allow-unauthenticated", "--cache-dir", str(tmp_path / "c")], None,
+            (["--host", "no-such-host.invalid", "--allow-unauthenticated", "--cache-dir", str(tmp_path / "c")], {},
              "cannot listen"),
-            (["--cache-dir", str(a_file / "cache")], None, "cannot use the cache directory"),
+            (["--cache-dir", str(a_file / "cache")], {}, "cannot use the cache directory"),
             ([], {"FUNASR_SUPERVISOR_PORT": "eighty"}, "FUNASR_SUPERVISOR_PORT"),
-            (["--port", "70000"], None, "not a port number"),
+            (["--port", "70000"], {}, "not a port number"),
         ]
         for args, env, says in cases:
-            run = serve_fails(args, env)
+            run = serve_fails(args, env | {"TMPDIR": str(own_tmp)})
             assert run.returncode == 2, (args, run.stderr)
             assert says in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)
-    assert socket_dirs() == before  # no ipc directory left in the temporary directory
+    assert not list(own_tmp.iterdir())  # no ipc directory (nor anything else) left in the temporary directory
+    own_tmp.rmdir()
 
 
 def test_client_options_go_before_or_after_the_subcommand():

@@ -10,7 +10,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example, pcm_of
-from tests.helpers import ServerProcess
+from tests.helpers import ServerProcess, serving, unload_everything
 
 WAV = {"Content-Type": "audio/wav"}
 TEXTS = ["今天天气不错我们去公园散步吧", "你好"]
@@ -19,16 +19,13 @@ TEXTS = ["今天天气不错我们去公园散步吧", "你好"]
 @pytest.fixture(scope="module")
 def live(cache_dir):
     """One real server for the module; every test leaves it with no model loaded."""
-    srv = ServerProcess(cache_dir)
-    yield srv
-    assert srv.stop() == 0, srv.log_path.read_text()[-2000:]
-    srv.kill_everything()
+    yield from serving(ServerProcess(cache_dir))
 
 
 @pytest.fixture
 def triton_client(live):
     yield triton.InferenceServerClient(live.url.removeprefix("http://"), network_timeout=120)
-    requests.delete(f"{live.url}/model/unload/all", timeout=60).raise_for_status()
+    unload_everything(live)
 
 
 @pytest.fixture(scope="module")

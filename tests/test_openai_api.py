@@ -14,6 +14,8 @@ from supervisor.kinds import VAD_WHEEL
 from tests.helpers import configured_server, unload_everything
 from tests.test_audio_formats import FORMATS
 
+pytestmark = pytest.mark.long_running
+
 KEY, ADMIN = "sk-test-0123456789abcdef", "sk-admin-0123456789abcdef"
 CONFIG = f"""
 [models.streaming_asr]

@@ -12,6 +12,7 @@ import tomllib
 
 import falcon.testing
 import kubernetes_validate
+import pytest
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,7 +22,7 @@ from api.errors import HTTP_STATUS
 from model_procs.wheels import WheelSource
 from scripts.recordings import EXAMPLES
 from supervisor.kinds import VAD_WHEEL
-from tests.helpers import REPO, ServerProcess, wait_for
+from tests.helpers import REPO, ServerProcess, serving, unload_everything, wait_for
 
 
 def metric(client, name: str, **labels) -> float:
@@ -72,6 +73,20 @@ def test_every_response_carries_a_request_id(client):
                         .headers["X-Request-Id"])
 
 
+@pytest.fixture(scope="module")
+def json_logging_server(cache_dir, tmp_path_factory):
+    """One real server for the CLI and the log tests, logging JSON (the demo models, no keys)."""
+    yield from serving(ServerProcess(cache_dir, extra_args=["--log-format", "json"],
+                                     log_path=tmp_path_factory.mktemp("json-logs") / "log.jsonl"))
+
+
+@pytest.fixture
+def server(json_logging_server):
+    """The module's server; no model process outlives the test that started it."""
+    yield json_logging_server
+    unload_everything(json_logging_server)
+
+
 def cli(server, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli.main", *args, "--url", server.url], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
@@ -95,17 +110,11 @@ def test_cli_commands_against_a_live_server(server):
     assert missing.returncode == 1 and json.loads(missing.stdout)["error_code"] == "MODEL_NOT_FOUND"
 
 
-def test_json_logs_are_one_object_per_line(cache_dir, tmp_path):
-    server = ServerProcess(cache_dir, extra_args=["--log-format", "json"], log_path=tmp_path / "log.jsonl")
-    try:
-        loaded = requests.post(server.url + "/model/load", data='{"model_type":"punctuation","async_load":false}',
-                               timeout=120)
-        assert loaded.status_code == 200
-        assert server.stop() == 0
-    finally:
-        server.kill_everything()
-    lines = [line for line in server.log_path.read_text().splitlines() if line.startswith("{")]
-    entries = [json.loads(line) for line in lines]
+def test_json_logs_are_one_object_per_line(server):
+    loaded = requests.post(server.url + "/model/load", data='{"model_type":"punctuation","async_load":false}',
+                           timeout=120)
+    assert loaded.status_code == 200
+    entries = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
     assert any("unloaded -> loading" in e["message"] for e in entries)
     assert any(e["logger"] == "funasr_supervisor.access" and "POST /model/load -> 200" in e["message"]
                for e in entries)

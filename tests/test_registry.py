@@ -4,8 +4,6 @@ restart, unloaded and forgotten; and who may do it: admin keys change models, us
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import falcon.testing
 import numpy as np
@@ -15,18 +13,15 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from api.app import create_app
-from tests.helpers import REPO, ServerProcess
+from tests.helpers import ServerProcess
 
 ADMIN_KEY, USER_KEY = "admin-key-0123456789abcdef", "user-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def punctuation_dir(cache_dir) -> str:
+def punctuation_dir(tiny_models) -> str:
     """A generated tiny CT-Punc directory, registered below as a local path (an admin's act)."""
-    out = cache_dir / "generated"
-    run = subprocess.run([sys.executable, "-m", "model_procs.make_models", "--size", "tiny", "--models", "punctuation",
-                          "--out", str(out)], cwd=REPO, check=True, capture_output=True, text=True)
-    return run.stdout.strip().splitlines()[-1]
+    return str(tiny_models / "punctuation-tiny")
 
 
 def punctuate(client: triton.InferenceServerClient, model: str, text: str) -> str:

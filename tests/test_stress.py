@@ -17,6 +17,8 @@ from api.app import create_app
 from api.errors import HTTP_STATUS
 from tests.helpers import alive, descendants, free_port, speechlike_pcm, wait_for
 
+pytestmark = pytest.mark.long_running
+
 THREADS = 8
 DURATION_S = 30
 CHUNK = speechlike_pcm(0.4, seed=5)
