@@ -258,7 +258,8 @@ def run(args: argparse.Namespace) -> dict:
     memory = SystemMemory()
     raw: dict = {"models": {}}
     all_five = set(FIVE) - {"punctuation-b"} <= set(args.models)
-    with BenchServer(cache_dir, args.size, args.models + ["punctuation-b"] * all_five) as server:
+    served = args.models + (["punctuation-b"] if all_five else [])  # the five-model figure runs on this server too
+    with BenchServer(cache_dir, args.size, served) as server:
         for model_id in args.models:
             print(f"[bench] {model_id}: loads x{args.repeats} (server, in-process, naive)", file=sys.stderr,
                   flush=True)

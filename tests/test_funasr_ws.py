@@ -130,7 +130,7 @@ def test_funasr_client_in_all_three_modes(live, cache_dir, wav, expected):
     sents = [s for m in offline_msgs for s in m["stamp_sents"]]
     assert sents and all(FIRST_FIVE[0][0] <= s["start"] <= s["end"] <= CUT_MS for s in sents)
     segments = [[s["start_ms"], s["end_ms"]] for s in split["segments"]]
-    assert segments[:4] == FIRST_FIVE[:4] and segments[4][0] == FIRST_FIVE[4][0]  # the cut ends the fifth 
+    assert segments[:4] == FIRST_FIVE[:4] and segments[4][0] == FIRST_FIVE[4][0]  # the cut ends the fifth
     assert any(m["mode"] == "2pass-online" and m["text"] for m in two_pass)
 
     offline = run_client(cache_dir, FUNASR_CLIENT, FC_STREAM, str(wav), uri, "offline")
