@@ -13,8 +13,7 @@ import threading
 from pathlib import Path
 
 from cli.commands import add_parsers, run, shared_options, with_shared_defaults
-from supervisor.config import DEFAULT_CACHE_DIR, ConfigError, ServerSettings, load_config
-from supervisor.core import Supervisor
+from supervisor.config import DEFAULT_CACHE_DIR, ConfigError, load_config
 from wire.logs import configure
 
 log = logging.getLogger("funasr_supervisor")
@@ -69,17 +68,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def waitress_options(settings: ServerSettings) -> dict:
-    """Sized for a model server: thousands of connections (poll, not select, past 1024 descriptors), idle and
-    stalled connections closed after channel_timeout_s, and no body larger than a route accepts (waitress
-    reads a body before the app, and before the API key, sees it)."""
-    largest_body_mb = max(settings.max_audio_mb, settings.max_text_kb / 1024) + 1
-    return {"threads": settings.http_threads, "connection_limit": settings.connection_limit,
-            "channel_timeout": settings.channel_timeout_s,
-            "cleanup_interval": max(1, int(settings.channel_timeout_s / 2)),
-            "max_request_body_size": int(largest_body_mb * 1024 * 1024), "asyncore_use_poll": True}
-
-
 def unusable_cache_dir(path: Path) -> str | None:
     """What is wrong with the cache directory, in one line; None when it can be used."""
     hint = "set --cache-dir or $FUNASR_SUPERVISOR_CACHE"
@@ -93,11 +81,7 @@ def unusable_cache_dir(path: Path) -> str | None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from waitress import create_server
-
-    from api.app import create_app
-    from api.auth import server_keys
-    from api.ws_server import WebSocketServer
+    from cli.serving import CannotListen, Serving
 
     try:
         config = load_config(args.models)
@@ -114,39 +98,22 @@ def serve(args: argparse.Namespace) -> int:
     if problem:
         log.error("%s", problem)
         return 2
-    supervisor = Supervisor(config, args.cache_dir, log_format=args.log_format)
-    try:
-        server = create_server(create_app(supervisor, args.api_key), host=args.host, port=args.port,
-                               **waitress_options(config.server))
-    except (OSError, ValueError) as exc:  # port in use, address not on this host, a host that does not resolve
-        log.error("cannot listen on %s:%s: %s; choose another --host or --port", args.host, args.port,
-                  getattr(exc, "strerror", None) or exc)
-        supervisor.close()  # never started: this only removes its socket directory
-        return 2
     ws_port = config.server.ws_port if args.ws_port is None else args.ws_port
-    websockets = WebSocketServer(supervisor, server_keys(config.server.api_keys, args.api_key), args.host, ws_port)
     try:
-        if ws_port:
-            websockets.start()
-    except OSError as exc:
-        log.error("cannot listen for WebSockets on %s:%s: %s; choose another --ws-port (0: off)", args.host,
-                  ws_port, exc.strerror or exc)
-        server.close()
-        supervisor.close()
+        serving = Serving(config, args.cache_dir, args.host, args.port, ws_port, args.api_key, args.log_format)
+    except CannotListen as exc:
+        log.error("%s", exc)
         return 2
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: a closed terminal, or an operator
         signal.signal(signum, lambda *_: stop.set())  # the handler only records; the main thread acts
-    supervisor.start()
-    threading.Thread(target=server.run, name="waitress", daemon=True).start()
-    log.info("serving on http://%s:%s%s (models: %s, cache: %s, API key: %s)", args.host, server.effective_port,
-             f" and ws://{args.host}:{websockets.port}" if ws_port else "", args.models or "hub aliases",
+    serving.start()
+    log.info("serving on http://%s:%s%s (models: %s, cache: %s, API key: %s)", args.host, serving.http.effective_port,
+             f" and ws://{args.host}:{serving.websockets.port}" if ws_port else "", args.models or "hub aliases",
              args.cache_dir, "required" if keyed else "off")
     stop.wait()
     log.info("shutting down: closing WebSocket sessions, unloading every model")
-    websockets.close()
-    supervisor.close()
-    server.close()
+    serving.close()
     return 0
 
 

@@ -157,5 +157,5 @@ def server(cache_dir):
     srv = ServerProcess(cache_dir)
     yield srv
     if srv.proc.poll() is None:
-        assert srv.stop() == 0, srv.log_path.read_text()[-2000:]
+        assert srv.stop() == 0, srv.log_tail()
     srv.kill_everything()

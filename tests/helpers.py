@@ -100,11 +100,14 @@ class ServerProcess:
 
     def _answers(self) -> bool:
         if self.proc.poll() is not None:
-            raise AssertionError(f"server exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            raise AssertionError(f"server exited with {self.proc.returncode}: {self.log_tail()}")
         try:
             return requests.get(self.url + "/healthz", timeout=2).status_code == 200
         except requests.ConnectionError:
             return False
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text()[-2000:]
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
@@ -125,19 +128,50 @@ class ServerProcess:
         self._log.close()
 
 
-def serving(srv: ServerProcess):
+class InProcessServer:
+    """A server built as `serve` builds it, in the test's own process, on loopback ports: its models fork from this
+    process's forkserver, which the session keeps booted (a ServerProcess boots one of its own, importing torch and
+    funasr anew: ~15 s of CPU). For tests of what clients see; tests of the process itself (signals, flags, logs,
+    cgroups) use ServerProcess."""
+
+    def __init__(self, cache_dir: Path, models: str = "demo", api_key: str | None = None) -> None:
+        """`models` as `serve --models` takes it: `demo` or a TOML path."""
+        from cli.serving import Serving
+        from supervisor.config import load_config
+
+        self.ws_port = free_port()
+        self.serving = Serving(load_config(models), cache_dir, "127.0.0.1", 0, self.ws_port, api_key)
+        self.serving.start()
+        self.port = self.serving.http.effective_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.ws_port}"
+
+    def stop(self) -> int:
+        """Unload everything and stop listening, as `serve` does on SIGTERM (its exit code, for `serving`)."""
+        self.serving.close()
+        return 0
+
+    def log_tail(self) -> str:
+        return "(its log is the test's)"
+
+    def kill_everything(self) -> None:
+        """Nothing to kill: stop() unloaded every model process, and the forkserver is the session's."""
+
+
+def serving(srv: ServerProcess | InProcessServer):
     """A started server for a module's tests (a generator, for a fixture to `yield from`); afterwards it must
     stop with exit code 0, and nothing of it is left running."""
     yield srv
-    assert srv.stop() == 0, srv.log_path.read_text()[-2000:]
+    assert srv.stop() == 0, srv.log_tail()
     srv.kill_everything()
 
 
 def configured_server(cache_dir: Path, folder: Path, config: str):
-    """A module's real server on a config of its own (a generator, for a fixture to `yield from`)."""
+    """A module's server, in the test's process, on a config of its own (a generator, for a fixture to
+    `yield from`; the fixture must depend on `supervisor`, whose forkserver it shares)."""
     path = folder / "models.toml"
     path.write_text(config)
-    yield from serving(ServerProcess(cache_dir, models=str(path)))
+    yield from serving(InProcessServer(cache_dir, str(path)))
 
 
 def unload_everything(srv: ServerProcess, admin_key: str | None = None) -> None:

@@ -17,8 +17,8 @@ CONFIG = ('[models.streaming_asr]\nsource = "generated:tiny"\n[models.punctuatio
 
 
 @pytest.fixture(scope="module")
-def module_server(cache_dir, tmp_path_factory):
-    """One real server for the module: 8 HTTP threads (4 kept for control routes), a 2 s channel timeout."""
+def module_server(cache_dir, tmp_path_factory, supervisor):
+    """One server for the module: 8 HTTP threads (4 kept for control routes), a 2 s channel timeout."""
     yield from configured_server(cache_dir, tmp_path_factory.mktemp("connections"), CONFIG)
 
 

@@ -1,6 +1,8 @@
-"""A real `funasr-supervisor serve` subprocess on a loopback port, driven by the reference's own client.
+"""A server on a loopback port, driven by the reference's own client, and a real `funasr-supervisor serve`
+subprocess ended by signals.
 
-The flows share one server (each test starts from every model unloaded); the signal tests end theirs.
+The flows share one server in the test's process (each test starts from every model unloaded); the signal tests
+start and end real server processes.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import psutil
 import pytest
 import requests
 
-from tests.helpers import (REPO, ServerProcess, alive, descendants, serving, speechlike_pcm, unload_everything,
-                           wait_for, wav_bytes)
+from tests.helpers import (REPO, InProcessServer, alive, descendants, serving, speechlike_pcm,
+                           unload_everything, wait_for, wav_bytes)
 from tests.reference_client import ModelManager
 
 
 @pytest.fixture(scope="module")
-def one_server(cache_dir):
-    yield from serving(ServerProcess(cache_dir))
+def one_server(cache_dir, supervisor):
+    yield from serving(InProcessServer(cache_dir))
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ ws_idle_s = 20
 
 
 @pytest.fixture(scope="module")
-def live(cache_dir, tmp_path_factory):
+def live(cache_dir, tmp_path_factory, supervisor):
     yield from configured_server(cache_dir, tmp_path_factory.mktemp("funasr-ws"), CONFIG)
 
 

@@ -10,16 +10,16 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example, pcm_of
-from tests.helpers import ServerProcess, serving, unload_everything
+from tests.helpers import InProcessServer, serving, unload_everything
 
 WAV = {"Content-Type": "audio/wav"}
 TEXTS = ["今天天气不错我们去公园散步吧", "你好"]
 
 
 @pytest.fixture(scope="module")
-def live(cache_dir):
-    """One real server for the module; every test leaves it with no model loaded."""
-    yield from serving(ServerProcess(cache_dir))
+def live(cache_dir, supervisor):
+    """One server for the module; every test leaves it with no model loaded."""
+    yield from serving(InProcessServer(cache_dir))
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ api_keys = {{"{KEY}" = "user", "{ADMIN}" = "admin"}}
 
 
 @pytest.fixture(scope="module")
-def live(cache_dir, tmp_path_factory):
+def live(cache_dir, tmp_path_factory, supervisor):
     for srv in configured_server(cache_dir, tmp_path_factory.mktemp("openai"), CONFIG):
         loaded = requests.post(f"{srv.url}/model/load", json={"model_type": "vad", "async_load": False},  # the VAD
                                headers={"Authorization": f"Bearer {ADMIN}"}, timeout=300)  # splits; forkserver up
@@ -172,12 +172,12 @@ def of_type(events, suffix: str) -> list:
     return [e for e in events if e.type.endswith(suffix)]
 
 
-def test_realtime_gives_one_completed_item_per_vad_segment(live, client, recording):
+def test_realtime_gives_one_completed_item_per_vad_segment(live, client, recording, cache_dir):
     import asyncio
 
     from scripts.recordings import pcm_of
 
-    pcm = pcm_of(example("vad_example.wav", live.log_path.parent))
+    pcm = pcm_of(example("vad_example.wav", cache_dir))
     events = asyncio.run(realtime(live, at_rate(pcm, 24000), transcription_session(24000), expect=12))
     assert events[0].type == "session.created" and events[1].type == "session.updated"
     started, stopped = of_type(events, "speech_started"), of_type(events, "speech_stopped")
@@ -198,13 +198,13 @@ def test_realtime_gives_one_completed_item_per_vad_segment(live, client, recordi
     assert [c.transcript for c in of_type(same, "transcription.completed")] == [s.text for s in reference.segments]
 
 
-def test_realtime_commits_by_hand_without_turn_detection_and_answers_bad_events(live, recording):
+def test_realtime_commits_by_hand_without_turn_detection_and_answers_bad_events(live, recording, cache_dir):
     import asyncio
     import base64
 
     from scripts.recordings import pcm_of
 
-    pcm = pcm_of(example("vad_example.wav", live.log_path.parent))[:32000 * 3]
+    pcm = pcm_of(example("vad_example.wav", cache_dir))[:32000 * 3]
     session = transcription_session(16000)
     session["audio"]["input"]["turn_detection"] = None
     events = asyncio.run(realtime(live, pcm, session, expect=1))

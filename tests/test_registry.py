@@ -13,7 +13,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from api.app import create_app
-from tests.helpers import ServerProcess
+from tests.helpers import InProcessServer
 
 ADMIN_KEY, USER_KEY = "admin-key-0123456789abcdef", "user-key-0123456789abcdef"
 
@@ -34,9 +34,10 @@ def models_of(url: str) -> dict:
     return requests.get(f"{url}/model/info", timeout=30).json()["available_models"]
 
 
-def test_tritonclient_registers_a_model_that_serves_survives_a_restart_and_is_forgotten(tmp_path, punctuation_dir):
+def test_tritonclient_registers_a_model_that_serves_survives_a_restart_and_is_forgotten(tmp_path, punctuation_dir,
+                                                                                          supervisor):
     config = json.dumps({"kind": "punctuation", "source": punctuation_dir, "display_name": "Tenant B punctuation"})
-    server = ServerProcess(tmp_path)  # a cache of its own: the registry is kept there
+    server = InProcessServer(tmp_path)  # a cache of its own: the registry is kept there
     try:
         client = triton.InferenceServerClient(server.url.removeprefix("http://"), network_timeout=120)
         client.load_model("punc-tenant-b", config=config)
@@ -45,8 +46,8 @@ def test_tritonclient_registers_a_model_that_serves_survives_a_restart_and_is_fo
         view = models_of(server.url)["punc-tenant-b"]
         assert view["kind"] == "punctuation" and view["display_name"] == "Tenant B punctuation"
         assert view["status"] == "loaded" and models_of(server.url)["punctuation"]["status"] == "unloaded"
-        assert server.stop() == 0
-        server = ServerProcess(tmp_path)
+        assert server.stop() == 0  # the server stops as on SIGTERM; a new one reads the cache
+        server = InProcessServer(tmp_path)
         client = triton.InferenceServerClient(server.url.removeprefix("http://"), network_timeout=120)
         assert models_of(server.url)["punc-tenant-b"]["status"] == "unloaded"  # registered, not loaded
         client.load_model("punc-tenant-b")  # no config this time: it is known
@@ -60,9 +61,7 @@ def test_tritonclient_registers_a_model_that_serves_survives_a_restart_and_is_fo
             client.get_model_metadata("punc-tenant-b")
         assert json.loads((tmp_path / "registry.json").read_text()) == {}
     finally:
-        if server.proc.poll() is None:
-            assert server.stop() == 0
-        server.kill_everything()
+        assert server.stop() == 0
 
 
 def test_a_bad_registration_says_which_part_is_wrong_and_changes_nothing(sup):
