@@ -71,11 +71,12 @@ def streaming_capacity(url: str, max_streams: int, chunks: int, recording: Recor
     return {"capacity": capacity, "capped": capacity == max_streams, "steps": steps}
 
 
-def head_of_line(url: str, audio_s: float, chunks: int, recording: Recording) -> dict:
+def head_of_line(url: str, audio_s: float, chunks: int, recording: Recording, model: str = "") -> dict:
     """One live stream's chunk latency alone, then while a long `/asr/transcribe` (not split: one request)
-    runs on the same replica."""
+    runs on the same replica (of `model`; default: the streaming ASR kind's default model)."""
     idle: list[float] = []
-    paced_stream(url, chunks, idle, recording)
+    paced_stream(url, chunks, idle, recording, model=model)
+    named, and_named = (f"?model={model}", f"&model={model}") if model else ("", "")
     pcm = recording.seconds(audio_s)
     busy: list[float] = []
     transcribing = threading.Event()
@@ -84,7 +85,7 @@ def head_of_line(url: str, audio_s: float, chunks: int, recording: Recording) ->
         client = KeepAliveClient(url, timeout_s=3600)  # shares its replica: slower than alone, by design
         transcribing.set()
         try:
-            client.post("/asr/transcribe?punctuate=false&vad=false", pcm, PCM)
+            client.post(f"/asr/transcribe?punctuate=false&vad=false{and_named}", pcm, PCM)
         finally:
             transcribing.clear()
     long = threading.Thread(target=transcribe)
@@ -93,13 +94,13 @@ def head_of_line(url: str, audio_s: float, chunks: int, recording: Recording) ->
     time.sleep(0.1)  # its upload is under way
     started = time.monotonic()
     client = KeepAliveClient(url)
-    stream_id = client.post("/asr/streams", b"{}", "application/json")["stream_id"]
+    stream_id = client.post(f"/asr/streams{named}", b"{}", "application/json")["stream_id"]
     index, sent_at = itertools.count(), []
     while (transcribing.is_set() or not busy) and len(busy) < chunks * 100:
         sent_at.append(round(time.monotonic() - started, 3))
-        busy += timed(lambda: client.post(f"/asr/streams/{stream_id}/audio", recording.chunk(next(index)).tobytes(),
-                                          PCM), 1)
+        busy += timed(lambda: client.post(f"/asr/streams/{stream_id}/audio{named}",
+                                          recording.chunk(next(index)).tobytes(), PCM), 1)
         time.sleep(max(0.0, REAL_TIME_MS / 1000 - busy[-1] / 1000))
     long.join()
-    client.post(f"/asr/streams/{stream_id}/finish", b"", "application/octet-stream")
+    client.post(f"/asr/streams/{stream_id}/finish{named}", b"", "application/octet-stream")
     return {"audio_s": audio_s, "idle_ms": idle, "busy_ms": busy, "busy_at_s": sent_at}

