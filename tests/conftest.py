@@ -145,6 +145,15 @@ def tiny_models(run_dir) -> Path:
     return generated_once(run_dir, "tiny", ["streaming_asr", "asr", "asr-bicif", "asr-sensevoice", "punctuation"])
 
 
+@pytest.fixture
+def bench_cache(tmp_path, tiny_models) -> Path:
+    """A benchmark's cache whose generated models are the run's (a benchmark keeps what an earlier run generated)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "generated").symlink_to(tiny_models, target_is_directory=True)
+    return cache
+
+
 @pytest.fixture(scope="session")
 def full_punctuation_dir(run_dir) -> Path:
     """A `full`-size CT-Punc directory (real shapes, ~280 MB), only for tests that ask."""
