@@ -202,6 +202,8 @@ def replica_workloads(server: BenchServer, cache_dir: Path, size: str, args: arg
     weights = cache_dir / "generated" / f"streaming_asr-{size}" / "model.pt"
     for replicas, name in sorted(REPLICA_MODELS.items(), reverse=True):
         print(f"[bench] {replicas} replica(s): machine memory, streaming capacity", file=sys.stderr, flush=True)
+        server.load(name)  # untimed, as when each count had a server of its own: the figure then starts from an
+        # unload of this model, not from the unload of another one whose 1.3 GB the kernel may still be taking back
         out["replica_memory"][str(replicas)] = replica_memory(server, memory, weights, name, replicas, args.repeats)
         if replicas == 1:
             print("[bench] warm reloads (keep_warm)", file=sys.stderr, flush=True)
