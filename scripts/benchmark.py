@@ -199,7 +199,7 @@ def replica_workloads(server: BenchServer, cache_dir: Path, size: str, args: arg
     replicas hold, streaming capacity; on the one-replica model (keep_warm on) also warm reloads and head-of-line
     blocking. Two replicas first: the warm model's weights stay cached after it is unloaded."""
     out: dict = {"capacity": {}, "replica_memory": {}}
-    weights = cache_dir / "generated" / f"streaming_asr-{size}" / "model.pt"
+    weights = model_dir(cache_dir / "generated", "streaming_asr", size) / "model.pt"
     for replicas, name in sorted(REPLICA_MODELS.items(), reverse=True):
         print(f"[bench] {replicas} replica(s): machine memory, streaming capacity", file=sys.stderr, flush=True)
         server.load(name)  # untimed, as when each count had a server of its own: the figure then starts from an

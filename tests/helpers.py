@@ -134,13 +134,13 @@ class InProcessServer:
     funasr anew: ~15 s of CPU). For tests of what clients see; tests of the process itself (signals, flags, logs,
     cgroups) use ServerProcess."""
 
-    def __init__(self, cache_dir: Path, models: str = "demo", api_key: str | None = None) -> None:
+    def __init__(self, cache_dir: Path, models: str = "demo") -> None:
         """`models` as `serve --models` takes it: `demo` or a TOML path."""
         from cli.serving import Serving
         from supervisor.config import load_config
 
         self.ws_port = free_port()
-        self.serving = Serving(load_config(models), cache_dir, "127.0.0.1", 0, self.ws_port, api_key)
+        self.serving = Serving(load_config(models), cache_dir, "127.0.0.1", 0, self.ws_port)
         self.serving.start()
         self.port = self.serving.http.effective_port
         self.url = f"http://127.0.0.1:{self.port}"
@@ -153,6 +153,12 @@ class InProcessServer:
 
     def log_tail(self) -> str:
         return "(its log is the test's)"
+
+    def __enter__(self) -> "InProcessServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def kill_everything(self) -> None:
         """Nothing to kill: stop() unloaded every model process, and the forkserver is the session's."""
@@ -174,7 +180,7 @@ def configured_server(cache_dir: Path, folder: Path, config: str):
     yield from serving(InProcessServer(cache_dir, str(path)))
 
 
-def unload_everything(srv: ServerProcess, admin_key: str | None = None) -> None:
+def unload_everything(srv: ServerProcess | InProcessServer, admin_key: str | None = None) -> None:
     """Between tests on a shared server: no model process outlives the test that started it."""
     headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
     requests.delete(f"{srv.url}/model/unload/all", headers=headers, timeout=60).raise_for_status()

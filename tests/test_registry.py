@@ -37,8 +37,7 @@ def models_of(url: str) -> dict:
 def test_tritonclient_registers_a_model_that_serves_survives_a_restart_and_is_forgotten(tmp_path, punctuation_dir,
                                                                                           supervisor):
     config = json.dumps({"kind": "punctuation", "source": punctuation_dir, "display_name": "Tenant B punctuation"})
-    server = InProcessServer(tmp_path)  # a cache of its own: the registry is kept there
-    try:
+    with InProcessServer(tmp_path) as server:  # a cache of its own: the registry is kept there
         client = triton.InferenceServerClient(server.url.removeprefix("http://"), network_timeout=120)
         client.load_model("punc-tenant-b", config=config)
         assert client.is_model_ready("punc-tenant-b")
@@ -46,8 +45,7 @@ def test_tritonclient_registers_a_model_that_serves_survives_a_restart_and_is_fo
         view = models_of(server.url)["punc-tenant-b"]
         assert view["kind"] == "punctuation" and view["display_name"] == "Tenant B punctuation"
         assert view["status"] == "loaded" and models_of(server.url)["punctuation"]["status"] == "unloaded"
-        assert server.stop() == 0  # the server stops as on SIGTERM; a new one reads the cache
-        server = InProcessServer(tmp_path)
+    with InProcessServer(tmp_path) as server:  # stopped as on SIGTERM; a new server reads the same cache
         client = triton.InferenceServerClient(server.url.removeprefix("http://"), network_timeout=120)
         assert models_of(server.url)["punc-tenant-b"]["status"] == "unloaded"  # registered, not loaded
         client.load_model("punc-tenant-b")  # no config this time: it is known
@@ -60,8 +58,6 @@ def test_tritonclient_registers_a_model_that_serves_survives_a_restart_and_is_fo
         with pytest.raises(InferenceServerException, match="does not exist"):
             client.get_model_metadata("punc-tenant-b")
         assert json.loads((tmp_path / "registry.json").read_text()) == {}
-    finally:
-        assert server.stop() == 0
 
 
 def test_a_bad_registration_says_which_part_is_wrong_and_changes_nothing(sup):
