@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from model_procs.mapped_loader import content_hash
+from model_procs.onnx_check import runs_in_a_child
 from model_procs.onnx_graphs import traceable_pad_masks
 from model_procs.onnx_plans import PLANS, Part, Plan
 
@@ -70,7 +71,7 @@ def install_onnx(automodel, cache_dir: str, threads: int, quantize: str,
     exported = time.monotonic()
     progress("starting ONNX Runtime sessions")
     plan.install({name: new_session(path, threads) for name, path in files.items()})
-    mapped = tuple(mapped_data(path) for path in files.values())
+    mapped = tuple(mapped_data(path) for path in files.values() if mapped_data(path).exists())
     for path in mapped:
         forget_unmapped_pages(path)
     return Installed(export_ms=(exported - began) * 1000 if exported_any else 0.0,
@@ -94,12 +95,18 @@ def exported_files(plan: Plan, folder: Path, threads: int, quantize: str,
                 progress(f"quantising {name} to int8")
                 quantize_int8(fp32, source)
                 exported_any = True
-        files[name] = source.with_name(f"{source.stem}.{machine_key()}.packed.onnx")
-        if not files[name].exists():
+        packed = source.with_name(f"{source.stem}.{machine_key()}.packed.onnx")
+        if not packed.exists() and not refused(packed).exists():
             progress(f"pre-packing {source.stem} for this CPU")
-            save_prepacked(source, files[name], threads)
+            save_prepacked(source, packed, threads, dict(zip(part.graph.names()[0], (t.numpy() for t in part.probe))))
             exported_any = True
+        files[name] = packed if packed.exists() else source   # refused: sessions copy the weights instead
     return files, exported_any
+
+
+def refused(packed: Path) -> Path:
+    """Written where a pre-packed file failed its check on this machine, with the reason: not tried again."""
+    return packed.with_name(packed.name + ".refused")
 
 
 def model_key(kwargs: dict, cache_dir: str) -> str:
@@ -151,14 +158,15 @@ def quantize_int8(source: Path, target: Path) -> None:
                          weight_type=QuantType.QUInt8, nodes_to_exclude=kept)
 
 
-def save_prepacked(source: Path, target: Path, threads: int) -> None:
+def save_prepacked(source: Path, target: Path, threads: int, probe: dict[str, np.ndarray]) -> None:
     """ONNX Runtime re-arranges (pre-packs) MatMul weights for its kernels when a session starts, into private
     memory: 905 MB per replica of the full streaming model, where the mapped torch loader shares its weights.
     Saved once as an optimised model whose weights and pre-packed blobs sit, page-aligned, in
     `<target>.data`, later sessions map that file instead: every replica shares one copy in the page cache,
     at the pre-packed speed. The blobs suit this CPU and runtime only, hence `machine_key` in the name. Written
-    in a staging folder; the data is renamed into place first and `target` last, so a `target` that exists is
-    complete."""
+    in a staging folder and run once there in a child process (`onnx_check`); the data is renamed into place
+    first and `target` last, so a `target` that exists is complete and ran. One that fails its run is not
+    used: `refused(target)` keeps the reason, and sessions load `source`, copying its weights."""
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".packing-"))
     try:
         options = session_options(threads)
@@ -171,6 +179,11 @@ def save_prepacked(source: Path, target: Path, threads: int) -> None:
 
         onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
         flush(staging / mapped_data(target).name)  # dirty pages mapped by one process count as its Private_Dirty
+        problem = runs_in_a_child(staging / target.name, probe)
+        if problem is not None:
+            log.warning("%s: the pre-packed model is not used (%s); sessions copy its weights", target.name, problem)
+            refused(target).write_text(problem + "\n")
+            return
         os.replace(staging / mapped_data(target).name, mapped_data(target))
         os.replace(staging / target.name, target)
     finally:
