@@ -1,14 +1,22 @@
-"""FunASR engines: one class per model kind, each on funasr's `AutoModel` (DESIGN.md §4)."""
+"""FunASR engines: one class per model kind, each on funasr's `AutoModel`.
+
+Each answers a batch of requests in one call (`punctuate_many`, `feed_many`): punctuation texts run their
+forwards padded into one batch (`Lockstep` over funasr's own loop), offline recordings go to funasr's batched
+`generate`, and stream engines run their streams' pieces one after another (funasr's streaming state is one
+stream's dicts; see docs/architecture.md). A batch answers exactly what its items alone would.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Callable, NamedTuple, Protocol
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from model_procs.heard import SAMPLE_RATE, Heard, StreamEngine, attempt
+from model_procs.lockstep import Lockstep
+from model_procs.offline_asr import OfflineAsrEngine
+
 CHUNK_SAMPLES = 9600          # 600 ms, the streaming Paraformer's chunk_size [0, 10, 5]
 STREAM_OPTIONS = {"chunk_size": [0, 10, 5], "encoder_chunk_look_back": 4, "decoder_chunk_look_back": 1}
 WARMUP_TEXT = "今天天气很好我们一起去公园散步吧"
@@ -19,18 +27,6 @@ log = logging.getLogger(__name__)
 
 class Engine(Protocol):
     def warm_up(self) -> None: ...
-
-
-class Heard(NamedTuple):
-    """What one piece of audio gave: new text and all text so far (ASR), or speech segments closed by it (VAD,
-    `[start_ms, end_ms]` from the stream's start); offline ASR adds each token's times and SenseVoice's tags."""
-
-    text: str = ""
-    partial_text: str = ""
-    segments: tuple[tuple[int, int], ...] = ()
-    words: tuple[tuple[str, int, int], ...] = ()
-    tags: dict[str, str] = {}
-    speech_from: int = -1  # VAD: where speech heard and not yet closed began (ms), -1 when none is open
 
 
 class Built(NamedTuple):
@@ -76,17 +72,45 @@ def pcm_to_float(pcm: bytes) -> np.ndarray:
 
 
 class PunctuationEngine:
-    """CT-Punc: stateless, one text in, one punctuated text out."""
+    """CT-Punc: stateless, one text in, one punctuated text out. Several texts run funasr's own loop each, their
+    forwards padded into one batch; where the forward cannot take a batch (an ONNX graph of batch 1) they run
+    one after another."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, batches: bool = True) -> None:
         self.model = model
+        self.lockstep: Lockstep | None = None
+        if batches:
+            network = model.model
+            self.lockstep = Lockstep(network.punc_forward, lambda calls: padded_forward(network.punc_forward_one,
+                                                                                        calls))
+            network.punc_forward_one, network.punc_forward = network.punc_forward, self.lockstep.call
 
     def punctuate(self, text: str) -> str:
         result = self.model.generate(input=text, disable_pbar=True)
         return result[0]["text"] if result else ""
 
+    def punctuate_many(self, texts: list[str]) -> list[str | Exception]:
+        if self.lockstep is None or len(texts) == 1:
+            return [attempt(self.punctuate, text) for text in texts]
+        return self.lockstep.run(self.punctuate, texts)
+
     def warm_up(self) -> None:
         self.punctuate(WARMUP_TEXT)
+
+
+def padded_forward(forward: Callable, calls: list[dict]) -> list[tuple]:
+    """CT-Punc's `punc_forward(text, text_lengths)` of several calls as one: token ids padded to the longest,
+    each call's logits cut back to its own length (the encoder masks the padding)."""
+    import torch
+
+    lengths = [int(call["text_lengths"][0]) for call in calls]
+    first = calls[0]["text"]
+    text = first.new_zeros((len(calls), max(lengths)))
+    for row, (call, length) in enumerate(zip(calls, lengths)):
+        text[row, :length] = call["text"][0, :length]
+    logits, _ = forward(text=text, text_lengths=torch.tensor(lengths, dtype=calls[0]["text_lengths"].dtype,
+                                                             device=first.device))
+    return [(logits[row:row + 1, :length], None) for row, length in enumerate(lengths)]
 
 
 class AudioStream:
@@ -98,10 +122,10 @@ class AudioStream:
         self.text = ""
 
 
-class StreamingAsrEngine:
+class StreamingAsrEngine(StreamEngine):
     """Paraformer-zh-streaming fed in exact 600 ms chunks, whatever sizes the audio arrives in."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, batches: bool = True) -> None:
         self.model = model
         self.streams: dict[str, AudioStream] = {}
 
@@ -148,7 +172,7 @@ class VadStream:
         self.heard = 0  # samples fed: a segment never ends past them (the last call may be padded)
 
 
-class VadEngine:
+class VadEngine(StreamEngine):
     """FSMN-VAD, fed audio of any length as it comes. The model reports a segment as it opens (`[start, -1]`)
     and closes (`[-1, end]`); this answers closed segments only. FunASR's published segments use a fixed
     end-of-speech silence of 800 ms (funasr 1.4.16 otherwise turns on a dynamic schedule)."""
@@ -158,7 +182,7 @@ class VadEngine:
     HOLD_SAMPLES = 160  # 10 ms kept back from each feed, so the final one always has audio to flush with
     MIN_CALL_SAMPLES = 1600  # 100 ms: fewer gives funasr no feature frame to time (ZeroDivisionError)
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, batches: bool = True) -> None:
         self.model = model
         self.streams: dict[str, VadStream] = {}
 
@@ -206,72 +230,6 @@ class VadEngine:
         self.feed("__warmup__", np.zeros(SAMPLE_RATE, dtype=np.float32), is_final=True)
 
 
-class OfflineAsrEngine:
-    """Offline FunASR ASR on a whole recording or VAD segment: Paraformer (SeACo-Paraformer with hotwords,
-    BiCif-Paraformer) answers text with each token's times; SenseVoiceSmall answers text with its language,
-    emotion and event tags. Pieces of one recording are buffered until its end: the model needs all of it."""
-
-    MIN_SAMPLES = 1600  # 100 ms: shorter has no feature frame to recognise
-
-    def __init__(self, model) -> None:
-        self.model = model
-        self.pending: dict[str, list[np.ndarray]] = {}
-        self.sensevoice = type(getattr(model, "model", None)).__name__ == "SenseVoiceSmall"
-
-    def feed(self, stream_id: str, samples: np.ndarray, is_final: bool, hotwords: str = "") -> Heard:
-        self.pending.setdefault(stream_id, []).append(samples)
-        if not is_final:
-            return Heard()
-        audio = np.concatenate(self.pending.pop(stream_id))
-        return self.transcribe(audio, hotwords) if len(audio) >= self.MIN_SAMPLES else Heard()
-
-    def transcribe(self, audio: np.ndarray, hotwords: str = "") -> Heard:
-        options = {"language": "auto", "use_itn": False} if self.sensevoice else {}
-        if hotwords and not self.sensevoice:
-            options["hotword"] = hotwords
-        result = self.model.generate(input=audio, disable_pbar=True, **options)
-        if not result:
-            return Heard()
-        if self.sensevoice:
-            text, tags = sensevoice_tags(result[0].get("text", ""))
-            return Heard(text=text, partial_text=text, tags=tags)
-        words = result[0].get("text", "").split()
-        stamps = result[0].get("timestamp") or []
-        heard_ms = len(audio) * 1000 // SAMPLE_RATE  # the last frame's padding can reach past the audio's end
-        timed = tuple((w, min(int(s), heard_ms), min(int(e), heard_ms)) for w, (s, e) in zip(words, stamps)) \
-            if len(stamps) == len(words) else ()
-        text = joined(words)
-        return Heard(text=text, partial_text=text, words=timed)
-
-    def drop(self, stream_id: str) -> None:
-        self.pending.pop(stream_id, None)
-
-    def warm_up(self) -> None:
-        self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32))
-
-
-SENSEVOICE_TAG = re.compile(r"<\|([^|<>]*)\|>")
-TAG_NAMES = ("language", "emotion", "event")
-
-
-def sensevoice_tags(text: str) -> tuple[str, dict[str, str]]:
-    """SenseVoice's `<|zh|><|NEUTRAL|><|Speech|><|woitn|>text`: the bare text, and its language, emotion and event
-    (the fourth tag, inverse text normalisation on or off, says nothing about the speech)."""
-    leading = re.match(r"(?:<\|[^|<>]*\|>)+", text)
-    tags = SENSEVOICE_TAG.findall(leading.group(0)) if leading else []
-    return SENSEVOICE_TAG.sub("", text).strip(), dict(zip(TAG_NAMES, tags))
-
-
-def joined(words: list[str]) -> str:
-    """FunASR's words (space-separated) as text: CJK characters run together, Latin words keep a space."""
-    text = ""
-    for word in words:
-        if text and word.isascii() and text[-1].isascii():
-            text += " "
-        text += word
-    return text
-
-
 class Runtime(NamedTuple):
     """What runs the model's heavy parts, and what choosing it cost during the load."""
 
@@ -294,7 +252,8 @@ def build_engine(engine: str, model_dir: str, device: str, threads: int, cache_d
     chosen = Runtime()
     if runtime == "onnx":
         chosen = onnx_runtime(built, device, threads, cache_dir, quantize, progress)
-    return engine_class(built.automodel), built, chosen
+    # an ONNX graph is exported for batch 1: its engine answers a batch's items one after another
+    return engine_class(built.automodel, batches=chosen.engine == "torch"), built, chosen
 
 
 def onnx_runtime(built: Built, device: str, threads: int, cache_dir: str, quantize: str,

@@ -18,8 +18,8 @@ import msgspec
 import zmq
 
 from wire import protocol
-from wire.protocol import (Heartbeat, LoadFailed, LoadTimings, Progress, Punctuate, Ready, Reply, RequestFailed,
-                           Shutdown, StreamDrop, StreamFeed, WorkerSpec)
+from wire.protocol import (Batch, Heartbeat, LoadFailed, LoadTimings, Progress, Punctuate, Ready, Replies, Reply,
+                           RequestFailed, Shutdown, StreamDrop, StreamFeed, WorkerSpec)
 from model_procs.sources import (GENERATED_PREFIX, SourceUnavailable, damaged_file, discard, explain_write_error,
                                  resolve_source)
 from wire.logs import configure as configure_logging
@@ -154,34 +154,54 @@ def serve(socket: zmq.Socket, engine) -> None:
         except msgspec.DecodeError:
             log.warning("dropped an undecodable message (%d bytes)", len(frame))
             continue
-        if isinstance(message, Shutdown):
-            return
-        if isinstance(message, StreamDrop):
-            engine.drop(message.stream_id)
+        match message:
+            case Shutdown():
+                return
+            case StreamDrop(stream_id=stream_id):
+                engine.drop(stream_id)
+            case Batch(items=items):
+                socket.send(protocol.encoder.encode(Replies(items=tuple(answer(engine, list(items))))))
+            case _:
+                socket.send(protocol.encoder.encode(answer(engine, [message])[0]))
+
+
+def answer(engine, requests: list[Punctuate | StreamFeed]) -> list[Reply | RequestFailed]:
+    """Run requests (several: one batch) on the engine; the time and CPU they took are shared among them by
+    their sizes. A request that breaks the model fails alone; the process serves on."""
+    began, cpu_began = time.monotonic(), time.process_time()
+    try:
+        outcomes = run(engine, requests)
+    except Exception as exc:  # a batch the engine could not even split: every item fails, the process lives
+        log.exception("a batch of %d requests failed", len(requests))
+        outcomes = [exc] * len(requests)
+    elapsed_ms, cpu_ms = (time.monotonic() - began) * 1000, (time.process_time() - cpu_began) * 1000
+    sizes = [len(r.text) if isinstance(r, Punctuate) else len(r.pcm) for r in requests]
+    total = sum(sizes)
+    replies: list[Reply | RequestFailed] = []
+    for request, outcome, size in zip(requests, outcomes, sizes):
+        share = size / total if total else 1 / len(requests)
+        if isinstance(outcome, Exception):
+            replies.append(RequestFailed(request_id=request.request_id,
+                                         message=f"{type(outcome).__name__}: {outcome}"))
             continue
-        began = time.monotonic()
-        try:
-            heard = answer(engine, message)
-            reply = Reply(request_id=message.request_id, text=heard.text, partial_text=heard.partial_text,
-                          segments=list(heard.segments), words=list(heard.words), tags=heard.tags,
-                          speech_from_ms=heard.speech_from,
-                          compute_ms=(time.monotonic() - began) * 1000)
-        except Exception as exc:  # a request that breaks the model fails alone; the process serves on
-            log.exception("request %s failed", type(message).__name__)
-            reply = RequestFailed(request_id=message.request_id, message=f"{type(exc).__name__}: {exc}")
-        socket.send(protocol.encoder.encode(reply))
+        replies.append(Reply(request_id=request.request_id, text=outcome.text, partial_text=outcome.partial_text,
+                             segments=list(outcome.segments), words=list(outcome.words), tags=outcome.tags,
+                             speech_from_ms=outcome.speech_from, compute_ms=elapsed_ms * share,
+                             cpu_ms=cpu_ms * share))
+    return replies
 
 
-def answer(engine, message):
-    """Run one request on the engine: what it heard (engines.Heard)."""
-    from model_procs.engines import Heard, pcm_to_float  # numpy: the worker's import, not the supervisor's
+def run(engine, requests: list[Punctuate | StreamFeed]) -> list:
+    """What the engine heard for each request (engines.Heard), or the exception that request raised."""
+    from model_procs.engines import pcm_to_float  # numpy: the worker's import, not the supervisor's
+    from model_procs.heard import Feed, Heard
 
-    match message:
-        case Punctuate(text=text):
-            return Heard(text=engine.punctuate(text))
-        case StreamFeed(stream_id=stream_id, pcm=pcm, is_final=is_final, hotwords=hotwords):
-            return engine.feed(stream_id, pcm_to_float(pcm), is_final, hotwords)
-    raise TypeError(f"{type(message).__name__} is not a request")
+    if all(isinstance(r, Punctuate) for r in requests):
+        texts = engine.punctuate_many([r.text for r in requests])
+        return [text if isinstance(text, Exception) else Heard(text=text) for text in texts]
+    if all(isinstance(r, StreamFeed) for r in requests):
+        return engine.feed_many([Feed(r.stream_id, pcm_to_float(r.pcm), r.is_final, r.hotwords) for r in requests])
+    raise TypeError("a batch mixes texts and audio")
 
 
 def run_worker(spec: WorkerSpec) -> None:

@@ -79,17 +79,24 @@ def headroom_mb() -> float | None:
 
 def own_memory_cgroup(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = ROOT) -> MemoryCgroup | None:
     """This process's memory cgroup, or None where there is no readable one."""
-    try:
-        lines = proc_cgroup.read_text().splitlines()
-    except OSError:
+    entries = cgroup_paths(proc_cgroup)
+    if entries is None:
         return None
-    entries = {controller: path for _, controllers, path in (line.split(":", 2) for line in lines if line.count(":") >= 2)
-               for controller in controllers.split(",")}
     if "memory" in entries and (root / "memory").is_dir():
         return MemoryCgroup(mounted(root / "memory", entries["memory"]), 1, root / "memory")
     if "" in entries and (root / "cgroup.controllers").exists():
         return MemoryCgroup(mounted(root, entries[""]), 2, root)
     return None
+
+
+def cgroup_paths(proc_cgroup: Path = Path("/proc/self/cgroup")) -> dict[str, str] | None:
+    """Each controller's cgroup path for this process ("" is v2's unified one), or None where unreadable."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    return {controller: path for _, controllers, path in (line.split(":", 2) for line in lines if line.count(":") >= 2)
+            for controller in controllers.split(",")}
 
 
 def mounted(mount: Path, path: str) -> Path:

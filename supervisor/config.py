@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from supervisor.cpus import auto_replicas, auto_threads, usable_cores
 from supervisor.kinds import KINDS, SEED_MODELS
 from wire.model_config import ModelConfig
 
@@ -74,6 +75,7 @@ def completed(name: str, model: ModelConfig) -> ModelConfig:
     problem = check_name(name)
     if problem:
         raise ConfigError(problem)
+    model = with_cores(model, usable_cores())
     kind = model.kind or (name if name in SEED_MODELS else "")
     if kind not in KINDS:
         given = f"kind '{model.kind}' is unknown" if model.kind else "it has no kind"
@@ -86,6 +88,13 @@ def completed(name: str, model: ModelConfig) -> ModelConfig:
     if model.quantize != "none" and model.engine != "onnx":
         raise ConfigError(f"[models.{name}] quantize = \"{model.quantize}\" needs engine = \"onnx\"")
     return msgspec.structs.replace(model, kind=kind, source=model.source or KINDS[kind].default_source)
+
+
+def with_cores(model: ModelConfig, cores: int) -> ModelConfig:
+    """`threads` and `max_replicas` of "auto" as numbers for a box of `cores` usable cores (supervisor.cpus)."""
+    threads = auto_threads(cores) if model.threads == "auto" else model.threads
+    replicas = auto_replicas(cores, threads) if model.max_replicas == "auto" else model.max_replicas
+    return msgspec.structs.replace(model, threads=threads, max_replicas=replicas)
 
 
 def with_defaults(config: Config) -> Config:

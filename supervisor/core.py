@@ -218,11 +218,14 @@ class Supervisor:
         result = self._work(lambda: self._ops.feed(model_id, stream_id, pcm, is_final), pieces=self._pieces(pcm))
         return pipelines.stream_text(self, result, is_final, began)
 
-    def feeding(self, stream_id: str, pcm: bytes, is_final: bool, model_id: str) -> Future:
-        """Queue audio for a stream without waiting: the Future gets its WorkResult (a live session feeds its
-        VAD and its online model at once)."""
-        check_pcm(pcm, allow_empty=is_final)
-        return self._call(lambda: self._ops.feed(model_id, stream_id, pcm, is_final))
+    def feeding(self, feeds: list[tuple[str, bytes, bool, str]]) -> list[Future]:
+        """Queue audio for several streams, `(stream_id, pcm, is_final, model_id)` each, in one hand-off to the
+        arbiter, without waiting: each Future gets its WorkResult (a live session's step feeds its VAD and its
+        online model together)."""
+        for _, pcm, is_final, _ in feeds:
+            check_pcm(pcm, allow_empty=is_final)
+        return self._call(lambda: [self._ops.feed(model_id, stream_id, pcm, is_final)
+                                   for stream_id, pcm, is_final, model_id in feeds])
 
     def feed_sequence(self, sequence_id: str, pcm: bytes, start: bool, end: bool, model_id: str | None = None,
                       punctuate: bool = False, kind: str | None = None) -> tuple[StreamText, bool]:

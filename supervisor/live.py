@@ -163,8 +163,13 @@ class LiveSession:
 
     # -- one step ------------------------------------------------------------------------------------
     def _step(self, piece: bytes, is_final: bool, online_final: bool = False) -> list[LiveEvent]:
-        vad = self._feed(piece, is_final, vad=True) if self.vad_model else None
-        online = self._feed(piece, online_final, vad=False) if self.online_model else None
+        """One hand-off queues the piece on the VAD and the online model together; then both answers are read."""
+        stages = [(vad, final) for vad, final, model in ((True, is_final, self.vad_model),
+                                                         (False, online_final, self.online_model))
+                  if model and self._feeds(piece, final, vad)]
+        futures = self.sup.feeding([self._feed(piece, final, vad) for vad, final in stages]) if stages else []
+        answers = dict(zip((vad for vad, _ in stages), futures))
+        vad, online = answers.get(True), answers.get(False)
         self.kept += piece
         self.heard_ms += len(piece) // BYTES_PER_MS
         events: list[LiveEvent] = []
@@ -178,18 +183,22 @@ class LiveSession:
             events = self._heard_speech(self.sup.wait(vad, self.sup.backstop_s(piece)), is_final) + events
         return events
 
-    def _feed(self, piece: bytes, is_final: bool, vad: bool) -> Future | None:
+    def _feeds(self, piece: bytes, is_final: bool, vad: bool) -> bool:
+        """Whether this step has anything for the stage: audio, or the end of a stream it has open."""
+        stream = self.vad_stream if vad else self.online_stream
+        return not self.closed and bool(piece or stream is not None and is_final)
+
+    def _feed(self, piece: bytes, is_final: bool, vad: bool) -> tuple[str, bytes, bool, str]:
+        """The stage's feed, its stream opened first where the step starts one."""
         model_id = self.vad_model if vad else self.online_model
         stream = self.vad_stream if vad else self.online_stream
-        if self.closed or not piece and (stream is None or not is_final):
-            return None
         if stream is None:
             stream = self.sup.open_stream(False, model_id).stream_id
             if vad:
                 self.vad_stream, self.vad_from_ms = stream, self.heard_ms
             else:
                 self.online_stream = stream
-        return self.sup.feeding(stream, piece, is_final, model_id)
+        return stream, piece, is_final, model_id
 
     def _heard_speech(self, result, is_final: bool) -> list[LiveEvent]:
         events: list[LiveEvent] = []

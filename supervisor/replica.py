@@ -40,7 +40,7 @@ class Replica:
         self.ready = False
         self.draining = False
         self.stopping = False
-        self.work: Work | None = None
+        self.running: list[Work] = []                     # the batch it is working on (empty: idle)
         self.deadline: Timer | None = None
         self.streams: set[str] = set()
         self.last_heartbeat = now
@@ -65,7 +65,7 @@ class Replica:
             return "starting"
         if self.draining:
             return "draining"
-        return "busy" if self.work is not None else "idle"
+        return "busy" if self.running else "idle"
 
     def kill(self, reason: str) -> None:
         """The supervisor's own verdict (watchdog, deadline, cap): remembered so last_error says why."""
@@ -96,6 +96,7 @@ class Model:
         self.queue: deque[Work] = deque()
         self.unload_waiters: list = []           # lifecycle.UnloadWaiter: unload calls still waiting
         self.restart_timer: Timer | None = None
+        self.batch_timer: Timer | None = None  # max_batch_delay_ms: a short batch waits for more
         self.scale_blocked_until = 0.0
         self.last_error: str | None = None
         self.restarts = 0
@@ -156,4 +157,4 @@ class Model:
 
     def busy(self) -> bool:
         """Work queued or running, or a stream open: what idle unloading and eviction must respect."""
-        return bool(self.queue) or any(r.work is not None or r.streams for r in self.replicas)
+        return bool(self.queue) or any(r.running or r.streams for r in self.replicas)

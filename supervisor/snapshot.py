@@ -33,7 +33,7 @@ class Snapshot(msgspec.Struct, frozen=True):
 
 
 def replica_view(replica: Replica, shared_weights_mb: float | None) -> ReplicaView:
-    return ReplicaView(pid=replica.pid or None, state=replica.state, in_flight=int(replica.work is not None),
+    return ReplicaView(pid=replica.pid or None, state=replica.state, in_flight=len(replica.running),
                        memory_usage_mb=round(replica.rss_mb, 1), memory_unique_mb=round(replica.unique_mb, 1),
                        open_streams=len(replica.streams), memory_shared_weights_mb=shared_weights_mb,
                        gpu_memory_mb=optional_round(replica.gpu_mb))
@@ -74,8 +74,11 @@ def model_view(model: Model, version_: str, open_streams: int) -> ModelView:
         metrics=ModelMetrics(
             loads=model.loads, restarts=model.restarts, cache_hits=model.cache_hits, cold_starts=usage.cold_starts,
             idle_unloads=usage.idle_unloads, evictions=model.evictions,
-            in_flight=sum(r.work is not None for r in model.replicas), queued=len(model.queue),
-            requests_by_outcome=dict(usage.outcomes), latency=usage.percentiles()),
+            in_flight=sum(len(r.running) for r in model.replicas), queued=len(model.queue),
+            requests_by_outcome=dict(usage.outcomes), latency=usage.percentiles(), batches=usage.batches,
+            mean_batch=round(usage.batched_items / usage.batches, 2) if usage.batches else None,
+            cpu_s=round(usage.cpu_ms / 1000, 3), audio_s=round(usage.audio_ms / 1000, 3),
+            cpu_per_audio_s=usage.cpu_per_audio_s()),
     )
 
 

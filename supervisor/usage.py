@@ -23,6 +23,10 @@ class UsageStats:
         self.cold_starts = 0
         self.idle_unloads = 0
         self.live_sessions = 0  # WebSocket sessions using the model now (FunASR's protocol, OpenAI Realtime)
+        self.batches = 0        # hand-offs to its processes
+        self.batched_items = 0  # requests (pieces) in them
+        self.cpu_ms = 0.0       # its processes' CPU time on requests
+        self.audio_ms = 0.0     # audio those requests held
         self._latencies_seen = 0
         self._percentiles: tuple[int, float, LatencyPercentiles | None] = (0, 0.0, None)
 
@@ -33,6 +37,18 @@ class UsageStats:
             self._latencies_seen += 1
         self.touch()
         self.last_used = utc_now()
+
+    def batched(self, items: int) -> None:
+        self.batches += 1
+        self.batched_items += items
+
+    def worked(self, cpu_ms: float, audio_ms: float) -> None:
+        self.cpu_ms += cpu_ms
+        self.audio_ms += audio_ms
+
+    def cpu_per_audio_s(self) -> float | None:
+        """CPU seconds per second of audio heard: the cores one real-time stream of this model costs."""
+        return round(self.cpu_ms / self.audio_ms, 4) if self.audio_ms else None
 
     def touch(self) -> None:
         """Activity that is not a finished request (a load, a stream opened) still counts as use."""

@@ -3,6 +3,9 @@
 Audio is sent in pieces (`piece_bytes`), each its own message: between two pieces of a long transcription the
 replica takes other queued work, so one long file cannot starve live streams, and each piece that comes back
 proves the process is making progress (its deadline restarts).
+
+Work of one `sort` may share a hand-off with other work of that sort (a batch); `stream_key` names the engine
+stream a piece belongs to, so a batch never holds two pieces of one stream.
 """
 
 from __future__ import annotations
@@ -43,6 +46,13 @@ class Work:
         self.compute_ms = 0.0
         self.stream: Stream | None = None
 
+    sort: tuple | None = None          # what it batches with; None: it runs alone
+    stream_key: str | None = None      # the engine stream its pieces feed
+
+    def piece_audio_ms(self) -> float:
+        """The audio in the piece being run (for CPU per audio second); 0 for text."""
+        return 0.0
+
     def requeued(self) -> None:
         """Back in the queue between pieces: waiting there again is not the process's fault."""
         self.queue_deadline = time.monotonic() + self.wait_s
@@ -70,6 +80,8 @@ class OpenStreamWork(Work):
 
 
 class PunctuateWork(Work):
+    sort = ("text",)
+
     def __init__(self, model_id: str, wait_s: float, text: str) -> None:
         super().__init__(model_id, wait_s)
         self.text = text
@@ -105,6 +117,17 @@ class AudioWork(Work):
         self.tags: dict[str, str] = {}
         self.speech_from_ms = -1
         self.hotwords = ""
+
+    @property
+    def sort(self) -> tuple:
+        return ("audio", self.hotwords)   # one batched call takes one set of hotwords
+
+    @property
+    def stream_key(self) -> str:
+        return self.stream_id
+
+    def piece_audio_ms(self) -> float:
+        return len(self.pcm[self.offset:self.offset + self.piece_bytes]) / 32
 
     def message(self, request_id: int) -> StreamFeed:
         end = self.offset + self.piece_bytes

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import zmq
 
 from wire import protocol
-from wire.protocol import (Heartbeat, LoadFailed, LoadTimings, Punctuate, Ready, Reply, Shutdown, StreamDrop,
-                           StreamFeed, WorkerSpec)
+from wire.protocol import (Batch, Heartbeat, LoadFailed, LoadTimings, Punctuate, Ready, Replies, Reply, Shutdown,
+                           StreamDrop, StreamFeed, WorkerSpec)
 
 _pids = itertools.count(900000)
 
@@ -130,7 +130,9 @@ class FakeChild:
                 continue
             if self._dead.wait(self.script.reply_s):
                 return
-            socket.send(protocol.encoder.encode(self._answer(message, partial)))
+            answer = Replies(items=tuple(self._answer(m, partial) for m in message.items)) \
+                if isinstance(message, Batch) else self._answer(message, partial)
+            socket.send(protocol.encoder.encode(answer))
 
     @staticmethod
     def _answer(message: Punctuate | StreamFeed, partial: dict[str, str]) -> Reply:

@@ -92,7 +92,7 @@ def test_the_registry_is_kept_atomically_and_skips_what_no_longer_validates(tmp_
 
 
 def test_sensevoice_tags_come_apart_from_its_text():
-    from model_procs.engines import joined, sensevoice_tags
+    from model_procs.offline_asr import joined, sensevoice_tags
 
     assert sensevoice_tags("<|zh|><|NEUTRAL|><|Speech|><|woitn|>欢迎大家来体验") == (
         "欢迎大家来体验", {"language": "zh", "emotion": "NEUTRAL", "event": "Speech"})

@@ -133,7 +133,7 @@ def test_housekeeping_sees_silence_only_while_the_loop_listened():
 
 def test_housekeeping_scales_up_for_a_waiting_queue_and_idles_replicas_then_the_model():
     target = model(max_replicas=2, keep_alive_s=30, scale_up_after_ms=200)
-    serving(target, last_used=0.0)[0].work = object()
+    serving(target, last_used=0.0)[0].running = [object()]
     work = PunctuateWork(target.model_id, 60, "x")
     target.queue.append(work)
     facts = housekeeping(target).facts(now=work.enqueued_at + 0.3, listening_since=work.enqueued_at)

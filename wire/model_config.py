@@ -18,7 +18,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     language: str = ""
     hotwords: str = ""               # asr: words to bias towards on every request, space-separated
     device: str = "cpu"
-    threads: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
+    threads: Annotated[int, msgspec.Meta(ge=1, le=256)] | Literal["auto"] = 1    # auto: from the usable cores
     autoload: bool = True            # a request for an unloaded model loads it (cold start)
     keep_alive_s: Annotated[float, msgspec.Meta(ge=-1)] = 300.0   # idle this long -> unloaded; -1 never
     required: bool = False           # reported when not loaded; preloaded first
@@ -26,9 +26,11 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     priority: int = 0                # preload order, highest first (after required)
     max_memory_mb: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # kill past this Private_Dirty; 0 = no cap
     min_replicas: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0    # processes kept while loaded (0: scale to zero)
-    max_replicas: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1    # processes the queue may scale up to
+    max_replicas: Annotated[int, msgspec.Meta(ge=1, le=64)] | Literal["auto"] = 1  # the queue may scale to
     max_queue: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 64  # queued requests; past it: OVERLOADED
     scale_up_after_ms: Annotated[float, msgspec.Meta(ge=0)] = 200.0  # oldest queued request waited this long
+    max_batch: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8       # queued requests one process takes at once
+    max_batch_delay_ms: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 0.0  # hold a short batch this long
     loader: Literal["mapped", "automodel"] = "mapped"  # weights mapped from the file, or copied by AutoModel
     keep_warm: bool = False          # after the last unload, leave the weights' pages in the page cache
     engine: Literal["torch", "onnx"] = "torch"    # onnx: exported once into the cache, run in ONNX Runtime

@@ -61,7 +61,14 @@ class StreamDrop(msgspec.Struct, frozen=True, tag="stream_drop"):
     stream_id: str
 
 
-ToWorker = Shutdown | Punctuate | StreamFeed | StreamDrop
+class Batch(msgspec.Struct, frozen=True, tag="batch"):
+    """Several requests in one hand-off, answered by one `Replies` (each item by its own request id): the
+    engine runs what it can of them as one forward pass (Triton's dynamic and sequence batching)."""
+
+    items: tuple[Punctuate | StreamFeed, ...]
+
+
+ToWorker = Shutdown | Punctuate | StreamFeed | StreamDrop | Batch
 
 
 # worker -> supervisor
@@ -102,7 +109,8 @@ class Reply(msgspec.Struct, frozen=True, tag="reply"):
     request_id: int
     text: str                 # punctuated text, new stream text, or a transcript
     partial_text: str = ""    # streams: all text so far
-    compute_ms: float = 0.0   # time spent in the model
+    compute_ms: float = 0.0   # time spent in the model (a batch's: each item's share)
+    cpu_ms: float = 0.0       # the process's CPU time for it (a batch's: shared by the items' sizes)
     segments: list[tuple[int, int]] = []  # VAD: speech segments this audio closed, [start_ms, end_ms]
     words: list[tuple[str, int, int]] = []  # asr: each token with its [start_ms, end_ms] in the audio
     tags: dict[str, str] = {}               # asr (SenseVoice): language, emotion, event
@@ -112,6 +120,12 @@ class Reply(msgspec.Struct, frozen=True, tag="reply"):
 class RequestFailed(msgspec.Struct, frozen=True, tag="request_failed"):
     request_id: int
     message: str
+
+
+class Replies(msgspec.Struct, frozen=True, tag="replies"):
+    """The answers to one `Batch`, in its order."""
+
+    items: tuple[Reply | RequestFailed, ...]
 
 
 class Heartbeat(msgspec.Struct, frozen=True, tag="heartbeat"):
@@ -130,7 +144,7 @@ class Progress(msgspec.Struct, frozen=True, tag="progress"):
 HEARTBEAT_INTERVAL_S = 0.5
 HEARTBEAT_SUFFIX = b"/hb"
 
-ToSupervisor = Ready | LoadFailed | Reply | RequestFailed | Heartbeat | Progress
+ToSupervisor = Ready | LoadFailed | Reply | RequestFailed | Replies | Heartbeat | Progress
 
 worker_decoder = msgspec.msgpack.Decoder(ToWorker)
 supervisor_decoder = msgspec.msgpack.Decoder(ToSupervisor)

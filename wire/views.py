@@ -54,6 +54,11 @@ class ModelMetrics(msgspec.Struct, frozen=True):
     queued: int
     requests_by_outcome: dict[str, int]
     latency: LatencyPercentiles | None
+    batches: int = 0                    # hand-offs to its processes
+    mean_batch: float | None = None     # requests (pieces) per hand-off
+    cpu_s: float = 0.0                  # its processes' CPU time on requests
+    audio_s: float = 0.0                # the audio in those requests
+    cpu_per_audio_s: float | None = None  # cores one real-time stream of it costs (cpu_s / audio_s)
 
 
 class ModelView(msgspec.Struct, frozen=True, omit_defaults=True):

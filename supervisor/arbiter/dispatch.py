@@ -1,7 +1,11 @@
 """Request queues and dispatch, on the arbiter thread.
 
 Every request joins its model's bounded queue and goes to an idle replica (a stream's work only to the replica
-holding its cache); long audio comes back to the tail of the queue between pieces, so others interleave. A
+holding its cache); long audio comes back to the tail of the queue between pieces, so others interleave. An idle
+replica takes a batch: the first work it can run and up to `max_batch - 1` more of the same sort queued behind
+it (Triton's dynamic batcher; streams pinned to that replica form a sequence batch, one piece per stream), sent
+as one `Batch` and answered by one `Replies`. Batches form from what waits while replicas are busy, so an idle
+server adds no latency; `max_batch_delay_ms` may hold a short batch back to let more join. A
 request waits in the queue while its model loads, reloads or scales; its deadline counts only while the model
 serves. A running piece that outlives `request_timeout_s` means the process is stuck: that is reported up
 (`RequestStuck`), as is a finished piece (`WorkDone`: a draining replica may now stop).
@@ -22,7 +26,7 @@ from supervisor.replica import Model, Replica
 from supervisor.streams import StreamRegistry, stream_lost
 from supervisor.work import AudioWork, OpenStreamWork, Work
 from wire.errors import SupervisorError
-from wire.protocol import Reply, RequestFailed, StreamDrop
+from wire.protocol import Batch, Reply, RequestFailed, StreamDrop
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +63,67 @@ class Dispatcher:
     # -- out of the queue ----------------------------------------------------------------------------
     def pump(self, model: Model) -> None:
         """Give queued work to idle replicas, oldest first, skipping work whose replica is busy."""
-        idle = [r for r in model.replicas if r.ready and not r.stopping and r.work is None]
+        idle = [r for r in model.replicas if r.ready and not r.stopping and not r.running]
         for work in list(model.queue):
+            if work not in model.queue:  # taken into a batch already
+                continue
             if isinstance(work, OpenStreamWork):
                 self._place_stream(model, work)
                 continue
             target = self._pick(model, work, idle)
-            if target is not None:
-                model.queue.remove(work)
-                idle.remove(target)
-                self._run(model, target, work)
+            if target is None:
+                continue
+            batch = self._batch(model, work, target)
+            if self._hold(model, batch):
+                continue
+            for taken in batch:
+                model.queue.remove(taken)
+            idle.remove(target)
+            self._run(model, target, batch)
+
+    def _batch(self, model: Model, first: Work, target: Replica) -> list[Work]:
+        """`first` and the queued work behind it that may run in the same hand-off on `target`: of the same sort,
+        not pinned elsewhere, and at most one piece per stream (a stream seen and not taken blocks its later
+        pieces too, so each stream's audio keeps its order). Of the work any replica may take, a replica takes
+        its share only, so the others do not idle while it runs a long batch."""
+        limit, batch = model.config.max_batch, [first]
+        if limit == 1 or first.sort is None:
+            return batch
+        unpinned = sum(work.pinned is None for work in model.queue)
+        share = -(-unpinned // max(1, len(model.serving()))) if target.generation == model.generation \
+            and not target.draining else 0
+        share -= first.pinned is None
+        seen = {first.stream_key}
+        for work in model.queue:
+            if len(batch) == limit:
+                break
+            if work is first or work.sort != first.sort:
+                continue
+            if work.stream_key is not None and work.stream_key in seen:
+                continue
+            seen.add(work.stream_key)
+            if work.pinned == target.identity:
+                batch.append(work)
+            elif work.pinned is None and share > 0:
+                batch.append(work)
+                share -= 1
+        return batch
+
+    def _hold(self, model: Model, batch: list[Work]) -> bool:
+        """With `max_batch_delay_ms`, a batch short of `max_batch` waits until its oldest work has waited that
+        long (then it goes as it is); a timer pumps again."""
+        delay_s = model.config.max_batch_delay_ms / 1000
+        if delay_s <= 0 or len(batch) >= model.config.max_batch or batch[0].sort is None:
+            return False
+        left_s = batch[0].enqueued_at + delay_s - self.loop.now()
+        if left_s <= 0:
+            return False
+        if model.batch_timer is None:
+            def again() -> None:
+                model.batch_timer = None
+                self.pump(model)
+            model.batch_timer = self.loop.call_later(left_s, again, model.model_id)
+        return True
 
     @staticmethod
     def _pick(model: Model, work: Work, idle: list[Replica]) -> Replica | None:
@@ -82,7 +137,7 @@ class Dispatcher:
         full it waits for a scale-up if max_replicas allows one, else it is refused."""
         limit = self.settings.max_streams_per_replica
         serving = [r for r in model.serving() if len(r.streams) < limit]
-        target = min(serving, key=lambda r: (len(r.streams), r.work is not None), default=None)
+        target = min(serving, key=lambda r: (len(r.streams), bool(r.running)), default=None)
         if target is not None:
             model.queue.remove(work)
             self._open(model, work, target)
@@ -101,38 +156,52 @@ class Dispatcher:
         self.streams.add(stream)
         self.finish(model, work)
 
-    def _run(self, model: Model, replica: Replica, work: Work) -> None:
-        work.request_id = next(self._request_ids)
-        replica.work, replica.last_used = work, self.loop.now()
-        if not self.loop.send(replica.identity, work.message(work.request_id)):
-            replica.work = None
+    def _run(self, model: Model, replica: Replica, batch: list[Work]) -> None:
+        for work in batch:
+            work.request_id = next(self._request_ids)
+        replica.running, replica.last_used = batch, self.loop.now()
+        messages = tuple(work.message(work.request_id) for work in batch)
+        model.usage.batched(len(batch))
+        if not self.loop.send(replica.identity, messages[0] if len(messages) == 1 else Batch(items=messages)):
+            replica.running = []
             self.report(Unreachable(model, replica))
-            self.finish(model, work, self._cut_off(replica, work, "its process is unreachable"))
+            for work in batch:
+                self.finish(model, work, self._cut_off(replica, work, "its process is unreachable"))
             return
         timeout = self.settings.request_timeout_s
-        replica.deadline = self.loop.call_later(timeout, lambda: self._stuck(model, replica, work), model.model_id)
+        replica.deadline = self.loop.call_later(timeout, lambda: self._stuck(model, replica, batch), model.model_id)
 
     # -- back from a replica -------------------------------------------------------------------------
-    def on_reply(self, replica: Replica, reply: Reply | RequestFailed) -> None:
-        work = replica.work
-        if work is None or reply.request_id != work.request_id:
-            log.warning("model %s: dropped a reply to unknown request %d from pid %d", replica.model_id,
-                        reply.request_id, replica.pid)
+    def on_replies(self, replica: Replica, replies: tuple[Reply | RequestFailed, ...]) -> None:
+        """Answers to the batch the replica runs; once all of it is answered the replica takes more."""
+        model = self.models[replica.model_id]
+        for reply in replies:
+            work = next((w for w in replica.running if w.request_id == reply.request_id), None)
+            if work is None:
+                log.warning("model %s: dropped a reply to unknown request %d from pid %d", replica.model_id,
+                            reply.request_id, replica.pid)
+                continue
+            replica.running.remove(work)
+            self._answered(model, replica, work, reply)
+        if replica.running or replica.deadline is None:
             return
         replica.deadline.cancel()
-        replica.work, replica.last_used = None, self.loop.now()
-        model = self.models[replica.model_id]
+        replica.deadline, replica.last_used = None, self.loop.now()
+        self.report(WorkDone(model, replica))
+        self.pump(model)
+
+    def _answered(self, model: Model, replica: Replica, work: Work, reply: Reply | RequestFailed) -> None:
         if isinstance(reply, RequestFailed):
             self.finish(model, work, SupervisorError(
                 "INTERNAL", f"Model {model.model_id} could not process the request", reply.message))
-        elif work.absorb(reply):
+            return
+        model.usage.worked(reply.cpu_ms, work.piece_audio_ms())
+        if work.absorb(reply):
             self.finish(model, work)
         else:  # more audio to go: back to the tail, on the replica that holds its stream
             work.pinned = replica.identity
             work.requeued()
             self._requeue(model, work)
-        self.report(WorkDone(model, replica))
-        self.pump(model)
 
     @staticmethod
     def _requeue(model: Model, work: AudioWork) -> None:
@@ -143,16 +212,17 @@ class Dispatcher:
                 return
         model.queue.append(work)
 
-    def _stuck(self, model: Model, replica: Replica, work: Work) -> None:
-        if replica.work is not work:
+    def _stuck(self, model: Model, replica: Replica, batch: list[Work]) -> None:
+        if replica.running is not batch or not batch:
             return
         timeout = self.settings.request_timeout_s
-        replica.work = None
+        replica.running, replica.deadline = [], None
         self.report(RequestStuck(model, replica, timeout))
-        self.finish(model, work, SupervisorError(
-            "INFERENCE_TIMEOUT", f"Model {model.model_id} did not answer within {timeout:g} s",
-            "its process made no progress and is being replaced; retry shortly, or raise [server] "
-            "request_timeout_s"))
+        for work in batch:
+            self.finish(model, work, SupervisorError(
+                "INFERENCE_TIMEOUT", f"Model {model.model_id} did not answer within {timeout:g} s",
+                "its process made no progress and is being replaced; retry shortly, or raise [server] "
+                "request_timeout_s"))
 
     def finish(self, model: Model, work: Work, error: SupervisorError | None = None) -> None:
         """Answer the caller (after this turn's snapshot) and account for the request."""
@@ -184,8 +254,8 @@ class Dispatcher:
     # -- failure fan-out -------------------------------------------------------------------------------
     def fail_replica(self, model: Model, replica: Replica, reason: str) -> None:
         """A replica is gone: what it ran, what waited for it and its streams fail; the rest goes elsewhere."""
-        work, replica.work = replica.work, None
-        if work is not None:
+        running, replica.running = replica.running, []
+        for work in running:
             self.finish(model, work, self._cut_off(replica, work, reason))
         for stream_id in replica.streams:
             self.streams.lose(stream_id, f"its model process went away ({reason})")

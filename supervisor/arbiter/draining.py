@@ -33,5 +33,5 @@ class Drainer:
         if not replica.draining:
             return
         pinned = any(w.pinned == replica.identity for w in model.queue)
-        if replica.work is None and not pinned and not (replica.keep_streams and replica.streams):
+        if not replica.running and not pinned and not (replica.keep_streams and replica.streams):
             self.replicas.stop(replica, replica.drain_reason or "drained")

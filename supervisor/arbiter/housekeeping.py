@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 TICK_S = 0.25
 MEMORY_EVERY_S = 1.0
 CACHE_SIZE_EVERY_S = 5.0
+IDLE_READ_EVERY_S = 30.0   # both, while the server idles
 
 
 def preload_order(models: dict[str, Model]) -> list[str]:
@@ -73,7 +74,7 @@ class Housekeeping:
         if keep_alive < 0 or model.queue or model.job is not None:
             return []
         serving = model.serving()
-        idle = [r for r in serving if r.work is None and not r.streams and now - r.last_used >= keep_alive]
+        idle = [r for r in serving if not r.running and not r.streams and now - r.last_used >= keep_alive]
         if not idle:
             return []
         if len(serving) > max(1, model.config.min_replicas):
