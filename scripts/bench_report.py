@@ -91,6 +91,8 @@ def summarize(raw: dict) -> dict:
         coarse = raw["head_of_line_unshared"]
         summary["replicas"] |= {"hol_coarse_p95_ms": pct(coarse["busy_ms"], 0.95),
                                 "hol_coarse_piece_s": coarse["piece_ms"] / 1000}
+    if "idle" in raw:
+        summary["idle_cores"] = raw["idle"]["cores"]
     summary["targets"] = targets(summary)
     return summary
 
@@ -195,6 +197,8 @@ def render_table(result: dict) -> str:
     lines.append(f"memory probe: {result['memory_probe']}; size {result['size']}, median of {result['repeats']}")
     lines += replica_lines(result["summary"].get("replicas")) + protocol_lines(result["summary"].get("protocol"))
     lines += five_lines(result["summary"].get("five_models"))
+    if "idle_cores" in result["summary"]:
+        lines.append(f"idle, every model loaded, no traffic: {result['summary']['idle_cores']:g} cores")
     lines.append("")
     lines += [f"{'MET ' if t['met'] else 'MISS'}  {t['figure']}: {t['value']:g} (target {t['target']})"
               for t in result["summary"]["targets"]]

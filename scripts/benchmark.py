@@ -20,6 +20,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -179,6 +181,31 @@ def control_plane_during_load(server: BenchServer, model_id: str, clients: int =
     return samples
 
 
+def idle_cores(server: BenchServer, models: list[str], settle_s: float = 5.0, seconds: float = 20.0) -> dict:
+    """CPU the server's processes (the API and supervisor, the forkserver, every model process) use with every
+    model loaded and no request, as cores: what an idle server costs the box."""
+    for model_id in models:
+        server.load(model_id)
+    time.sleep(settle_s)  # the loads' own reads and the first idle tick pass
+
+    def cpu_s() -> float:
+        root = psutil.Process(server.proc.pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+    began_cpu, began = cpu_s(), time.monotonic()
+    time.sleep(seconds)
+    cores = (cpu_s() - began_cpu) / (time.monotonic() - began)
+    for model_id in models:
+        server.unload(model_id)
+    return {"models": models, "seconds": seconds, "cores": round(cores, 4)}
+
+
 def five_models(server: BenchServer, memory: SystemMemory) -> dict:
     """Every model of FIVE loaded on one server, then unloaded one by one: the machine's memory returned by each
     unload beside the memory_freed_mb it reported (the others keep running, so each figure is that model's own)."""
@@ -284,6 +311,8 @@ def run(args: argparse.Namespace) -> dict:
             server.load("punctuation")
             raw["protocol"] = protocol_latencies(server.url, args.requests)
             server.unload("punctuation")
+        print("[bench] idle: every model loaded, no traffic", file=sys.stderr, flush=True)
+        raw["idle"] = idle_cores(server, args.models, seconds=args.idle_s)
         print("[bench] control plane under load", file=sys.stderr, flush=True)
         raw["control_plane_ms"] = control_plane_during_load(server, args.models[0])
         if all_five:
@@ -308,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure head-of-line also with 60 s transcription pieces, for comparison")
     parser.add_argument("--no-replicas", action="store_true",
                         help="skip the replica workloads (memory, capacity, head-of-line, warm reloads)")
+    parser.add_argument("--idle-s", type=float, default=20.0, help="how long the idle server's CPU is measured")
     parser.add_argument("--cache-dir", help="where generated models go (default: a fresh temporary directory)")
     parser.add_argument("--json", type=Path, help="write every raw sample and the summary here")
     parser.add_argument("--markdown", type=Path, help="write the summary table as Markdown here")

@@ -21,7 +21,7 @@ def test_tiny_benchmark_reports_every_figure(tmp_path, bench_cache):
     md = tmp_path / "bench.md"
     run = subprocess.run([sys.executable, "scripts/benchmark.py", "--size", "tiny", "--repeats", "1",
                           "--requests", "20", "--json", str(out), "--markdown", str(md),
-                          "--max-streams", "2", "--capacity-chunks", "3", "--hol-audio-s", "120",
+                          "--max-streams", "2", "--capacity-chunks", "3", "--hol-audio-s", "120", "--idle-s", "3",
                           "--cache-dir", str(bench_cache), "--plot", str(tmp_path / "charts")],
                          cwd=REPO, capture_output=True, text=True, timeout=480)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -38,6 +38,7 @@ def test_tiny_benchmark_reports_every_figure(tmp_path, bench_cache):
             {"vad": 4, "asr": 2}.get(model_id, 20))
         assert all(0 < model < total for model, total in zip(raw["http_model_ms"], raw["http_ms"]))
     assert result["summary"]["control_plane"]["samples"] > 0
+    assert 0 <= result["summary"]["idle_cores"] < 1 and "idle, every model loaded" in run.stdout
     replicas = result["summary"]["replicas"]
     assert replicas["capacity_1"] >= 1 and replicas["capacity_2"] >= 1 and replicas["hol_busy_samples"] > 0
     assert replicas["hol_idle_p95_ms"] > 0 and replicas["hol_busy_p95_ms"] > 0
