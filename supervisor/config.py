@@ -87,7 +87,8 @@ def completed(name: str, model: ModelConfig) -> ModelConfig:
         raise ConfigError(f"[models.{name}] hotwords: a {kind} model takes none")
     if model.quantize != "none" and model.engine != "onnx":
         raise ConfigError(f"[models.{name}] quantize = \"{model.quantize}\" needs engine = \"onnx\"")
-    return msgspec.structs.replace(model, kind=kind, source=model.source or KINDS[kind].default_source)
+    return msgspec.structs.replace(model, kind=kind, source=model.source or KINDS[kind].default_source,
+                                   max_batch=model.max_batch or KINDS[kind].max_batch)
 
 
 def with_cores(model: ModelConfig, cores: int) -> ModelConfig:

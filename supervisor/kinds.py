@@ -37,6 +37,7 @@ class Kind(msgspec.Struct, frozen=True):
     estimated_load_ms: int           # shown before a first load has been measured
     estimated_memory_mb: int         # Private_Dirty expected before a first load has been measured
     audio_piece_ms: int = 0          # audio per turn on a process; 0: [server] transcribe_piece_ms
+    max_batch: int = 1               # default max_batch: >1 only where a batch was measured to pay on the CPU
     hotwords: bool = False           # takes hotwords (SeACo-Paraformer biasing)
 
 
@@ -74,6 +75,7 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
         display_name="FunASR CT-Punc", description="Chinese text punctuation restoration model",
         provider="FunASR", language="Chinese", capabilities=("punctuation", "text-processing"),
         default_source="ct-punc", demo_source="generated:tiny", estimated_load_ms=12000, estimated_memory_mb=400,
+        max_batch=8,             # full size, one thread: 1.42x texts per CPU-second at 8 (scripts/bench_batching.py)
     ),
     Kind(
         name="vad", engine="VadEngine", answers="segments", streams=True, route="/vad",

@@ -42,6 +42,9 @@ def test_work_that_queues_behind_a_busy_replica_goes_to_it_as_one_batch(rig):
     assert len(batch) == 1 and isinstance(batch[0], Batch) and [m.text for m in batch[0].items] == ["b", "c", "d"]
     answer(h, child, batch[0])
     assert [f.result(0).text for f in rest] == ["b。", "c。", "d。"]
+    # the kinds' defaults: batches only where they were measured to pay on the CPU
+    assert h.view("punctuation").details.config.max_batch == 8
+    assert {h.view(m).details.config.max_batch for m in ("streaming_asr", "vad")} == {1}
     metrics = h.view("punctuation").metrics
     assert metrics.batches == 2 and metrics.mean_batch == 2.0 and metrics.cpu_s == 0.008
 
@@ -86,7 +89,7 @@ def test_a_failed_item_fails_alone_and_the_rest_of_its_batch_is_answered(rig):
 
 
 def test_a_batch_holds_one_piece_per_stream_so_each_streams_audio_keeps_its_order(rig):
-    h = rig()
+    h = rig(streaming_asr={"max_batch": 8})
     child = h.loaded("streaming_asr")
     streams = [h.run(lambda: h.ops.open_stream("streaming_asr", False)).result(0).result(0).stream.stream_id
                for _ in range(2)]

@@ -29,7 +29,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_replicas: Annotated[int, msgspec.Meta(ge=1, le=64)] | Literal["auto"] = 1  # the queue may scale to
     max_queue: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 64  # queued requests; past it: OVERLOADED
     scale_up_after_ms: Annotated[float, msgspec.Meta(ge=0)] = 200.0  # oldest queued request waited this long
-    max_batch: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8       # queued requests one process takes at once
+    max_batch: Annotated[int, msgspec.Meta(ge=0, le=256)] = 0       # requests one process takes at once; 0: kind's
     max_batch_delay_ms: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 0.0  # hold a short batch this long
     loader: Literal["mapped", "automodel"] = "mapped"  # weights mapped from the file, or copied by AutoModel
     keep_warm: bool = False          # after the last unload, leave the weights' pages in the page cache
