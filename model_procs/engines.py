@@ -2,8 +2,9 @@
 
 Each answers a batch of requests in one call (`punctuate_many`, `feed_many`): punctuation texts run their
 forwards padded into one batch (`Lockstep` over funasr's own loop), offline recordings go to funasr's batched
-`generate`, and stream engines run their streams' pieces one after another (funasr's streaming state is one
-stream's dicts; see docs/architecture.md). A batch answers exactly what its items alone would.
+`generate`, the streaming model in ONNX Runtime stacks its streams' chunks into one graph call
+(`onnx_batching`), and in torch stream engines run their streams' pieces one after another (funasr's torch
+layers take one stream's cache dicts). A batch answers exactly what its items alone would.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Callable, NamedTuple, Protocol
 
 import numpy as np
 
-from model_procs.heard import SAMPLE_RATE, Heard, StreamEngine, attempt
+from model_procs.heard import SAMPLE_RATE, Feed, Heard, Outcome, StreamEngine, attempt
+from model_procs.onnx_batching import GatheredSessions
 from model_procs.lockstep import Lockstep
 from model_procs.offline_asr import OfflineAsrEngine
 
@@ -76,10 +78,10 @@ class PunctuationEngine:
     forwards padded into one batch; where the forward cannot take a batch (an ONNX graph of batch 1) they run
     one after another."""
 
-    def __init__(self, model, batches: bool = True) -> None:
+    def __init__(self, model, runtime: str = "torch") -> None:
         self.model = model
         self.lockstep: Lockstep | None = None
-        if batches:
+        if runtime == "torch":
             network = model.model
             self.lockstep = Lockstep(network.punc_forward, lambda calls: padded_forward(network.punc_forward_one,
                                                                                         calls))
@@ -125,9 +127,21 @@ class AudioStream:
 class StreamingAsrEngine(StreamEngine):
     """Paraformer-zh-streaming fed in exact 600 ms chunks, whatever sizes the audio arrives in."""
 
-    def __init__(self, model, batches: bool = True) -> None:
+    def __init__(self, model, runtime: str = "torch") -> None:
         self.model = model
         self.streams: dict[str, AudioStream] = {}
+        self.gathered: GatheredSessions | None = None
+        if runtime == "onnx":   # the streaming graphs have a stream axis: a batch's chunks run as one call
+            self.gathered = GatheredSessions()
+            for part in (model.model.encoder.forward_chunk, model.model.decoder.forward_chunk):
+                part.session = self.gathered.wrap(part.session)
+
+    def feed_many(self, feeds: list[Feed]) -> list[Outcome]:
+        """With ONNX Runtime, each stream's piece on a thread of its own, their graph calls stacked; with torch,
+        one after another (funasr's torch layers take one stream's cache dicts)."""
+        if self.gathered is None or len(feeds) == 1:
+            return super().feed_many(feeds)
+        return self.gathered.lockstep.run(lambda feed: self.feed(*feed), feeds)
 
     def feed(self, stream_id: str, samples: np.ndarray, is_final: bool, hotwords: str = "") -> Heard:
         """Text new from this call, and all text so far; a final feed flushes and ends the stream."""
@@ -182,7 +196,7 @@ class VadEngine(StreamEngine):
     HOLD_SAMPLES = 160  # 10 ms kept back from each feed, so the final one always has audio to flush with
     MIN_CALL_SAMPLES = 1600  # 100 ms: fewer gives funasr no feature frame to time (ZeroDivisionError)
 
-    def __init__(self, model, batches: bool = True) -> None:
+    def __init__(self, model, runtime: str = "torch") -> None:
         self.model = model
         self.streams: dict[str, VadStream] = {}
 
@@ -252,8 +266,7 @@ def build_engine(engine: str, model_dir: str, device: str, threads: int, cache_d
     chosen = Runtime()
     if runtime == "onnx":
         chosen = onnx_runtime(built, device, threads, cache_dir, quantize, progress)
-    # an ONNX graph is exported for batch 1: its engine answers a batch's items one after another
-    return engine_class(built.automodel, batches=chosen.engine == "torch"), built, chosen
+    return engine_class(built.automodel, runtime=chosen.engine), built, chosen
 
 
 def onnx_runtime(built: Built, device: str, threads: int, cache_dir: str, quantize: str,

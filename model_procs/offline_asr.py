@@ -25,11 +25,12 @@ answers; SenseVoice, hotwords and an ONNX encoder of batch 1 take one recording 
 
     MIN_SAMPLES = 1600  # 100 ms: shorter has no feature frame to recognise
 
-    def __init__(self, model, batches: bool = True) -> None:
+    def __init__(self, model, runtime: str = "torch") -> None:
         self.model = model
         self.pending: dict[str, list[np.ndarray]] = {}
         self.sensevoice = type(getattr(model, "model", None)).__name__ == "SenseVoiceSmall"
-        self.batches = batches and type(getattr(model, "model", None)).__name__ in self.BATCHED
+        # an ONNX encoder is exported for one recording: a batch's recordings then run one after another
+        self.batches = runtime == "torch" and type(getattr(model, "model", None)).__name__ in self.BATCHED
         if self.batches:
             network = model.model
             network.encode = zeroed_past_lengths(network.encode)

@@ -32,8 +32,9 @@ from model_procs.onnx_check import runs_in_a_child
 from model_procs.onnx_graphs import traceable_pad_masks
 from model_procs.onnx_plans import PLANS, Part, Plan
 
-EXPORT_VERSION = 2   # bump when a graph or the file layout changes: exports of another version are not reused
+EXPORT_VERSION = 3   # bump when a graph or the file layout changes: exports of another version are not reused
 OPSET = 17
+BATCH_TOLERANCE = 1e-5   # a stacked row may differ from the row alone by this much (float noise); measured: 0
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,17 @@ def export_proved(part: Part, target: Path, threads: int) -> None:
                 difference = "another shape" if want.shape != have.shape else f"{np.abs(want - have).max():.2g}"
                 raise OnnxUnavailable(f"the ONNX export of {target.stem} answers {name} unlike torch "
                                       f"({difference}) on inputs of another length")
+        if all(0 in axes for axes in graph.dynamic_axes().values()):
+            check_batch_axis(new_session(Path(staging), threads), input_names, part.probe, got, target.stem)
+
+
+def check_batch_axis(session, input_names: list[str], probe: tuple, alone: list, name: str) -> None:
+    """A graph with a batch axis must answer two stacked copies of the probe row for row as it answers one."""
+    stacked = session.run(None, {n: np.concatenate([t.numpy(), t.numpy()]) for n, t in zip(input_names, probe)})
+    for single, pair in zip(alone, stacked):
+        if pair.shape[0] != 2 or not all(np.allclose(row, single, rtol=0, atol=BATCH_TOLERANCE) for row in pair):
+            raise OnnxUnavailable(f"the ONNX export of {name} answers a batch of two unlike each alone "
+                                  f"(by more than {BATCH_TOLERANCE:g})")
 
 
 def as_tuple(result) -> tuple:

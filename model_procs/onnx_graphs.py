@@ -22,7 +22,8 @@ def cache_names(prefix: str, layers: int) -> list[str]:
 
 class StreamingEncoderGraph(torch.nn.Module):
     """`SANMEncoderChunkOpt.forward_chunk` after its embedding and overlap step: every layer's look-back keys
-    and values in, the encoder output and the next keys and values out."""
+    and values in, the encoder output and the next keys and values out. Axis 0 is the stream: chunks of several
+    streams whose caches have one length run as one call (`onnx_batching`)."""
 
     def __init__(self, encoder, chunk_size: list[int], look_back: int) -> None:
         super().__init__()
@@ -54,9 +55,9 @@ class StreamingEncoderGraph(torch.nn.Module):
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         inputs, outputs = self.names()
-        axes = {"xs": {1: "frames"}, "encoder_out": {1: "frames"}}
-        axes.update({name: {2: "cached"} for name in inputs[1:]})
-        axes.update({name: {2: "next_cached"} for name in outputs[1:]})
+        axes = {"xs": {0: "streams", 1: "frames"}, "encoder_out": {0: "streams", 1: "frames"}}
+        axes.update({name: {0: "streams", 2: "cached"} for name in inputs[1:]})
+        axes.update({name: {0: "streams", 2: "next_cached"} for name in outputs[1:]})
         return axes
 
 
@@ -131,9 +132,10 @@ class StreamingDecoderGraph(torch.nn.Module):
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         inputs, outputs = self.names()
-        axes = {"memory": {1: "frames"}, "tgt": {1: "tokens"}, "logits": {1: "tokens"}}
-        axes.update({name: {2: f"{name}_len"} for name in inputs[2:]})
-        axes.update({name: {2: f"{name}_len"} for name in outputs[1:]})
+        axes = {"memory": {0: "streams", 1: "frames"}, "tgt": {0: "streams", 1: "tokens"},
+                "logits": {0: "streams", 1: "tokens"}}
+        axes.update({name: {0: "streams", 2: f"{name}_len"} for name in inputs[2:]})
+        axes.update({name: {0: "streams", 2: f"{name}_len"} for name in outputs[1:]})
         return axes
 
 

@@ -33,6 +33,7 @@ from scripts.bench_server import BenchServer  # noqa: E402
 from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example, pcm_of  # noqa: E402
 
 STAGES = ["streaming_asr", "asr", "punctuation", "vad"]
+ONNX_STAGES = ["streaming_asr", "asr", "punctuation"]   # --engine onnx: FSMN-VAD runs no faster in it
 CHUNK = 19200            # 600 ms of 16 kHz 16-bit PCM
 TARGET_P95_MS = 600.0
 
@@ -153,10 +154,13 @@ def chunk_latencies(server: BenchServer, pcm: bytes) -> dict:
 def run(args: argparse.Namespace) -> dict:
     cache_dir = Path(args.cache_dir)
     pcm = pcm_of(example("vad_example.wav", cache_dir))[:int(args.seconds * 32000) // 2 * 2]
-    result: dict = {"size": args.size, "seconds": args.seconds, "replicas": {}}
+    result: dict = {"size": args.size, "seconds": args.seconds, "engine": args.engine, "quantize": args.quantize,
+                    "replicas": {}}
     for replicas in args.replicas:
+        engine = f'engine = "{args.engine}"\nquantize = "{args.quantize}"\n' if args.engine == "onnx" else ""
         with BenchServer(cache_dir, args.size, STAGES, replicas=replicas,
-                         server={"max_streams_per_replica": 512, "ws_max_sessions": 1024}) as server:
+                         server={"max_streams_per_replica": 512, "ws_max_sessions": 1024},
+                         settings={stage: engine for stage in ONNX_STAGES}) as server:
             for stage in STAGES:
                 server.load(stage)
                 server.wait_for_replicas(stage, replicas)
@@ -183,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--most", type=int, default=128, help="the most sessions tried")
     parser.add_argument("--calibration-pace-s", type=float, default=2.0,
                         help="seconds between chunks of the calibration session (above any chunk's latency)")
+    parser.add_argument("--engine", choices=("torch", "onnx"), default="torch",
+                        help="what runs the streaming, offline and punctuation models (the VAD: torch)")
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none", help="with --engine onnx")
     parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)

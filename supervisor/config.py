@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from supervisor.cpus import auto_replicas, auto_threads, usable_cores
-from supervisor.kinds import KINDS, SEED_MODELS
+from supervisor.kinds import KINDS, SEED_MODELS, Kind
 from wire.model_config import ModelConfig
 
 DEMO = "demo"
@@ -88,7 +88,12 @@ def completed(name: str, model: ModelConfig) -> ModelConfig:
     if model.quantize != "none" and model.engine != "onnx":
         raise ConfigError(f"[models.{name}] quantize = \"{model.quantize}\" needs engine = \"onnx\"")
     return msgspec.structs.replace(model, kind=kind, source=model.source or KINDS[kind].default_source,
-                                   max_batch=model.max_batch or KINDS[kind].max_batch)
+                                   max_batch=model.max_batch or default_batch(KINDS[kind], model.engine))
+
+
+def default_batch(kind: Kind, engine: str) -> int:
+    """`max_batch = 0`: the kind's, where batching was measured to pay with this engine."""
+    return kind.max_batch_onnx if engine == "onnx" else kind.max_batch
 
 
 def with_cores(model: ModelConfig, cores: int) -> ModelConfig:

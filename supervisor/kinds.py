@@ -38,6 +38,7 @@ class Kind(msgspec.Struct, frozen=True):
     estimated_memory_mb: int         # Private_Dirty expected before a first load has been measured
     audio_piece_ms: int = 0          # audio per turn on a process; 0: [server] transcribe_piece_ms
     max_batch: int = 1               # default max_batch: >1 only where a batch was measured to pay on the CPU
+    max_batch_onnx: int = 1          # the same with engine = "onnx" (only graphs with a stream axis batch)
     hotwords: bool = False           # takes hotwords (SeACo-Paraformer biasing)
 
 
@@ -57,6 +58,7 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
         provider="FunASR", language="Chinese (Mandarin)", capabilities=("streaming", "real-time", "incremental"),
         default_source="paraformer-zh-streaming", demo_source="generated:tiny",
         estimated_load_ms=45000, estimated_memory_mb=1200,
+        max_batch_onnx=8,        # full size, one thread: 1.26x chunks per CPU-second at 8, streams stacked
     ),
     Kind(
         name="asr", engine="OfflineAsrEngine", answers="transcript", streams=False, route="/asr",

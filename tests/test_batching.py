@@ -1,6 +1,6 @@
 """Batched text equals text alone, on real funasr: punctuation texts (tiny and full-size CT-Punc), the real
-recording's VAD segments on offline Paraformer and BiCif-Paraformer, and every 600 ms chunk of it on three
-streams at once. Runs in a subprocess: the test process, like the API process, never imports torch."""
+recording's VAD segments on offline SeACo- and BiCif-Paraformer, and every 600 ms chunk of it on three streams
+at once, in torch (one after another) and in ONNX Runtime (stacked into one call). Runs in a subprocess: the test process, like the API process, never imports torch."""
 
 from __future__ import annotations
 
@@ -55,6 +55,16 @@ for i in range(len(chunks[0])):
     for k, h in enumerate(heard):
         together[k].append(h.text)
 out["streaming"] = [alone, together]
+
+onnx, _, _ = build_engine("StreamingAsrEngine", tiny + "/streaming_asr-tiny", "cpu", 1, tiny + "/cache", "mapped",
+                          runtime="onnx")
+alone = [[onnx.feed(f"a{k}", c, i == len(cs) - 1).text for i, c in enumerate(cs)] for k, cs in enumerate(chunks)]
+together = [[], [], []]
+for i in range(len(chunks[0])):
+    heard = onnx.feed_many([Feed(f"b{k}", cs[i], i == len(cs) - 1) for k, cs in enumerate(chunks)])
+    for k, h in enumerate(heard):
+        together[k].append(h.text)
+out["streaming_onnx"] = [alone, together, onnx.gathered.stacked_calls]
 print(json.dumps(out, ensure_ascii=False))
 """
 
@@ -77,3 +87,7 @@ def test_a_batch_answers_exactly_what_its_items_answer_alone(tiny_models, full_p
         assert sum(bool(heard[0]) for heard in alone) >= len(VAD_EXAMPLE_SEGMENTS) // 2  # text to compare
     alone, together = result["streaming"]
     assert together == alone and any(any(texts) for texts in alone)
+    # ONNX Runtime: the three streams' chunks stacked into one encoder call (and decoder calls where their
+    # token counts match), every chunk's text as each stream's alone
+    alone, together, stacked = result["streaming_onnx"]
+    assert together == alone and any(any(texts) for texts in alone) and stacked >= 40

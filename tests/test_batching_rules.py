@@ -5,6 +5,8 @@ tests/test_batching.py, on real funasr."""
 
 from __future__ import annotations
 
+from supervisor.config import default_batch
+from supervisor.kinds import KINDS
 from wire.errors import SupervisorError
 from wire.protocol import Batch, Punctuate, Replies, Reply, RequestFailed, StreamFeed
 from tests.test_arbiter_rules import Harness, rig  # noqa: F401 (the fixture)
@@ -45,6 +47,8 @@ def test_work_that_queues_behind_a_busy_replica_goes_to_it_as_one_batch(rig):
     # the kinds' defaults: batches only where they were measured to pay on the CPU
     assert h.view("punctuation").details.config.max_batch == 8
     assert {h.view(m).details.config.max_batch for m in ("streaming_asr", "vad")} == {1}
+    assert default_batch(KINDS["streaming_asr"], "onnx") == 8      # ONNX stacks a batch's streams
+    assert default_batch(KINDS["punctuation"], "onnx") == default_batch(KINDS["vad"], "onnx") == 1
     metrics = h.view("punctuation").metrics
     assert metrics.batches == 2 and metrics.mean_batch == 2.0 and metrics.cpu_s == 0.008
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import falcon.testing
+import pytest
 
 from api.app import create_app
 from supervisor.memory import private_dirty_mb
@@ -82,6 +83,16 @@ def test_counters_move_and_success_rate_drops_after_a_failure(client):
     assert after_bad["total_requests"] == after_ok["total_requests"] + 1
     assert after_bad["success_rate"] < after_ok["success_rate"]
     assert after_bad["metrics"]["requests_by_outcome"]["invalid"] >= 1
+
+
+def test_the_cpu_a_model_spends_per_second_of_audio_is_measured_by_its_process(client):
+    before = model_info(client, "streaming_asr", include_metrics=True)["metrics"]
+    assert client.simulate_post("/asr/transcribe", body=speechlike_pcm(3.0), headers=PCM,
+                                params={"punctuate": "false"}).status_code == 200
+    after = model_info(client, "streaming_asr", include_metrics=True)["metrics"]
+    assert after["audio_s"] - before["audio_s"] == pytest.approx(3.0, abs=0.01)   # every piece's audio counted
+    assert after["cpu_s"] > before["cpu_s"] and 0 < after["cpu_per_audio_s"] < 5
+    assert after["batches"] > before["batches"] and after["mean_batch"] >= 1
 
 
 def test_unloading_under_an_open_stream_loses_it(client):

@@ -64,8 +64,9 @@ class Dispatcher:
     def pump(self, model: Model) -> None:
         """Give queued work to idle replicas, oldest first, skipping work whose replica is busy."""
         idle = [r for r in model.replicas if r.ready and not r.stopping and not r.running]
+        taken: set[int] = set()
         for work in list(model.queue):
-            if work not in model.queue:  # taken into a batch already
+            if id(work) in taken:  # in a batch already
                 continue
             if isinstance(work, OpenStreamWork):
                 self._place_stream(model, work)
@@ -76,8 +77,9 @@ class Dispatcher:
             batch = self._batch(model, work, target)
             if self._hold(model, batch):
                 continue
-            for taken in batch:
-                model.queue.remove(taken)
+            for member in batch:
+                model.queue.remove(member)
+                taken.add(id(member))
             idle.remove(target)
             self._run(model, target, batch)
 
