@@ -155,12 +155,14 @@ def run(args: argparse.Namespace) -> dict:
     cache_dir = Path(args.cache_dir)
     pcm = pcm_of(example("vad_example.wav", cache_dir))[:int(args.seconds * 32000) // 2 * 2]
     result: dict = {"size": args.size, "seconds": args.seconds, "engine": args.engine, "quantize": args.quantize,
-                    "replicas": {}}
+                    "max_batch": args.max_batch, "replicas": {}}
     for replicas in args.replicas:
         engine = f'engine = "{args.engine}"\nquantize = "{args.quantize}"\n' if args.engine == "onnx" else ""
+        batch = f"max_batch = {args.max_batch}\n" if args.max_batch else ""
         with BenchServer(cache_dir, args.size, STAGES, replicas=replicas,
                          server={"max_streams_per_replica": 512, "ws_max_sessions": 1024},
-                         settings={stage: engine for stage in ONNX_STAGES}) as server:
+                         settings={stage: (engine if stage in ONNX_STAGES else "") + batch for stage in STAGES}
+                         ) as server:
             for stage in STAGES:
                 server.load(stage)
                 server.wait_for_replicas(stage, replicas)
@@ -190,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=("torch", "onnx"), default="torch",
                         help="what runs the streaming, offline and punctuation models (the VAD: torch)")
     parser.add_argument("--quantize", choices=("none", "int8"), default="none", help="with --engine onnx")
+    parser.add_argument("--max-batch", type=int, default=0, help="every stage's max_batch (0: the kinds' defaults)")
     parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)

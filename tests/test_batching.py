@@ -45,26 +45,26 @@ for kind in ("asr", "asr-bicif"):
              for h in engine.feed_many([Feed(f"f{i + j}", p, True) for j, p in enumerate(pieces[i:i + 4])])]
     out[kind] = [alone, [tuple(h) for h in batched], [tuple(h) for h in fours], engine.batches]
 
-engine, _, _ = build_engine("StreamingAsrEngine", tiny + "/streaming_asr-tiny", "cpu", 1, tiny + "/cache", "mapped")
 starts = [0, 160000, 480000]
 chunks = [[audio[s + i:s + i + 9600] for i in range(0, 9600 * 40, 9600)] for s in starts]
-alone = [[engine.feed(f"a{k}", c, i == len(cs) - 1).text for i, c in enumerate(cs)] for k, cs in enumerate(chunks)]
-together = [[], [], []]
-for i in range(len(chunks[0])):
-    heard = engine.feed_many([Feed(f"b{k}", cs[i], i == len(cs) - 1) for k, cs in enumerate(chunks)])
-    for k, h in enumerate(heard):
-        together[k].append(h.text)
-out["streaming"] = [alone, together]
 
-onnx, _, _ = build_engine("StreamingAsrEngine", tiny + "/streaming_asr-tiny", "cpu", 1, tiny + "/cache", "mapped",
-                          runtime="onnx")
-alone = [[onnx.feed(f"a{k}", c, i == len(cs) - 1).text for i, c in enumerate(cs)] for k, cs in enumerate(chunks)]
-together = [[], [], []]
-for i in range(len(chunks[0])):
-    heard = onnx.feed_many([Feed(f"b{k}", cs[i], i == len(cs) - 1) for k, cs in enumerate(chunks)])
-    for k, h in enumerate(heard):
-        together[k].append(h.text)
-out["streaming_onnx"] = [alone, together, onnx.gathered.stacked_calls]
+
+def chunk_by_chunk(runtime):  # each stream's chunks alone, then the streams' i-th chunks as one batch
+    engine, _, _ = build_engine("StreamingAsrEngine", tiny + "/streaming_asr-tiny", "cpu", 1, tiny + "/cache",
+                                "mapped", runtime=runtime)
+    alone = [[engine.feed(f"a{k}", c, i == len(cs) - 1).text for i, c in enumerate(cs)]
+             for k, cs in enumerate(chunks)]
+    together = [[], [], []]
+    for i in range(len(chunks[0])):
+        heard = engine.feed_many([Feed(f"b{k}", cs[i], i == len(cs) - 1) for k, cs in enumerate(chunks)])
+        for k, h in enumerate(heard):
+            together[k].append(h.text)
+    return [alone, together], engine
+
+
+out["streaming"], _ = chunk_by_chunk("torch")
+out["streaming_onnx"], onnx = chunk_by_chunk("onnx")
+out["streaming_onnx"].append(onnx.gathered.stacked_calls)
 print(json.dumps(out, ensure_ascii=False))
 """
 
