@@ -20,13 +20,12 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
-
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from scripts.bench_capacity import head_of_line, streaming_capacity  # noqa: E402
+from scripts.bench_idle import idle_cores  # noqa: E402
 from scripts.bench_report import machine_info, render_markdown, render_table, summarize  # noqa: E402
 from scripts.bench_protocol import protocol_latencies  # noqa: E402
 from scripts.bench_requests import KeepAliveClient, http_latencies  # noqa: E402
@@ -179,31 +178,6 @@ def control_plane_during_load(server: BenchServer, model_id: str, clients: int =
         thread.join()
     server.unload(model_id)
     return samples
-
-
-def idle_cores(server: BenchServer, models: list[str], settle_s: float = 5.0, seconds: float = 20.0) -> dict:
-    """CPU the server's processes (the API and supervisor, the forkserver, every model process) use with every
-    model loaded and no request, as cores: what an idle server costs the box."""
-    for model_id in models:
-        server.load(model_id)
-    time.sleep(settle_s)  # the loads' own reads and the first idle tick pass
-
-    def cpu_s() -> float:
-        root = psutil.Process(server.proc.pid)
-        total = 0.0
-        for process in [root, *root.children(recursive=True)]:
-            try:
-                times = process.cpu_times()
-                total += times.user + times.system
-            except psutil.Error:
-                pass
-        return total
-    began_cpu, began = cpu_s(), time.monotonic()
-    time.sleep(seconds)
-    cores = (cpu_s() - began_cpu) / (time.monotonic() - began)
-    for model_id in models:
-        server.unload(model_id)
-    return {"models": models, "seconds": seconds, "cores": round(cores, 4)}
 
 
 def five_models(server: BenchServer, memory: SystemMemory) -> dict:
