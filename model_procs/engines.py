@@ -1,7 +1,7 @@
 """FunASR engines: one class per model kind, each on funasr's `AutoModel`.
 
 Each answers a batch of requests in one call (`punctuate_many`, `feed_many`): punctuation texts run their
-forwards padded into one batch (`Lockstep` over funasr's own loop), offline recordings go to funasr's batched
+forwards padded into one batch, in torch or ONNX Runtime (`Lockstep` over funasr's own loop), offline recordings go to funasr's batched
 `generate`, the streaming model in ONNX Runtime stacks its streams' chunks into one graph call
 (`onnx_batching`), and in torch stream engines run their streams' pieces one after another (funasr's torch
 layers take one stream's cache dicts). A batch answers exactly what its items alone would.
@@ -75,24 +75,20 @@ def pcm_to_float(pcm: bytes) -> np.ndarray:
 
 class PunctuationEngine:
     """CT-Punc: stateless, one text in, one punctuated text out. Several texts run funasr's own loop each, their
-    forwards padded into one batch; where the forward cannot take a batch (an ONNX graph of batch 1) they run
-    one after another."""
+    forwards padded into one batch (torch, or the ONNX graph, exported with a text axis)."""
 
     def __init__(self, model, runtime: str = "torch") -> None:
         self.model = model
-        self.lockstep: Lockstep | None = None
-        if runtime == "torch":
-            network = model.model
-            self.lockstep = Lockstep(network.punc_forward, lambda calls: padded_forward(network.punc_forward_one,
-                                                                                        calls))
-            network.punc_forward_one, network.punc_forward = network.punc_forward, self.lockstep.call
+        network = model.model
+        self.lockstep = Lockstep(network.punc_forward, lambda calls: padded_forward(network.punc_forward_one, calls))
+        network.punc_forward_one, network.punc_forward = network.punc_forward, self.lockstep.call
 
     def punctuate(self, text: str) -> str:
         result = self.model.generate(input=text, disable_pbar=True)
         return result[0]["text"] if result else ""
 
     def punctuate_many(self, texts: list[str]) -> list[str | Exception]:
-        if self.lockstep is None or len(texts) == 1:
+        if len(texts) == 1:
             return [attempt(self.punctuate, text) for text in texts]
         return self.lockstep.run(self.punctuate, texts)
 

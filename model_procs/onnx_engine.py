@@ -32,7 +32,7 @@ from model_procs.onnx_check import runs_in_a_child
 from model_procs.onnx_graphs import traceable_pad_masks
 from model_procs.onnx_plans import PLANS, Part, Plan
 
-EXPORT_VERSION = 3   # bump when a graph or the file layout changes: exports of another version are not reused
+EXPORT_VERSION = 4   # bump when a graph or the file layout changes: exports of another version are not reused
 OPSET = 17
 BATCH_TOLERANCE = 1e-5   # a stacked row may differ from the row alone by this much (float noise); measured: 0
 

@@ -172,8 +172,9 @@ class PunctuationGraph(WholeForward):
     """`CTTransformer.punc_forward`: token ids and their count in, punctuation logits out."""
 
     def __init__(self, model) -> None:
-        super().__init__(model, ["text", "text_lengths"], ["logits"], {"text": {1: "tokens"},
-                                                                         "logits": {1: "tokens"}})
+        super().__init__(model, ["text", "text_lengths"], ["logits"], {"text": {0: "texts", 1: "tokens"},
+                                                                         "text_lengths": {0: "texts"},
+                                                                         "logits": {0: "texts", 1: "tokens"}})
 
     def forward(self, text: torch.Tensor, text_lengths: torch.Tensor):
         return self.module.punc_forward(text, text_lengths)[0]

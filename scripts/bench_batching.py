@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", nargs="+", default=["punctuation", "offline", "streaming"],
                         choices=["punctuation", "offline", "streaming"])
     parser.add_argument("--engine", default="torch", choices=["torch", "onnx"],
-                        help="what runs the streaming model (its ONNX graphs stack a batch's streams)")
+                        help="what runs the streaming and punctuation models (their ONNX graphs take a batch)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (torch engines; not yet run on a GPU here)")
     parser.add_argument("--quantize", default="none", choices=["none", "int8"], help="with --engine onnx")
     parser.add_argument("--json", type=Path)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"size": args.size}
 
     if "punctuation" in args.work:
-        punctuation = engine("punctuation", "PunctuationEngine")
+        punctuation = engine("punctuation", "PunctuationEngine", args.engine)
         results["punctuation"] = measure("punctuation", punctuation.punctuate_many, TEXTS, args.batches,
                                          args.repeats)
     if "offline" in args.work:

@@ -24,8 +24,10 @@ with wave.open(recording) as w:
 out = {}
 
 texts = ["今天天气很好我们一起去公园散步吧", "你好", "这是一个很长的句子" * 9, "明天下雨吗我们还去不去", "一"]
-for name, folder in (("tiny", tiny + "/punctuation-tiny"), ("full", full_punctuation)):
-    engine, _, _ = build_engine("PunctuationEngine", folder, "cpu", 1, tiny + "/cache", "mapped")
+for name, folder, runtime in (("tiny", tiny + "/punctuation-tiny", "torch"), ("full", full_punctuation, "torch"),
+                              ("onnx", tiny + "/punctuation-tiny", "onnx")):
+    engine, _, chosen = build_engine("PunctuationEngine", folder, "cpu", 1, tiny + "/cache", "mapped", runtime)
+    assert chosen.engine == runtime, chosen
     alone = [engine.punctuate(t) for t in texts]
     out[f"punctuation_{name}"] = [alone, engine.punctuate_many(texts)]
     network = engine.model.model
@@ -76,7 +78,7 @@ def test_a_batch_answers_exactly_what_its_items_answer_alone(tiny_models, full_p
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    for size in ("tiny", "full"):
+    for size in ("tiny", "full", "onnx"):   # the ONNX graph too: padded rows masked as torch masks them
         alone, batched = result[f"punctuation_{size}"]
         assert batched == alone and all(alone)
         # the padded forward's logits: float noise only (the encoder masks the padding)
