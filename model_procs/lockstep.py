@@ -10,8 +10,11 @@ result. Items that need more forwards than others simply run the later steps in 
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable
+
+log = logging.getLogger(__name__)
 
 
 class Lockstep:
@@ -33,6 +36,7 @@ class Lockstep:
             try:
                 outcomes[index] = work(items[index])
             except Exception as exc:  # noqa: BLE001 (the item's answer is its error)
+                log.exception("an item of a batch of %d failed", len(items))
                 outcomes[index] = exc
             finally:
                 with self.turn:

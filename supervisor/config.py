@@ -75,7 +75,8 @@ def completed(name: str, model: ModelConfig) -> ModelConfig:
     problem = check_name(name)
     if problem:
         raise ConfigError(problem)
-    model = with_cores(model, usable_cores())
+    if "auto" in (model.threads, model.max_replicas):  # the cgroup is read only for a model that asks
+        model = with_cores(model, usable_cores())
     kind = model.kind or (name if name in SEED_MODELS else "")
     if kind not in KINDS:
         given = f"kind '{model.kind}' is unknown" if model.kind else "it has no kind"

@@ -14,7 +14,6 @@ from pathlib import Path
 from supervisor.cgroup import ROOT, cgroup_paths, mounted
 
 
-
 def usable_cores(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = ROOT) -> int:
     """Whole cores this process may use: its affinity, lowered by a CPU quota on its cgroup path."""
     cores = len(os.sched_getaffinity(0))
