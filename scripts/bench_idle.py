@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-import psutil
-
 from scripts.bench_server import BenchServer
+from scripts.process_tree import cpu_s
 
 
 def idle_cores(server: BenchServer, models: list[str], settle_s: float = 5.0, seconds: float = 20.0) -> dict:
@@ -15,20 +14,9 @@ def idle_cores(server: BenchServer, models: list[str], settle_s: float = 5.0, se
     for model_id in models:
         server.load(model_id)
     time.sleep(settle_s)  # the loads' own reads and the first idle tick pass
-
-    def cpu_s() -> float:
-        root = psutil.Process(server.proc.pid)
-        total = 0.0
-        for process in [root, *root.children(recursive=True)]:
-            try:
-                times = process.cpu_times()
-                total += times.user + times.system
-            except psutil.Error:
-                pass
-        return total
-    began_cpu, began = cpu_s(), time.monotonic()
+    began_cpu, began = cpu_s(server.proc.pid), time.monotonic()
     time.sleep(seconds)
-    cores = (cpu_s() - began_cpu) / (time.monotonic() - began)
+    cores = (cpu_s(server.proc.pid) - began_cpu) / (time.monotonic() - began)
     for model_id in models:
         server.unload(model_id)
     return {"models": models, "seconds": seconds, "cores": round(cores, 4)}
