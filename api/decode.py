@@ -42,9 +42,10 @@ def plain_wav(data: bytes) -> bytes | None:
         with wave.open(io.BytesIO(data)) as wav:
             if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SAMPLE_RATE, 1, 2):
                 return None
-            return wav.readframes(wav.getnframes())
-    except (wave.Error, EOFError):  # extensible or streamed headers: FFmpeg reads those
-        return None
+            frames = wav.readframes(wav.getnframes())
+            return frames[:len(frames) // 2 * 2]  # a file cut inside a sample: its whole samples
+    except (wave.Error, EOFError, RuntimeError):  # extensible or streamed headers, or chunk sizes that run past
+        return None                                   # the end (RuntimeError from the chunk reader): FFmpeg judges
 
 
 def decoded(data: bytes, max_audio_s: float) -> bytes:
@@ -54,7 +55,8 @@ def decoded(data: bytes, max_audio_s: float) -> bytes:
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except (av.error.FFmpegError, ValueError) as exc:
-        raise undecodable("an unrecognised format", exc) from None
+        riff = data.startswith((b"RIFF", b"RF64")) and data[8:12] == b"WAVE"
+        raise undecodable("a WAV file whose chunks are damaged" if riff else "an unrecognised format", exc) from None
     with container:
         found = container.format.name
         stream = next((s for s in container.streams if s.type == "audio"), None)
@@ -72,7 +74,8 @@ def decoded(data: bytes, max_audio_s: float) -> bytes:
             for piece in resampler.resample(None):
                 out += bytes(piece.planes[0])[:piece.samples * 2]
         except (av.error.FFmpegError, ValueError) as exc:
-            raise undecodable(f"{found} ({stream.codec_context.name})", exc) from None
+            codec = stream.codec_context.name if stream.codec_context else "no codec FFmpeg knows"
+            raise undecodable(f"{found} ({codec})", exc) from None
     return bytes(out)
 
 
