@@ -71,13 +71,14 @@ async def session(ws_url: str, pcm: bytes, name: str, delay_s: float, timeout_s:
         async with asyncio.timeout(timeout_s):
             while True:
                 answer = json.loads(await ws.recv())
+                arrived = time.perf_counter()
                 if answer.get("error"):
                     raise RuntimeError(f"{name}: {answer['error']}")
+                if answer.get("mode") == "2pass-offline":  # ours answers the last segment in the end message
+                    offline.append((arrived, answer.get("text", "")))
                 if answer.get("is_end"):
-                    ended = time.perf_counter()
+                    ended = arrived
                     break
-                if answer.get("mode") == "2pass-offline":
-                    offline.append((time.perf_counter(), answer.get("text", "")))
         await sender
     return {"sent": sent, "offline": offline, "end_lag_s": ended - sent[-1]}
 
@@ -129,7 +130,7 @@ def trial(pid: int, ws_url: str, pcm: bytes, count: int, ends_ms: list[int]) -> 
 
 def capacity(name: str, pid: int, ws_url: str, pcm: bytes, counts: list[int], ends_ms: list[int]) -> dict:
     """Warm up with one short session, then N sessions per count until one is not sustained."""
-    asyncio.run(session(ws_url, pcm[:10 * 32000], "warm-up", 0, 600))
+    asyncio.run(session(ws_url, pcm[:3 * 32000], "warm-up", 0, 600))
     entry: dict = {"pss_mb": round(pss_mb(pid), 1), "segment_ends_ms": ends_ms, "trials": []}
     for count in counts:
         try:

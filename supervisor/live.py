@@ -96,6 +96,7 @@ class LiveSession:
         self.online_stream: str | None = None
         self.speaking_from = -1        # start of the speech announced and not yet closed
         self.segments = 0
+        self.online_restarts = False   # a segment closed in this step: the online stream restarts after it
         self.models = [m for m in dict.fromkeys((self.vad_model, self.online_model, self.offline_model)) if m]
         self.closed = False            # set at once by close(), from any thread: no new stream or request after it
         self.registered = True
@@ -172,15 +173,15 @@ class LiveSession:
         vad, online = answers.get(True), answers.get(False)
         self.kept += piece
         self.heard_ms += len(piece) // BYTES_PER_MS
-        events: list[LiveEvent] = []
+        # the VAD's answer first: a segment it closes goes to the offline model before the online answer is read
+        events = self._heard_speech(self.sup.wait(vad, self.sup.backstop_s(piece)), is_final) if vad else []
         if online is not None:
             result = self.sup.wait(online, self.sup.backstop_s(piece))
             if result.text:
                 events.append(PartialText(text=result.text, final=online_final))
             if online_final:
                 self.online_stream = None
-        if vad is not None:
-            events = self._heard_speech(self.sup.wait(vad, self.sup.backstop_s(piece)), is_final) + events
+        self._restart_online()
         return events
 
     def _feeds(self, piece: bytes, is_final: bool, vad: bool) -> bool:
@@ -216,6 +217,13 @@ class LiveSession:
             self.close_vad_stream()  # silence after a long stream: the next step starts a fresh one
         return events
 
+    def _restart_online(self) -> None:
+        """After a segment the VAD closed, the online stream starts afresh (once this step's answer is read)."""
+        if self.online_restarts and self.online_stream is not None:
+            self.sup.abort(self.online_stream, self.online_model)
+            self.online_stream = None
+        self.online_restarts = False
+
     def close_vad_stream(self) -> None:
         if self.vad_stream is not None:
             self.sup.abort(self.vad_stream, self.vad_model)
@@ -232,9 +240,7 @@ class LiveSession:
         self.kept_from_ms = end_ms
         answer = self.sup.recognise(self.offline_model, audio, self.options.hotwords) \
             if self.offline_model and audio and not self.closed else None
-        if self.online_stream is not None and self.vad_model:
-            self.sup.abort(self.online_stream, self.online_model)
-            self.online_stream = None
+        self.online_restarts = bool(self.vad_model)
         self.segments += 1
         return SegmentClosed(index=self.segments - 1, start_ms=start_ms, end_ms=end_ms, audio=audio, answer=answer)
 
