@@ -11,7 +11,8 @@ from falcon.media.multipart import MultipartFormHandler, MultipartParseOptions
 from api.auth import ApiKeyMiddleware, server_keys
 from api.gate import ThreadGate
 from api.observability import MetricsResource, ModelReadyResource, ReadyResource, RequestLogMiddleware
-from api.oip import (InferResource, ModelMetadataResource, ModelReadyResource as V2ModelReadyResource,
+from api.oip import (InferResource, ModelConfigResource, ModelMetadataResource,
+                     ModelReadyResource as V2ModelReadyResource,
                      RepositoryIndexResource, RepositoryLoadResource, RepositoryUnloadResource, ServerLiveResource,
                      ServerMetadataResource, ServerReadyResource)
 from api.openai_audio import ModelsResource, TranscriptionsResource, TranslationsResource
@@ -27,6 +28,15 @@ from wire.errors import SupervisorError
 from supervisor.kinds import KINDS
 
 
+class App(falcon.App):
+    """Every route that answers GET answers HEAD the same, without the body (Falcon leaves it out for HEAD)."""
+
+    def add_route(self, uri_template: str, resource: object, **kwargs) -> None:
+        if hasattr(resource, "on_get") and not hasattr(resource, "on_head"):
+            resource.on_head = resource.on_get
+        super().add_route(uri_template, resource, **kwargs)
+
+
 def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App:
     """`api_key` (the CLI's --api-key) is an admin key, beside [server] api_keys; with no key at all, none is
     asked for."""
@@ -34,7 +44,7 @@ def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App
     keys = server_keys(settings.api_keys, api_key)
     middleware = [RequestLogMiddleware(), *([ApiKeyMiddleware(keys)] if keys else [])]
     gate = ThreadGate(settings.http_threads - settings.control_threads)
-    app = falcon.App(middleware=middleware)
+    app = App(middleware=middleware)
     json_handler = MsgspecJSONHandler()
     multipart = MultipartParseOptions()
     multipart.max_body_part_buffer_size = int(settings.max_audio_mb * 1024 * 1024)  # Falcon's default: 1 MiB
@@ -92,6 +102,7 @@ def add_open_inference_routes(app: falcon.App, supervisor: Supervisor, gate: Thr
     for model in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
         app.add_route(model, ModelMetadataResource(supervisor))
         app.add_route(f"{model}/ready", V2ModelReadyResource(supervisor))
+        app.add_route(f"{model}/config", ModelConfigResource(supervisor))
         app.add_route(f"{model}/infer", InferResource(supervisor, gate))
     app.add_route("/v2/repository/index", RepositoryIndexResource(supervisor))
     app.add_route("/v2/repository/models/{model_name}/load", RepositoryLoadResource(supervisor, gate))

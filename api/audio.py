@@ -33,7 +33,8 @@ def unsupported(mime: str, accepted: set[str]) -> SupervisorError:
                            f"send one of: {', '.join(sorted(accepted))} (raw PCM: 16-bit little-endian mono 16 kHz)")
 
 
-def read_pcm(req: falcon.Request, limit: int, allow_wav: bool = False, max_audio_s: float = 0) -> bytes:
+def read_pcm(req: falcon.Request, limit: int, allow_wav: bool = False, max_audio_s: float = 0,
+             max_decodes: int = 2) -> bytes:
     """Raw L16 PCM (`audio/L16; rate=16000` or octet-stream); with `allow_wav` (whole recordings) any audio
     file as well (`audio/*`, `video/*` containers: decoded and resampled, `api.decode`), cut at `max_audio_s`."""
     mime, params = media_type(req)
@@ -46,4 +47,4 @@ def read_pcm(req: falcon.Request, limit: int, allow_wav: bool = False, max_audio
     body = read_limited(req, limit, "Audio")
     if not body:
         raise SupervisorError("INVALID_REQUEST", "Empty audio", "the request body holds no audio")
-    return decode_audio(body, max_audio_s) if is_file else body
+    return decode_audio(body, max_audio_s, max_decodes) if is_file else body

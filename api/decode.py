@@ -11,6 +11,7 @@ that decodes to hours is refused before it fills memory.
 from __future__ import annotations
 
 import io
+import threading
 import wave
 
 from wire.errors import SupervisorError
@@ -19,14 +20,34 @@ SAMPLE_RATE = 16000
 BYTES_PER_SECOND = SAMPLE_RATE * 2
 
 
-def decode_audio(data: bytes, max_audio_s: float) -> bytes:
+def decode_slots(count: int) -> threading.BoundedSemaphore:
+    """The API process's decodes that may run at once (`[server] max_decodes`), one set per setting."""
+    with _SLOTS_LOCK:
+        return _SLOTS.setdefault(count, threading.BoundedSemaphore(count))
+
+
+_SLOTS: dict[int, threading.BoundedSemaphore] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def decode_audio(data: bytes, max_audio_s: float, max_decodes: int = 2, wait_s: float = 60.0) -> bytes:
     """The file's first audio stream as 16 kHz mono PCM; 400 naming the format when it cannot be decoded, 413
-    past `max_audio_s`."""
+    past `max_audio_s`. At most `max_decodes` files decode at once (others wait up to `wait_s`, then 503), so the
+    decoded audio the process holds stays under max_decodes x max_audio_s x 64 kB/s (the PCM as it grows,
+    and its final copy), however many small files that decode to hours arrive together."""
     if not data:
         raise SupervisorError("INVALID_REQUEST", "Empty audio", "the request body holds no audio")
     pcm = plain_wav(data)
     if pcm is None:
-        pcm = decoded(data, max_audio_s)
+        slots = decode_slots(max_decodes)
+        if not slots.acquire(timeout=wait_s):
+            raise SupervisorError("OVERLOADED", "Too many files decoding", f"max_decodes={max_decodes} files are "
+                                  f"decoding and none finished within {wait_s:g} s ([server] in the config)",
+                                  retry_after_s=5)
+        try:
+            pcm = decoded(data, max_audio_s)
+        finally:
+            slots.release()
     if len(pcm) > max_audio_s * BYTES_PER_SECOND:
         raise too_long(max_audio_s)
     if not pcm:

@@ -90,7 +90,7 @@ class Answer(msgspec.Struct, frozen=True, omit_defaults=True):
     wav_name: str
     text: str
     is_final: bool
-    timestamp: str = "[]"
+    timestamp: str | None = None   # JSON text of per-token times; absent without them (FunASR's servers)
     stamp_sents: list[StampSent] = []
     is_end: bool = False
     error: ErrorInfo | None = None
@@ -220,7 +220,8 @@ class FunasrSession(LivePump):
                                    is_final=True, is_end=self.session.is_end))
             return
         if self.file is not None:
-            pcm = await asyncio.to_thread(decode_audio, bytes(self.file), self.settings.max_audio_s)
+            pcm = await asyncio.to_thread(decode_audio, bytes(self.file), self.settings.max_audio_s,
+                                         self.settings.max_decodes)
             self.file = None
             await self.heard(await asyncio.to_thread(self.live.push, pcm))
         else:
@@ -248,7 +249,8 @@ class FunasrSession(LivePump):
         kind, session = tag
         await self.send(Answer(
             mode="2pass-offline" if session.mode == "2pass" else session.mode, wav_name=session.wav_name, text=best_text(text.text, text.punctuated_text) if text else "",
-            is_final=kind == "final", timestamp=json.dumps(text.timestamp if text else [], separators=(",", ":")),
+            is_final=kind == "final",
+            timestamp=json.dumps(text.timestamp, separators=(",", ":")) if text and text.timestamp else None,
             stamp_sents=stamp_sents(text) if text else [], is_end=kind == "final" and session.is_end))
 
     async def segment_failed(self, tag, exc: SupervisorError) -> None:

@@ -30,6 +30,7 @@ class Limits:
         settings = supervisor.settings
         self.audio_bytes = int(settings.max_audio_mb * 1024 * 1024)
         self.audio_s = settings.max_audio_s
+        self.decodes = settings.max_decodes
         self.text_bytes = int(settings.max_text_kb * 1024)
 
 
@@ -95,8 +96,9 @@ class StreamFeedResource(ModelWork):
         self.answer = stream_segments if kind.answers == "segments" else stream_text
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
-        pcm = b"" if self.finish else read_pcm(req, self.limits.audio_bytes, allow_wav=True,
-                                                max_audio_s=self.limits.audio_s)  # a chunk may be a whole file
+        pcm = b"" if self.finish else read_pcm(req, self.limits.audio_bytes, allow_wav=True,  # a chunk may be a
+                                                max_audio_s=self.limits.audio_s,       # whole file
+                                                max_decodes=self.limits.decodes)
         with self.gate.admit():
             result = self.supervisor.feed(stream_id, pcm, is_final=self.finish, model_id=model_param(req),
                                           kind=self.kind.name)
@@ -118,7 +120,8 @@ class TranscribeResource(ModelWork):
         punctuate = req.get_param_as_bool("punctuate", default=True)
         vad = req.get_param_as_bool("vad")  # None: split when the VAD is loaded
         hotwords = req.get_param("hotwords") or ""
-        pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True, max_audio_s=self.limits.audio_s)
+        pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True, max_audio_s=self.limits.audio_s,
+                       max_decodes=self.limits.decodes)
         with self.gate.admit():
             result = self.supervisor.transcribe(pcm, punctuate, vad, model_param(req), hotwords)
         resp.media = answer(TranscribeResponse, result)
@@ -128,7 +131,8 @@ class TranscribeResource(ModelWork):
 
 class VadResource(ModelWork):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True, max_audio_s=self.limits.audio_s)
+        pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True, max_audio_s=self.limits.audio_s,
+                       max_decodes=self.limits.decodes)
         with self.gate.admit():
             result = self.supervisor.detect_speech(pcm, model_param(req))
         resp.media = answer(VadResponse, result)

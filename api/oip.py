@@ -14,14 +14,15 @@ import msgspec
 from api.gate import ThreadGate
 from api.inference import ModelWork, mark_cold_start, server_timing
 from api.media import MAX_JSON_BYTES, read_body
-from api.oip_bodies import (InferRequest, InferResponse, ModelMetadata, ModelReady, RepositoryIndexRequest,
-                            RepositoryLoaded, RepositoryModel, RepositoryRequest, RepositoryUnloaded, ResponseOutput,
-                            ServerLive, ServerMetadata, ServerReady)
+from api.oip_bodies import (ConfigTensor, DynamicBatching, InferRequest, InferResponse, InstanceGroup, ModelMetadata,
+                            ModelReady, OldestSequences, RepositoryIndexRequest, RepositoryLoaded, RepositoryModel,
+                            RepositoryRequest, RepositoryUnloaded, ResponseOutput, SequenceBatching, ServerLive,
+                            ServerMetadata, ServerReady, TritonModelConfig)
 from api.oip_models import RUNNERS, Output, only_input
 from api.oip_tensors import HEADER_LENGTH, bytes_element, int32_bytes, invalid, read_infer_request
 from supervisor.core import Supervisor
 from wire.errors import SupervisorError, shown
-from supervisor.kinds import KINDS
+from supervisor.kinds import KINDS, TensorSpec
 from wire.views import ModelView
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "sequence", "parameters"]
@@ -77,6 +78,30 @@ class ModelMetadataResource(V2):
                                    inputs=list(kind.inputs), outputs=list(kind.outputs))
 
 
+class ModelConfigResource(V2):
+    """Triton's model configuration, from the model's kind (its tensors) and its settings (replicas, batching)."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, model_name: str, model_version: str = "") -> None:
+        view = self.model(model_name, model_version)
+        kind, config = KINDS[view.kind], view.details.config
+        delay_us = int(config.max_batch_delay_ms * 1000)
+        batches = config.max_batch > 1
+        streams = kind.streams
+        resp.media = TritonModelConfig(
+            name=view.model_id, platform=PLATFORM, backend=PLATFORM, max_batch_size=0,
+            input=[config_tensor(t) for t in kind.inputs], output=[config_tensor(t) for t in kind.outputs],
+            instance_group=[InstanceGroup(count=config.max_replicas,
+                                          kind="KIND_GPU" if config.device.startswith("cuda") else "KIND_CPU")],
+            dynamic_batching=DynamicBatching([config.max_batch], delay_us) if batches and not streams else None,
+            sequence_batching=SequenceBatching(int(self.supervisor.settings.stream_expiry_s * 1e6),
+                                               OldestSequences(config.max_batch, delay_us)) if streams else None)
+
+
+def config_tensor(spec: TensorSpec) -> ConfigTensor:
+    return ConfigTensor(name=spec.name, data_type="TYPE_STRING" if spec.datatype == "BYTES" else f"TYPE_{spec.datatype}",
+                        dims=list(spec.shape))
+
+
 class ModelReadyResource(V2):
     def on_get(self, req: falcon.Request, resp: falcon.Response, model_name: str, model_version: str = "") -> None:
         view = self.model(model_name, model_version)
@@ -95,6 +120,10 @@ class InferResource(ModelWork):
     def on_post(self, req: falcon.Request, resp: falcon.Response, model_name: str, model_version: str = "") -> None:
         view = self.v2.model(model_name, model_version)
         request, given = read_infer_request(req, self.limit)
+        if request.model_name not in (None, "", model_name) or request.model_version not in (None, "", view.version):
+            raise invalid("Body names another model", f"the body names model '{shown(request.model_name or '')}' "
+                          f"version '{shown(request.model_version or '')}'; the URL names '{shown(model_name)}' "
+                          f"(version {view.version})")
         kind = KINDS[view.kind]
         wanted = requested_outputs(view, request)
         tensor = only_input(kind, view.model_id, given)

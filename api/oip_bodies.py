@@ -48,6 +48,48 @@ class ModelMetadata(msgspec.Struct, frozen=True):
     outputs: list[TensorSpec]
 
 
+# -- Triton's model configuration (GET /v2/models/{name}/config), what tritonclient and perf_analyzer read ----
+class ConfigTensor(msgspec.Struct, frozen=True):
+    name: str
+    data_type: str              # TYPE_INT16, TYPE_STRING (BYTES), TYPE_INT32, ...
+    dims: list[int]             # without a batch dimension: max_batch_size is 0
+
+
+class InstanceGroup(msgspec.Struct, frozen=True):
+    count: int                  # the model's max_replicas: one OS process each
+    kind: Literal["KIND_CPU", "KIND_GPU"]
+
+
+class DynamicBatching(msgspec.Struct, frozen=True):
+    preferred_batch_size: list[int]
+    max_queue_delay_microseconds: int
+
+
+class OldestSequences(msgspec.Struct, frozen=True):
+    max_candidate_sequences: int
+    max_queue_delay_microseconds: int
+
+
+class SequenceBatching(msgspec.Struct, frozen=True):
+    max_sequence_idle_microseconds: int
+    oldest: OldestSequences
+
+
+class TritonModelConfig(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Requests carry no batch dimension (`max_batch_size` 0); the server batches requests (`dynamic_batching`)
+    or streams (`sequence_batching`, Oldest: a replica takes the chunks of several streams at once) itself."""
+
+    name: str
+    platform: str
+    backend: str
+    max_batch_size: int
+    input: list[ConfigTensor]
+    output: list[ConfigTensor]
+    instance_group: list[InstanceGroup]
+    dynamic_batching: DynamicBatching | None = None
+    sequence_batching: SequenceBatching | None = None
+
+
 # -- inference ----------------------------------------------------------------------------------------
 class RequestInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
@@ -63,10 +105,15 @@ class RequestOutput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class InferRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`model_name` and `model_version` are what KServe's SDK puts in every body: taken when they agree with the
+    URL's."""
+
     inputs: list[RequestInput]
     id: str | None = None
     parameters: Parameters = {}
     outputs: list[RequestOutput] | None = None
+    model_name: str | None = None
+    model_version: str | None = None
 
 
 class ResponseOutput(msgspec.Struct, frozen=True, omit_defaults=True):

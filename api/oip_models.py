@@ -78,7 +78,7 @@ def audio(supervisor: Supervisor, tensor: Tensor) -> bytes:
         files = tensor.byte_strings()
         if len(files) != 1:
             raise invalid("One recording per request", f"'audio' holds {len(files)} WAV files; send one")
-        pcm = decode_audio(files[0], supervisor.settings.max_audio_s)
+        pcm = decode_audio(files[0], supervisor.settings.max_audio_s, supervisor.settings.max_decodes)
     else:
         raise invalid("Unsupported audio datatype", f"'audio' must be INT16 (16 kHz mono PCM samples) or BYTES "
                       f"[1] (an audio file: WAV, FLAC, MP3, OGG, WebM, M4A), got {tensor.datatype}")

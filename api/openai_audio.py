@@ -78,7 +78,7 @@ class TranscriptionsResource(ModelWork):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         form = read_form(req, self.limits.audio_bytes)
         model = self.supervisor.model_for(TRANSCRIBERS, None if form.model in DEFAULT_MODELS else form.model)
-        pcm = decode_audio(form.file, self.limits.audio_s)
+        pcm = decode_audio(form.file, self.limits.audio_s, self.limits.decodes)
         if form.stream:
             resp.content_type = "text/event-stream"
             resp.set_header("Cache-Control", "no-cache")

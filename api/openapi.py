@@ -84,6 +84,9 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, type], tuple[str, ...]]] = [
      ("MODEL_NOT_READY",)),
     *[("get", path, "Model metadata: inputs and outputs", None, {200: v2.ModelMetadata}, ("MODEL_NOT_FOUND",))
       for path in (V2_MODEL, V2_VERSION)],
+    *[("get", f"{path}/config", "Triton's model configuration: tensors, replicas, batching (tritonclient's "
+       "get_model_config, perf_analyzer)", None, {200: v2.TritonModelConfig}, ("MODEL_NOT_FOUND",))
+      for path in (V2_MODEL, V2_VERSION)],
     *[("get", f"{path}/ready", "Model readiness", None, {200: v2.ModelReady}, ("MODEL_NOT_FOUND", "MODEL_NOT_READY"))
       for path in (V2_MODEL, V2_VERSION)],
     *[("post", f"{path}/infer", "Inference (JSON, or the binary tensor data extension; Triton's sequence "

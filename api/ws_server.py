@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
@@ -38,6 +39,24 @@ KEY_SUBPROTOCOL = "openai-insecure-api-key."
 PING_INTERVAL_S = 20.0
 
 
+class QuietHandshakes(logging.Filter):
+    """A connection that never sends a WebSocket handshake (a load balancer's TCP probe, TLS on a plain port, a
+    plain request on a TLS port) is one INFO line naming why, not an ERROR with a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "opening handshake failed" and record.exc_info:
+            exc = record.exc_info[1]
+            peer = getattr(getattr(record, "websocket", None), "remote_address", None)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "not a WebSocket handshake from %s: %s", (
+                f"{peer[0]}:{peer[1]}" if peer else "a client", f"{exc}" + (f" ({exc.__cause__})" if exc.__cause__ else ""))
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("websockets.server").addFilter(QuietHandshakes())
+
+
 def refusal(code: str, message: str, details: str) -> Response:
     status = HTTPStatus(HTTP_STATUS[code])
     body = msgspec.json.encode(envelope(code, message, details))
@@ -46,8 +65,11 @@ def refusal(code: str, message: str, details: str) -> Response:
 
 
 class WebSocketServer:
-    def __init__(self, supervisor: Supervisor, keys: dict[str, str], host: str, port: int) -> None:
+    def __init__(self, supervisor: Supervisor, keys: dict[str, str], host: str, port: int,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.supervisor, self.settings = supervisor, supervisor.settings
+        self.tls = tls
+        self.scheme = "wss" if tls else "ws"
         self.keys = ApiKeyMiddleware(keys) if keys else None
         self.host, self.port = host, port
         self.active = 0
@@ -87,7 +109,7 @@ class WebSocketServer:
 
     async def _listen(self):
         limit = int(self.settings.ws_max_frame_mb * 1024 * 1024)
-        return await serve(self._handle, self.host, self.port, process_request=self._admit,
+        return await serve(self._handle, self.host, self.port, process_request=self._admit, ssl=self.tls,
                            select_subprotocol=self._subprotocol, ping_interval=PING_INTERVAL_S, ping_timeout=None,
                            compression=None, max_size=2 * limit + 65536)  # the handler answers past `limit` itself
 

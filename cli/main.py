@@ -12,6 +12,8 @@ import sys
 import threading
 from pathlib import Path
 
+import msgspec
+
 from cli.commands import add_parsers, run, shared_options, with_shared_defaults
 from supervisor.config import DEFAULT_CACHE_DIR, ConfigError, load_config
 from wire.logs import configure
@@ -46,6 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                             "$FUNASR_SUPERVISOR_MODELS, else the real FunASR models by hub alias)")
     serve.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
                        help=f"model cache: generated and downloaded models (default: {DEFAULT_CACHE_DIR})")
+    serve.add_argument("--tls-cert", default=env("FUNASR_SUPERVISOR_TLS_CERT"),
+                       help="PEM certificate (chain): the WebSocket port speaks wss:// ($FUNASR_SUPERVISOR_TLS_CERT, "
+                            "else [server] tls_cert)")
+    serve.add_argument("--tls-key", default=env("FUNASR_SUPERVISOR_TLS_KEY"),
+                       help="its PEM key ($FUNASR_SUPERVISOR_TLS_KEY, else [server] tls_key)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.add_argument("--log-format", default=env("FUNASR_SUPERVISOR_LOG_FORMAT", "text"),
                        choices=["text", "json"], help="json: one JSON object per line")
@@ -88,6 +95,9 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+    if args.tls_cert is not None or args.tls_key is not None:
+        config = msgspec.structs.replace(config, server=msgspec.structs.replace(
+            config.server, tls_cert=args.tls_cert or config.server.tls_cert, tls_key=args.tls_key or config.server.tls_key))
     keyed = bool(args.api_key or config.server.api_keys)
     if not is_loopback(args.host) and not keyed and not args.allow_unauthenticated:
         log.error("refusing to serve on %s without an API key: anyone who can reach it could load and unload "
@@ -109,7 +119,7 @@ def serve(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())  # the handler only records; the main thread acts
     serving.start()
     log.info("serving on http://%s:%s%s (models: %s, cache: %s, API key: %s)", args.host, serving.http.effective_port,
-             f" and ws://{args.host}:{serving.websockets.port}" if ws_port else "", args.models or "hub aliases",
+             f" and {serving.websockets.scheme}://{args.host}:{serving.websockets.port}" if ws_port else "", args.models or "hub aliases",
              args.cache_dir, "required" if keyed else "off")
     stop.wait()
     log.info("shutting down: closing WebSocket sessions, unloading every model")

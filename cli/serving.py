@@ -12,6 +12,7 @@ from waitress import create_server
 
 from api.app import create_app
 from api.auth import server_keys
+from api.tls import TlsUnusable, server_context
 from api.ws_server import WebSocketServer
 from supervisor.config import Config, ServerSettings
 from supervisor.core import Supervisor
@@ -39,6 +40,10 @@ class Serving:
     def __init__(self, config: Config, cache_dir: Path, host: str, port: int, ws_port: int,
                  api_key: str | None = None, log_format: str = "text") -> None:
         """`ws_port` 0: no WebSocket listener; `port` 0: any free port (`http.effective_port` says which)."""
+        try:
+            tls = server_context(config.server.tls_cert, config.server.tls_key)
+        except TlsUnusable as exc:
+            raise CannotListen(str(exc)) from None
         self.supervisor = Supervisor(config, cache_dir, log_format=log_format)
         try:
             self.http = create_server(create_app(self.supervisor, api_key), host=host, port=port,
@@ -48,7 +53,7 @@ class Serving:
             raise CannotListen(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}; "
                                "choose another --host or --port") from None
         self.websockets = WebSocketServer(self.supervisor, server_keys(config.server.api_keys, api_key), host,
-                                          ws_port)
+                                          ws_port, tls)
         try:
             if ws_port:
                 self.websockets.start()

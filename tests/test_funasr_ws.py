@@ -292,3 +292,28 @@ def test_bad_messages_get_an_error_and_a_clean_close(live):
     with pytest.raises(websockets.InvalidStatus) as unauthorized:
         asyncio.run(connect(live.ws_url).__aenter__())
     assert unauthorized.value.response.status_code == 401
+
+
+def test_a_tcp_probe_and_tls_on_the_plain_port_are_one_info_line_each(live, caplog):
+    """A load balancer's TCP probe (connect, send nothing, leave) and a wss:// client on the plain port."""
+    import logging
+    import ssl
+
+    port = int(live.ws_url.rsplit(":", 1)[1])
+
+    async def probe_and_tls() -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        await writer.wait_closed()
+        insecure = ssl.create_default_context()
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+        with pytest.raises(Exception):
+            async with connect(f"wss://127.0.0.1:{port}", ssl=insecure, open_timeout=10):
+                pass
+        await asyncio.sleep(0.5)
+    with caplog.at_level(logging.INFO, logger="websockets"):
+        asyncio.run(probe_and_tls())
+    said = [r for r in caplog.records if r.name.startswith("websockets")]
+    assert len([r for r in said if r.getMessage().startswith("not a WebSocket handshake from 127.0.0.1:")]) == 2, \
+        [r.getMessage() for r in said]
+    assert all(r.levelno == logging.INFO and not r.exc_info for r in said), [r.getMessage() for r in said]

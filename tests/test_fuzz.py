@@ -69,6 +69,7 @@ def test_openapi_document_is_valid_and_lists_every_route(client):
                       "POST /vad/streams/{stream_id}/audio", "POST /vad/streams/{stream_id}/finish",
                       "DELETE /vad/streams/{stream_id}", "GET /v2", "GET /v2/health/live", "GET /v2/health/ready",
                       "GET /v2/models/{model_name}", "GET /v2/models/{model_name}/ready",
+                      "GET /v2/models/{model_name}/config",
                       "POST /v2/models/{model_name}/infer",
                       "POST /v2/models/{model_name}/versions/{model_version}/infer",
                       "POST /v2/repository/index", "POST /v2/repository/models/{model_name}/load",

@@ -113,6 +113,10 @@ def test_start_up_errors_exit_with_one_line_and_leave_nothing_behind(tmp_path):
             (["--cache-dir", str(a_file / "cache")], {}, "cannot use the cache directory"),
             ([], {"FUNASR_SUPERVISOR_PORT": "eighty"}, "FUNASR_SUPERVISOR_PORT"),
             (["--port", "70000"], {}, "not a port number"),
+            (["--port", "0", "--ws-port", "0", "--tls-cert", str(a_file), "--tls-key", str(tmp_path / "no.key"),
+              "--cache-dir", str(tmp_path / "c")], {}, f"cannot read the TLS key {tmp_path / 'no.key'}"),
+            (["--port", "0", "--tls-cert", str(a_file), "--cache-dir", str(tmp_path / "c")], {},
+             "TLS needs both a certificate and its key"),
         ]
         for args, env, says in cases:
             run = serve_fails(args, env | {"TMPDIR": str(own_tmp)})

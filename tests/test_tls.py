@@ -1,0 +1,133 @@
+"""TLS on the WebSocket port (`[server] tls_cert`/`tls_key`, `--tls-cert`/`--tls-key`): FunASR's official
+Python client with its defaults (`--ssl 1`) and without TLS against a plain port; clear start-up errors for
+unusable files; a connection that is not a WebSocket handshake is one INFO line."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import shutil
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from api.tls import TlsUnusable, server_context
+from scripts.recordings import example
+from supervisor.kinds import VAD_WHEEL
+from tests.helpers import configured_server, unload_everything
+
+pytestmark = pytest.mark.long_running
+
+OFFICIAL_CLIENT = Path(__file__).resolve().parents[2] / "shared/ext/funasr/runtime/python/websocket/funasr_wss_client.py"
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and its key, as an operator's own CA or Let's Encrypt would give them."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (folder / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "server.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    return folder / "server.crt", folder / "server.key"
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory) -> tuple[Path, Path]:
+    return self_signed(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def secure(cache_dir, tmp_path_factory, supervisor, tls_files):
+    cert, key = tls_files
+    config = f"""
+[models.streaming_asr]
+source = "generated:tiny"
+[models.punctuation]
+source = "generated:tiny"
+[models.vad]
+source = "{VAD_WHEEL}"
+[server]
+tls_cert = "{cert}"
+tls_key = "{key}"
+"""
+    yield from configured_server(cache_dir, tmp_path_factory.mktemp("secure"), config)
+
+
+@pytest.fixture(autouse=True)
+def unloaded_after(secure):
+    """Every test leaves no model process behind."""
+    yield
+    unload_everything(secure)
+
+
+def official_client(srv, wav: Path, folder: Path, mode: str, use_ssl: int) -> list[dict]:
+    """FunASR's own client, a copy of the unmodified file run as its README says; its answers from its log."""
+    script = folder / "funasr_wss_client.py"
+    shutil.copy(OFFICIAL_CLIENT, script)
+    port = srv.ws_url.rsplit(":", 1)[1]
+    run = subprocess.run([sys.executable, str(script), "--host", "127.0.0.1", "--port", port, "--mode", mode,
+                          "--audio_in", str(wav), "--ssl", str(use_ssl), "--send_without_sleep",
+                          "--result_timeout", "120", "--log_dir", str(folder / "logs")],
+                         cwd=folder, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    events = [json.loads(line) for log in (folder / "logs").glob("*/events.jsonl")
+              for line in log.read_text().splitlines()]
+    return events
+
+
+def test_funasrs_official_client_with_its_defaults_gets_text_over_tls(secure, cache_dir, tmp_path):
+    wav = example("asr_example.wav", cache_dir)
+    events = official_client(secure, wav, tmp_path, "2pass", use_ssl=1)
+    texts = [e for e in events if isinstance(e, dict) and e.get("text")]
+    assert secure.ws_url.startswith("wss://") and texts, events[-5:]
+    offline = [e for e in events if isinstance(e, dict) and e.get("mode") == "2pass-offline"]
+    # the streaming model answers the offline pass here: no token times, so no `timestamp` (FunASR's HTML5 page
+    # throws on an empty list, and FunASR's servers leave it out)
+    assert offline and all(e["server_timestamp"] is None for e in offline), offline
+
+
+def test_a_plain_client_on_the_tls_port_and_a_tcp_probe_are_one_info_line(secure, caplog):
+    async def plain_and_probe() -> None:
+        with pytest.raises(Exception):
+            async with connect(secure.ws_url.replace("wss://", "ws://"), open_timeout=10):
+                pass
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(secure.ws_url.rsplit(":", 1)[1]))
+        writer.close()   # a TCP probe: connect, send nothing, leave
+        await writer.wait_closed()
+        await asyncio.sleep(0.5)
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(plain_and_probe())
+    failed = [r for r in caplog.records if r.name.startswith(("websockets", "asyncio")) and r.levelno >= logging.WARNING]
+    assert not failed, [r.getMessage() for r in failed]
+    assert not [r for r in caplog.records if r.name.startswith("websockets") and r.exc_info]
+
+
+def test_unusable_tls_files_are_one_clear_error(tmp_path, tls_files):
+    cert, key = tls_files
+    assert isinstance(server_context(str(cert), str(key)), ssl.SSLContext)
+    assert server_context("", "") is None
+    with pytest.raises(TlsUnusable, match="both a certificate and its key"):
+        server_context(str(cert), "")
+    with pytest.raises(TlsUnusable, match=f"cannot read the TLS key {tmp_path}/missing.key: No such file"):
+        server_context(str(cert), str(tmp_path / "missing.key"))
+    other_cert, _ = self_signed(tmp_path)
+    with pytest.raises(TlsUnusable, match="cannot use the TLS certificate"):
+        server_context(str(other_cert), str(key))
