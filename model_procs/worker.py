@@ -20,6 +20,7 @@ import zmq
 from wire import protocol
 from wire.protocol import (Batch, Heartbeat, LoadFailed, LoadTimings, Progress, Punctuate, Ready, Replies, Reply,
                            RequestFailed, Shutdown, StreamDrop, StreamFeed, WorkerSpec)
+from model_procs.devices import DeviceUnavailable, check_device
 from model_procs.sources import (GENERATED_PREFIX, SourceUnavailable, damaged_file, discard, explain_write_error,
                                  resolve_source)
 from wire.logs import configure as configure_logging
@@ -70,6 +71,7 @@ def load(spec: WorkerSpec, started: float, progress: Callable[[str], None]):
     import torch  # noqa: F401  (already imported when the forkserver preloaded it)
 
     torch.set_num_threads(spec.threads)
+    check_device(spec.device)
     weights_began = time.monotonic()
     progress("finding the model files")
     model_dir, cached = resolve_source(spec.model_id, spec.kind, spec.source, spec.cache_dir)
@@ -215,7 +217,7 @@ def run_worker(spec: WorkerSpec) -> None:
     socket = connect(context, spec, spec.identity)
     try:
         engine, ready = load(spec, started, lambda phase: socket.send(protocol.encoder.encode(Progress(phase=phase))))
-    except SourceUnavailable as exc:
+    except (SourceUnavailable, DeviceUnavailable) as exc:
         fail(socket, context, exc.reason, exc.hint)
     except OSError as exc:
         explained = explain_write_error(exc) or SourceUnavailable(f"{type(exc).__name__}: {exc}", "see the server log")

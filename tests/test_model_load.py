@@ -104,3 +104,25 @@ def test_missing_source_fails_the_load_and_the_server_keeps_serving(cache_dir, t
         assert ok.status_code == 200 and ok.json["status"] == "loaded"
     finally:
         other.close()
+
+
+def test_a_device_the_machine_lacks_is_a_load_failed_that_names_it(cache_dir, supervisor):
+    """funasr itself would run a `cuda` model on the CPU without a word; a device that is not a device at all is
+    refused with the config."""
+    import falcon.testing
+
+    from api.app import create_app
+
+    config = with_models(load_config("demo"), punctuation=ModelConfig(source="generated:tiny", device="cuda:63"))
+    other = Supervisor(config, cache_dir)
+    other.start()
+    try:
+        client = falcon.testing.TestClient(create_app(other))
+        resp = client.simulate_post("/model/load", json={"model_type": "punctuation", "async_load": False})
+        assert resp.status_code == 500 and resp.json["error_code"] == "LOAD_FAILED", resp.json
+        assert "device 'cuda:63' does not exist on this machine" in resp.json["error"]
+        assert "set device to cpu" in resp.json["details"]
+        bad = client.simulate_put("/model/registry/punc-tpu", body='{"kind": "punctuation", "device": "tpu"}')
+        assert bad.status_code == 400 and "device" in bad.json["details"]
+    finally:
+        other.close()

@@ -24,6 +24,14 @@ from tests.helpers import configured_server, unload_everything
 
 pytestmark = pytest.mark.long_running
 
+MODELS = f"""
+[models.streaming_asr]
+source = "generated:tiny"
+[models.punctuation]
+source = "generated:tiny"
+[models.vad]
+source = "{VAD_WHEEL}"
+"""
 OFFICIAL_CLIENT = Path(__file__).resolve().parents[2] / "shared/ext/funasr/runtime/python/websocket/funasr_wss_client.py"
 
 
@@ -57,29 +65,27 @@ def tls_files(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def secure(cache_dir, tmp_path_factory, supervisor, tls_files):
     cert, key = tls_files
-    config = f"""
-[models.streaming_asr]
-source = "generated:tiny"
-[models.punctuation]
-source = "generated:tiny"
-[models.vad]
-source = "{VAD_WHEEL}"
-[server]
-tls_cert = "{cert}"
-tls_key = "{key}"
-"""
+    config = MODELS + f'[server]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
     yield from configured_server(cache_dir, tmp_path_factory.mktemp("secure"), config)
 
 
+@pytest.fixture(scope="module")
+def plain(cache_dir, tmp_path_factory, supervisor, secure):
+    """The same models without TLS."""
+    yield from configured_server(cache_dir, tmp_path_factory.mktemp("plain"), MODELS)
+
+
 @pytest.fixture(autouse=True)
-def unloaded_after(secure):
+def unloaded_after(secure, plain):
     """Every test leaves no model process behind."""
     yield
     unload_everything(secure)
+    unload_everything(plain)
 
 
 def official_client(srv, wav: Path, folder: Path, mode: str, use_ssl: int) -> list[dict]:
     """FunASR's own client, a copy of the unmodified file run as its README says; its answers from its log."""
+    folder.mkdir(parents=True, exist_ok=True)
     script = folder / "funasr_wss_client.py"
     shutil.copy(OFFICIAL_CLIENT, script)
     port = srv.ws_url.rsplit(":", 1)[1]
@@ -93,15 +99,23 @@ def official_client(srv, wav: Path, folder: Path, mode: str, use_ssl: int) -> li
     return events
 
 
-def test_funasrs_official_client_with_its_defaults_gets_text_over_tls(secure, cache_dir, tmp_path):
+@pytest.mark.parametrize("mode", ["2pass", "online", "offline"])
+def test_funasrs_official_client_in_every_mode_over_tls_and_plain(secure, plain, cache_dir, tmp_path, mode):
+    """Its defaults (`--ssl 1`) against the TLS port; `--ssl 0` against a plain one. The same text either way."""
     wav = example("asr_example.wav", cache_dir)
-    events = official_client(secure, wav, tmp_path, "2pass", use_ssl=1)
-    texts = [e for e in events if isinstance(e, dict) and e.get("text")]
-    assert secure.ws_url.startswith("wss://") and texts, events[-5:]
-    offline = [e for e in events if isinstance(e, dict) and e.get("mode") == "2pass-offline"]
-    # the streaming model answers the offline pass here: no token times, so no `timestamp` (FunASR's HTML5 page
-    # throws on an empty list, and FunASR's servers leave it out)
-    assert offline and all(e["server_timestamp"] is None for e in offline), offline
+    assert secure.ws_url.startswith("wss://") and plain.ws_url.startswith("ws://")
+    answers = {}
+    for srv, use_ssl in ((secure, 1), (plain, 0)):
+        events = official_client(srv, wav, tmp_path / f"ssl{use_ssl}", mode, use_ssl=use_ssl)
+        answers[use_ssl] = [(e["mode"], e["text"]) for e in events if e.get("text")]
+        assert answers[use_ssl], events[-5:]
+        assert {m for m, _ in answers[use_ssl]} <= {"2pass": {"2pass-online", "2pass-offline"},
+                                                     "online": {"online"}, "offline": {"offline"}}[mode]
+        offline = [e for e in events if e["mode"] in ("2pass-offline", "offline")]
+        # the streaming model answers the offline pass here: no token times, so no `timestamp` (FunASR's HTML5
+        # page throws on an empty list, and FunASR's servers leave it out)
+        assert all(e["server_timestamp"] is None for e in offline), offline
+    assert answers[1] == answers[0]
 
 
 def test_a_plain_client_on_the_tls_port_and_a_tcp_probe_are_one_info_line(secure, caplog):

@@ -7,6 +7,9 @@ from typing import Annotated, Literal
 import msgspec
 
 
+DEVICE_PATTERN = r"^(cpu|cuda)(:(\d+))?$"   # what a model may run on; whether this machine has it, a load checks
+
+
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """One model's settings. `source`: a model directory, a hub alias, `generated:tiny|full`, or
     `wheel:<name>==<version>/<folder>#sha256=<hash>` (a folder of a wheel on the package index)."""
@@ -17,7 +20,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     description: str = ""
     language: str = ""
     hotwords: str = ""               # asr: words to bias towards on every request, space-separated
-    device: str = "cpu"
+    device: Annotated[str, msgspec.Meta(pattern=DEVICE_PATTERN)] = "cpu"   # cpu, cuda, cuda:<index>
     threads: Annotated[int, msgspec.Meta(ge=1, le=256)] | Literal["auto"] = 1    # auto: from the usable cores
     autoload: bool = True            # a request for an unloaded model loads it (cold start)
     keep_alive_s: Annotated[float, msgspec.Meta(ge=-1)] = 300.0   # idle this long -> unloaded; -1 never
