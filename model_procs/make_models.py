@@ -194,6 +194,15 @@ def make_cif_fire(model) -> None:
         model.predictor.cif_output.bias.fill_(-1.0)
 
 
+def never_unknown_punctuation(model) -> None:
+    """A trained CT-Punc never predicts its `<unk>` class, which funasr would write into the text as "<unk>"
+    (and which FunASR's HTML5 page counts as five characters that have no token times): nor does this one."""
+    import torch
+
+    with torch.no_grad():
+        model.decoder.bias[PUNC_LIST.index("<unk>")] = -1e4
+
+
 def write_model(model_id: str, size: str, out: Path, seed: int = 0) -> None:
     """Write one complete model directory at `out` (which must not exist yet)."""
     import torch
@@ -204,6 +213,8 @@ def write_model(model_id: str, size: str, out: Path, seed: int = 0) -> None:
     model = build_module(config)
     if hasattr(model, "predictor"):
         make_cif_fire(model)
+    if model_id == "punctuation":
+        never_unknown_punctuation(model)
     if model_id != "punctuation":
         (out / "am.mvn").write_text(identity_mvn())
     for derived in ("vocab_size", "input_size"):  # AutoModel derives these from the tokenizer and frontend

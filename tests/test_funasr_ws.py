@@ -180,7 +180,7 @@ def test_funasr_python_offline_and_2pass(live, cache_dir, wav, expected):
     for a flag it never sets, then returns the final it did receive."""
     uri = f"{live.ws_url}/?token={KEY}"
     import re
-    # as funasr-python's _clean_text shows text (the random punctuation model writes `<unk>` marks)
+    # as funasr-python's _clean_text shows text (it strips `<...>` marks)
     segments = [re.sub(r"<[^>]*>", "", s["punctuated_text"]).strip() for s in expected["split"]["segments"]]
     for mode in ("offline", "2pass"):
         answer = run_client(cache_dir, FUNASR_PYTHON, FP_FILE, str(wav), uri, mode)
