@@ -134,9 +134,21 @@ def load_config(spec: str | None) -> Config:
     try:
         return with_defaults(msgspec.toml.decode(data, type=Config))
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid config {path}: {exc}") from exc
+        raise ConfigError(f"invalid config {path}: {named_model(str(exc), data)}") from exc
     except msgspec.DecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
+
+
+def named_model(error: str, data: bytes) -> str:
+    """msgspec says `$.models[...]` for a bad model table: say which model it is."""
+    if "$.models[...]" not in error:
+        return error
+    for name, table in msgspec.toml.decode(data).get("models", {}).items():
+        try:
+            msgspec.convert(table, ModelConfig)
+        except msgspec.ValidationError:
+            return error.replace("$.models[...]", f"$.models.{name}")
+    return error
 
 
 def with_models(config: Config, **models: ModelConfig) -> Config:

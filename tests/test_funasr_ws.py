@@ -317,3 +317,29 @@ def test_a_tcp_probe_and_tls_on_the_plain_port_are_one_info_line_each(live, capl
     assert len([r for r in said if r.getMessage().startswith("not a WebSocket handshake from 127.0.0.1:")]) == 2, \
         [r.getMessage() for r in said]
     assert all(r.levelno == logging.INFO and not r.exc_info for r in said), [r.getMessage() for r in said]
+
+
+def test_a_damaged_file_over_the_websocket_is_an_error_message_not_a_crash(live, wav):
+    """The HTML5 page's file mode sends a whole file: one whose WAV chunk sizes run past its end gets the
+    decoder's reason as an error message, then a clean close (1003); the next connection is served."""
+    import struct
+
+    good = wav.read_bytes()
+    lying = good[:36] + b"LIST" + struct.pack("<I", 10 ** 6) + good[36:]
+
+    async def send_file(data: bytes) -> tuple[dict, int | None]:
+        async with connect(live.ws_url, additional_headers=AUTH) as ws:
+            await ws.send(json.dumps({"mode": "offline", "wav_name": "upload", "wav_format": "wav"}))
+            await ws.send(data)
+            await ws.send(json.dumps({"is_speaking": False}))
+            while not (answer := json.loads(await ws.recv()))["is_final"]:
+                pass
+            if "error" in answer:
+                with pytest.raises(websockets.ConnectionClosed):
+                    await ws.recv()
+            return answer, ws.close_code
+    refused, code = asyncio.run(send_file(lying))
+    assert refused["error"]["code"] == "INVALID_REQUEST" and code == 1003, (refused, code)
+    assert "a WAV file whose chunks are damaged" in refused["error"]["details"], refused
+    served, _ = asyncio.run(send_file(good[:44 + 32000 * 3]))
+    assert "error" not in served and served["text"], served

@@ -132,3 +132,13 @@ def test_client_options_go_before_or_after_the_subcommand():
                              text=True, timeout=60)
         assert run.returncode == 1, run.stderr  # parsed, then the (absent) server is unreachable
         assert json.loads(run.stdout)["success"] is False
+
+
+def test_a_bad_value_in_a_model_table_names_the_model_and_the_key(tmp_path):
+    path = tmp_path / "models.toml"
+    for table, says in (('threads = -1', "$.models.second.threads"), ('device = "gpu"', "$.models.second.device"),
+                        ('max_batch = 999', "$.models.second.max_batch")):
+        path.write_text(f'[models.first]\nkind = "vad"\n[models.second]\nkind = "vad"\n{table}\n')
+        with pytest.raises(ConfigError) as refused:
+            load_config(str(path))
+        assert says in str(refused.value) and "\n" not in str(refused.value)
