@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import ipaddress
 import json
 import logging
+import os
 import shutil
 import ssl
 import subprocess
@@ -21,6 +23,7 @@ from api.tls import TlsUnusable, server_context
 from scripts.recordings import example
 from supervisor.kinds import VAD_WHEEL
 from tests.helpers import configured_server, unload_everything
+from tests.test_funasr_ws import FC_STREAM, FUNASR_CLIENT, client_path
 
 pytestmark = pytest.mark.long_running
 
@@ -48,7 +51,9 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
             .sign(key, hashes.SHA256()))
     (folder / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (folder / "server.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
@@ -116,6 +121,19 @@ def test_funasrs_official_client_in_every_mode_over_tls_and_plain(secure, plain,
         # page throws on an empty list, and FunASR's servers leave it out)
         assert all(e["server_timestamp"] is None for e in offline), offline
     assert answers[1] == answers[0]
+
+
+def test_funasr_client_verifies_the_certificate_and_gets_text_over_tls(secure, cache_dir, tls_files):
+    """`funasr-client` (its async API, as its `--async` CLI runs it) checks the server's certificate: trusted
+    here through SSL_CERT_FILE, as an operator's CA would be."""
+    cert, _ = tls_files
+    wav = example("asr_example.wav", cache_dir)
+    env = {**os.environ, "PYTHONPATH": client_path(cache_dir, FUNASR_CLIENT), "SSL_CERT_FILE": str(cert)}
+    run = subprocess.run([sys.executable, "-c", FC_STREAM, str(wav), secure.ws_url, "2pass"], env=env,
+                         capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr[-3000:]
+    answers = json.loads(run.stdout.strip().splitlines()[-1])
+    assert answers[-1]["is_final"] and any(a["text"] for a in answers), answers
 
 
 def test_a_plain_client_on_the_tls_port_and_a_tcp_probe_are_one_info_line(secure, caplog):
