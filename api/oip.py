@@ -98,8 +98,8 @@ class ModelConfigResource(V2):
 
 
 def config_tensor(spec: TensorSpec) -> ConfigTensor:
-    return ConfigTensor(name=spec.name, data_type="TYPE_STRING" if spec.datatype == "BYTES" else f"TYPE_{spec.datatype}",
-                        dims=list(spec.shape))
+    data_type = "TYPE_STRING" if spec.datatype == "BYTES" else f"TYPE_{spec.datatype}"
+    return ConfigTensor(name=spec.name, data_type=data_type, dims=list(spec.shape))
 
 
 class ModelReadyResource(V2):

@@ -16,7 +16,8 @@ from tests.helpers import InProcessServer, REPO, free_port, serving, unload_ever
 from tests.test_tls import self_signed
 
 pytestmark = [pytest.mark.long_running,
-              pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (apt-get install nginx-light)")]
+              pytest.mark.skipif(shutil.which("nginx") is None,
+                                 reason="nginx is not installed (apt-get install nginx-light)")]
 
 
 @pytest.fixture(scope="module")

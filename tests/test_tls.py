@@ -35,7 +35,8 @@ source = "generated:tiny"
 [models.vad]
 source = "{VAD_WHEEL}"
 """
-OFFICIAL_CLIENT = Path(__file__).resolve().parents[2] / "shared/ext/funasr/runtime/python/websocket/funasr_wss_client.py"
+OFFICIAL_CLIENT = (Path(__file__).resolve().parents[2]
+                   / "shared/ext/funasr/runtime/python/websocket/funasr_wss_client.py")
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
@@ -136,6 +137,38 @@ def test_funasr_client_verifies_the_certificate_and_gets_text_over_tls(secure, c
     assert answers[-1]["is_final"] and any(a["text"] for a in answers), answers
 
 
+def test_openais_realtime_client_over_wss(secure, cache_dir, tls_files, monkeypatch):
+    """The `openai` SDK's Realtime transcription client, its `websocket_base_url` a `wss://` one."""
+    import base64
+
+    import openai
+
+    from scripts.recordings import pcm_of
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files[0]))   # trusted as an operator's CA would be
+    pcm = pcm_of(example("asr_example.wav", cache_dir))
+
+    async def transcribe() -> list:
+        client = openai.AsyncOpenAI(base_url=secure.url + "/v1", websocket_base_url=f"{secure.ws_url}/v1",
+                                    api_key="unused")
+        events = []
+        async with client.realtime.connect(model="streaming_asr", extra_query={"intent": "transcription"}) as conn:
+            await conn.send({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+                "format": {"type": "audio/pcm", "rate": 16000}, "transcription": {"model": "streaming_asr"},
+                "turn_detection": None}}}})
+            for i in range(0, len(pcm), 3200):
+                piece = base64.b64encode(pcm[i:i + 3200]).decode()
+                await conn.send({"type": "input_audio_buffer.append", "audio": piece})
+            await conn.send({"type": "input_audio_buffer.commit"})
+            async for event in conn:
+                events.append(event)
+                if event.type.endswith(("transcription.completed", "transcription.failed")) or event.type == "error":
+                    return events
+        return events
+    events = asyncio.run(asyncio.wait_for(transcribe(), 120))
+    assert events[-1].type.endswith("transcription.completed") and events[-1].transcript, events[-3:]
+
+
 def test_a_plain_client_on_the_tls_port_and_a_tcp_probe_are_one_info_line(secure, caplog):
     async def plain_and_probe() -> None:
         with pytest.raises(Exception):
@@ -147,7 +180,8 @@ def test_a_plain_client_on_the_tls_port_and_a_tcp_probe_are_one_info_line(secure
         await asyncio.sleep(0.5)
     with caplog.at_level(logging.DEBUG):
         asyncio.run(plain_and_probe())
-    failed = [r for r in caplog.records if r.name.startswith(("websockets", "asyncio")) and r.levelno >= logging.WARNING]
+    failed = [r for r in caplog.records
+              if r.name.startswith(("websockets", "asyncio")) and r.levelno >= logging.WARNING]
     assert not failed, [r.getMessage() for r in failed]
     assert not [r for r in caplog.records if r.name.startswith("websockets") and r.exc_info]
 
