@@ -107,7 +107,7 @@ def official_client(srv, wav: Path, folder: Path, mode: str, use_ssl: int) -> li
 
 @pytest.mark.parametrize("mode", ["2pass", "online", "offline"])
 def test_funasrs_official_client_in_every_mode_over_tls_and_plain(secure, plain, cache_dir, tmp_path, mode):
-    """Its defaults (`--ssl 1`) against the TLS port; `--ssl 0` against a plain one. The same text either way."""
+    """Its defaults (`--ssl 1`) against the TLS port; `--ssl 0` against a plain one. The same final text."""
     wav = example("asr_example.wav", cache_dir)
     assert secure.ws_url.startswith("wss://") and plain.ws_url.startswith("ws://")
     answers = {}
@@ -121,7 +121,11 @@ def test_funasrs_official_client_in_every_mode_over_tls_and_plain(secure, plain,
         # the streaming model answers the offline pass here: no token times, so no `timestamp` (FunASR's HTML5
         # page throws on an empty list, and FunASR's servers leave it out)
         assert all(e["server_timestamp"] is None for e in offline), offline
-    assert answers[1] == answers[0]
+    # partials depend on timing (a step catches a slow model up in one call, so a burst sent without pacing is
+    # cut differently from run to run); each segment's final text does not
+    finals = {ssl: [text for mode, text in said if mode in ("2pass-offline", "offline")]
+              for ssl, said in answers.items()}
+    assert finals[1] == finals[0]
 
 
 def test_funasr_client_verifies_the_certificate_and_gets_text_over_tls(secure, cache_dir, tls_files):
