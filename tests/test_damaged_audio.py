@@ -136,3 +136,48 @@ def wav_of(pcm: bytes) -> bytes:
         wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(16000)
         wav.writeframes(pcm)
     return out.getvalue()
+
+
+@pytest.mark.long_running
+@pytest.mark.parametrize("max_decodes", [1, 4])
+def test_four_bombs_at_once_against_a_real_server_peak_at_max_decodes_of_audio(cache_dir, tmp_path, max_decodes):
+    """The API process's own peak resident memory (VmHWM) while four FLAC files of an hour of silence each, a few
+    kB apiece, are posted together against a 30-minute cap: every one is a 413, and the peak grows by about
+    max_decodes decodes (57.6 MB of PCM each, plus its final copy), not by four."""
+    import concurrent.futures
+
+    import requests
+
+    from tests.helpers import ServerProcess
+
+    cap_s = 1800
+    config = tmp_path / "models.toml"
+    config.write_text(f"[server]\nmax_audio_s = {cap_s}\nmax_decodes = {max_decodes}\nmax_audio_mb = 1\n")
+    bomb = reencoded(wav_of(b"\0\0" * 16000 * 3600), "flac", "flac", 16000, "mono")
+    server = ServerProcess(cache_dir, models=str(config), log_path=tmp_path / "server.log")
+    try:
+        warm = requests.post(f"{server.url}/vad", data=reencoded(tone_wav(), "flac", "flac", 16000, "mono"),
+                             headers={"Content-Type": "audio/flac"}, timeout=120)
+        assert warm.status_code in (200, 404, 503), warm.text   # FFmpeg's libraries are loaded now
+        before = peak_rss_mb(server.proc.pid)
+
+        def post(_) -> int:
+            return requests.post(f"{server.url}/vad", data=bomb, headers={"Content-Type": "audio/flac"},
+                                 timeout=300).status_code
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(post, range(4))) == [413] * 4
+        grown = peak_rss_mb(server.proc.pid) - before
+        assert server.stop() == 0
+    finally:
+        server.kill_everything()
+    one_decode_mb = cap_s * 32000 / 1e6
+    print(f"max_decodes={max_decodes}: peak grew {grown:.0f} MB ({grown / one_decode_mb:.2f} decodes)")
+    if max_decodes == 1:
+        assert grown < 3 * one_decode_mb, grown
+    else:
+        assert grown > 2 * one_decode_mb, grown   # the bound, not the cap alone, is what holds the peak down
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":" in line)
+    return int(status["VmHWM"].split()[0]) / 1024
