@@ -15,9 +15,7 @@ import threading
 import wave
 
 from wire.errors import SupervisorError
-
-SAMPLE_RATE = 16000
-BYTES_PER_SECOND = SAMPLE_RATE * 2
+from wire.audio import BYTES_PER_SECOND, SAMPLE_RATE
 
 
 def decode_slots(count: int) -> threading.BoundedSemaphore:

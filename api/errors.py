@@ -1,4 +1,4 @@
-"""The error envelope (DESIGN.md §5) for every failure: ours, Falcon's own, and anything unexpected."""
+"""The error envelope for every failure: ours, Falcon's own, and anything unexpected."""
 
 from __future__ import annotations
 

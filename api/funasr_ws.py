@@ -1,6 +1,6 @@
 """FunASR's runtime WebSocket protocol (online, offline, 2pass) on a live session of managed models.
 
-As FunASR's clients speak it (`../shared/spec/client-protocols.md`): a text frame sets the session (`mode`,
+As FunASR's clients speak it (docs/clients.md): a text frame sets the session (`mode`,
 `chunk_size`, `hotwords`, `wav_name`, `wav_format`, `audio_fs`, ...; later ones update it), binary frames of any
 size are audio, `{"is_speaking": false}` (or `is_finished`) ends the input. Answers always carry `mode`,
 `wav_name`, `text`, `is_final`, `timestamp` (a JSON *string* of `[[start_ms, end_ms], ...]`) and `stamp_sents`:

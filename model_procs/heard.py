@@ -10,7 +10,8 @@ from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from wire.audio import SAMPLE_RATE
+
 
 log = logging.getLogger(__name__)
 

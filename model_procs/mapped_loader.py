@@ -1,4 +1,4 @@
-"""Build a FunASR model whose weights are the checkpoint file's pages, mapped read-only (DESIGN.md §4).
+"""Build a FunASR model whose weights are the checkpoint file's pages, mapped read-only.
 
 funasr's `AutoModel` still builds the tokenizer and frontend and owns `generate`, so inference is its own code;
 only two steps change while it builds: the model class is constructed with its parameters on the `meta` device

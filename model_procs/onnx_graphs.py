@@ -1,4 +1,4 @@
-"""The torch graphs we export to ONNX, one per compute-heavy part of a FunASR model (DESIGN.md §4).
+"""The torch graphs we export to ONNX, one per compute-heavy part of a FunASR model.
 
 funasr keeps streaming state in Python dicts that its layers read and rewrite; ONNX needs it as tensors in and
 out. Each streaming graph runs funasr's own submodules in funasr's own order on one chunk, with every cache an

@@ -32,13 +32,11 @@ from supervisor.spawner import ForkserverSpawner, Spawner
 from supervisor.work import WorkResult
 from wire.views import (JobView, ModelView, PunctuationResult, SpeechSegments, StreamOpened, StreamText, Transcript,
                         TranscriptSegment, UnloadView)
+from wire.audio import BYTES_PER_MS, BYTES_PER_SECOND, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
 TRANSCRIBERS = ("asr", "streaming_asr")  # /asr/transcribe: an offline model when one is configured
-SAMPLE_RATE = 16000
-BYTES_PER_SECOND = SAMPLE_RATE * 2
-BYTES_PER_MS = BYTES_PER_SECOND // 1000
 CHUNK_MS = 600
 COMMAND_TIMEOUT_S = 30.0   # an operation itself returns at once; this only catches a wedged arbiter
 

@@ -1,4 +1,4 @@
-"""Per-process GPU memory from NVML, where a GPU is present (DESIGN.md §3).
+"""Per-process GPU memory from NVML, where a GPU is present.
 
 NVML (`nvidia-ml-py`) reports each process's device memory, which no /proc file shows. On a machine without
 the NVIDIA driver every call answers None, and the figure is left out of `/model/info` rather than shown as 0.

@@ -24,11 +24,11 @@ from wire.errors import SupervisorError
 from supervisor.pipelines import punctuated_or_warn
 from supervisor.sentences import sentences, shifted
 from wire.views import Sentence
+from wire.audio import BYTES_PER_MS
 
 if TYPE_CHECKING:
     from supervisor.core import Supervisor
 
-BYTES_PER_MS = 32  # 16 kHz, 16-bit mono
 TRANSCRIBERS = ("asr", "streaming_asr")
 
 

@@ -1,4 +1,4 @@
-"""Per-process memory figures (DESIGN.md §3): RSS is cheap and what users ask for; Private_Dirty is what a kill frees."""
+"""Per-process memory figures: RSS is cheap and what users ask for; Private_Dirty is what a kill frees."""
 
 from __future__ import annotations
 

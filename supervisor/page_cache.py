@@ -1,4 +1,4 @@
-"""How much of a weights file sits in the page cache, and dropping it (DESIGN.md §3).
+"""How much of a weights file sits in the page cache, and dropping it.
 
 Mapped weights are clean file-backed pages: no process's Private_Dirty counts them, every replica of a model
 shares them, and they stay cached after the last process is gone. `mincore` on a fresh read-only mapping says

@@ -16,13 +16,13 @@ from wire.errors import SupervisorError
 from supervisor.sentences import sentences, shifted
 from wire.views import PunctuationResult, SpeechSegments, StreamText, Transcript, TranscriptSegment
 from supervisor.work import WorkResult
+from wire.audio import BYTES_PER_MS
 
 if TYPE_CHECKING:
     from supervisor.core import Supervisor
 
 log = logging.getLogger(__name__)
 
-BYTES_PER_MS = 32  # 16 kHz, 16-bit mono
 NO_PUNCTUATION = PunctuationResult(text="", processing_ms=0.0, cold_start=False, model_ms=0.0)
 
 

@@ -1,4 +1,4 @@
-"""The model lifecycle state machine: one enum and the table of legal moves (DESIGN.md §2)."""
+"""The model lifecycle state machine: one enum and the table of legal moves."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The packages import one way (DESIGN.md section 1): wire <- model_procs <- supervisor <- api <- cli.
+"""The packages import one way: wire <- model_procs <- supervisor <- api <- cli.
 
 Read from the source with `ast`, function-level imports included, so a lazy import against the graph fails too.
 """

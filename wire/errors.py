@@ -1,4 +1,4 @@
-"""Errors the supervisor raises to its callers; each carries a stable code (DESIGN.md §5).
+"""Errors the supervisor raises to its callers; each carries a stable code.
 
 The HTTP status for each code lives in `api.errors`: the supervisor knows nothing about HTTP.
 """

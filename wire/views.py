@@ -62,7 +62,7 @@ class ModelMetrics(msgspec.Struct, frozen=True):
 
 
 class ModelView(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One model as the reference's `/model/info` shows it, plus our lifecycle fields (DESIGN.md §5)."""
+    """One model as the reference's `/model/info` shows it, plus our lifecycle fields."""
 
     model_id: str
     kind: str                           # streaming_asr | asr | punctuation | vad: what it does, which routes use it

@@ -22,12 +22,12 @@ from supervisor.work import AudioWork, OpenStreamWork, PunctuateWork, Work
 from wire.errors import SupervisorError, model_not_found, shown
 from wire.model_config import ModelConfig
 from wire.views import UnloadView
+from wire.audio import BYTES_PER_MS
 
 log = logging.getLogger(__name__)
 
 ALL = "all"
 STOPPED = (ModelStatus.UNLOADED, ModelStatus.FAILED)
-BYTES_PER_MS = 32  # 16 kHz, 16-bit mono
 
 
 def resolve(model_type: str, known: list[str], allow_all: bool = True) -> list[str]:
