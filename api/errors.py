@@ -10,22 +10,17 @@ import msgspec
 from wire.bodies import ErrorBody
 from api.oip_bodies import OipError
 from api.openai_formats import OpenAIError, openai_error
-from wire.errors import SupervisorError
+from wire.errors import ErrorCode, SupervisorError
 
 log = logging.getLogger(__name__)
 OIP_PREFIX = "/v2/"
 OPENAI_PREFIX = "/v1/"
 
-HTTP_STATUS = {
-    "INVALID_REQUEST": 400, "UNAUTHORIZED": 401, "FORBIDDEN": 403, "MODEL_NOT_FOUND": 404, "LOAD_NOT_FOUND": 404,
-    "STREAM_NOT_FOUND": 404, "ROUTE_NOT_FOUND": 404, "METHOD_NOT_ALLOWED": 405, "CONFLICT": 409,
-    "STREAM_LOST": 410, "PAYLOAD_TOO_LARGE": 413, "UNSUPPORTED_MEDIA": 415, "INSUFFICIENT_MEMORY": 507,
-    "LOAD_FAILED": 500, "MODEL_CRASHED": 502, "MODEL_NOT_READY": 503, "LOAD_TIMEOUT": 504,
-    "INFERENCE_TIMEOUT": 504, "OVERLOADED": 503, "INTERNAL": 500,
-}
+HTTP_STATUS = {code.value: code.status for code in ErrorCode}   # the README's table is checked against it
 # Falcon's own errors (unknown route, wrong method, ...) mapped onto our codes.
-FALCON_CODES = {404: "ROUTE_NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE",
-                415: "UNSUPPORTED_MEDIA", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 409: "CONFLICT"}
+FALCON_CODES = {404: ErrorCode.ROUTE_NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED,
+                413: ErrorCode.PAYLOAD_TOO_LARGE, 415: ErrorCode.UNSUPPORTED_MEDIA, 401: ErrorCode.UNAUTHORIZED,
+                403: ErrorCode.FORBIDDEN, 409: ErrorCode.CONFLICT}
 
 
 def envelope(code: str, message: str, details: str, **context) -> dict:
@@ -47,19 +42,20 @@ def error_body(req: falcon.Request, code: str, message: str, details: str, **con
 def handle_supervisor_error(req: falcon.Request, resp: falcon.Response, exc: SupervisorError, params) -> None:
     resp.status = HTTP_STATUS.get(exc.code, 500)
     resp.media = error_body(req, exc.code, exc.message, exc.details, **exc.context)
-    if exc.code in ("MODEL_NOT_READY", "OVERLOADED"):
+    if exc.code in (ErrorCode.MODEL_NOT_READY, ErrorCode.OVERLOADED):
         resp.set_header("Retry-After", str(exc.context.get("retry_after_s", 5)))
 
 
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
     resp.status = 500
-    resp.media = error_body(req, "INTERNAL", "Internal server error", "The server logged the cause; please report it")
+    resp.media = error_body(req, ErrorCode.INTERNAL, "Internal server error",
+                            "The server logged the cause; please report it")
 
 
 def serialize_falcon_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
     status = exc.status_code
-    code = FALCON_CODES.get(status, "INVALID_REQUEST" if 400 <= status < 500 else "INTERNAL")
+    code = FALCON_CODES.get(status, ErrorCode.INVALID_REQUEST if 400 <= status < 500 else ErrorCode.INTERNAL)
     details = exc.description or ("No such route; see the README for the API" if status == 404 else "")
     if status == 405:
         details = f"{req.method} is not allowed on {req.path}"

@@ -162,9 +162,18 @@ def test_kubernetes_manifests_validate():
 
 
 def test_readme_error_table_matches_the_codes_the_server_uses():
-    """One table (api.errors.HTTP_STATUS) defines each code's status; the README's table must agree with it."""
+    """One enum (wire.errors.ErrorCode) gives each code its status; the README's table must agree with it."""
     rows = dict(re.findall(r"^\| `([A-Z_]+)`(?: / `[A-Z_]+`)? \| (\d{3})", (REPO / "README.md").read_text(), re.M))
     pairs = re.findall(r"^\| `([A-Z_]+)` / `([A-Z_]+)` \| (\d{3}) / (\d{3})", (REPO / "README.md").read_text(), re.M)
     for first, second, first_status, second_status in pairs:
         rows[first], rows[second] = first_status, second_status
     assert {code: int(status) for code, status in rows.items() if code in HTTP_STATUS} == HTTP_STATUS
+
+
+def test_every_error_code_has_a_status_and_an_unknown_code_cannot_be_raised():
+    from wire.errors import ErrorCode, SupervisorError
+
+    assert all(100 <= code.status < 600 for code in ErrorCode) and len(HTTP_STATUS) == len(ErrorCode)
+    assert SupervisorError("OVERLOADED", "busy").code is ErrorCode.OVERLOADED   # strings are still taken
+    with pytest.raises(ValueError, match="NO_SUCH_CODE"):
+        SupervisorError("NO_SUCH_CODE", "a typo would have been a silent 500")
