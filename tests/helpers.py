@@ -14,7 +14,19 @@ from typing import Callable
 import psutil
 import requests
 
+from supervisor.kinds import VAD_WHEEL
+
 REPO = Path(__file__).resolve().parent.parent
+
+# the demo's models as a config file's tables (tiny generated models, the real FSMN-VAD): tests add to it
+DEMO_TABLES = f"""
+[models.streaming_asr]
+source = "generated:tiny"
+[models.punctuation]
+source = "generated:tiny"
+[models.vad]
+source = "{VAD_WHEEL}"
+"""
 
 
 def demo_config(server: dict | None = None, **models: dict):

@@ -13,23 +13,14 @@ from pathlib import Path
 import pytest
 
 from scripts.recordings import example
-from supervisor.kinds import VAD_WHEEL
 from tests.browser import Browser, chromium
-from tests.helpers import configured_server, unload_everything
+from tests.helpers import DEMO_TABLES, configured_server, unload_everything
 
 pytestmark = [pytest.mark.long_running,
               pytest.mark.skipif(chromium() is None, reason="Chromium is not installed (apt-get install chromium)")]
 
 PAGE = Path(__file__).resolve().parents[2] / "shared/ext/funasr/runtime/html5/static"
-DEMO = f"""
-[models.streaming_asr]
-source = "generated:tiny"
-[models.punctuation]
-source = "generated:tiny"
-[models.vad]
-source = "{VAD_WHEEL}"
-"""
-WITH_ASR = DEMO + '[models.offline]\nkind = "asr"\nsource = "generated:tiny"\n'
+WITH_ASR = DEMO_TABLES + '[models.offline]\nkind = "asr"\nsource = "generated:tiny"\n'
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +41,7 @@ def page_url(tmp_path_factory):
 @pytest.fixture(scope="module", params=["demo", "with-asr"])
 def srv(request, cache_dir, tmp_path_factory, supervisor):
     yield from configured_server(cache_dir, tmp_path_factory.mktemp(request.param),
-                                 DEMO if request.param == "demo" else WITH_ASR)
+                                 DEMO_TABLES if request.param == "demo" else WITH_ASR)
 
 
 @pytest.fixture

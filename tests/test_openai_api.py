@@ -10,20 +10,13 @@ import pytest
 import requests
 
 from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example, reencoded as encode
-from supervisor.kinds import VAD_WHEEL
-from tests.helpers import configured_server, unload_everything
+from tests.helpers import DEMO_TABLES, configured_server, unload_everything
 from tests.test_audio_formats import FORMATS
 
 pytestmark = pytest.mark.long_running
 
 KEY, ADMIN = "sk-test-0123456789abcdef", "sk-admin-0123456789abcdef"
-CONFIG = f"""
-[models.streaming_asr]
-source = "generated:tiny"
-[models.punctuation]
-source = "generated:tiny"
-[models.vad]
-source = "{VAD_WHEEL}"
+CONFIG = DEMO_TABLES + f"""
 [models.offline]
 kind = "asr"
 source = "generated:tiny"

@@ -21,20 +21,11 @@ from websockets.asyncio.client import connect
 
 from api.tls import TlsUnusable, server_context
 from scripts.recordings import example
-from supervisor.kinds import VAD_WHEEL
-from tests.helpers import configured_server, unload_everything
+from tests.helpers import DEMO_TABLES, configured_server, unload_everything
 from tests.test_funasr_ws import FC_STREAM, FUNASR_CLIENT, client_path
 
 pytestmark = pytest.mark.long_running
 
-MODELS = f"""
-[models.streaming_asr]
-source = "generated:tiny"
-[models.punctuation]
-source = "generated:tiny"
-[models.vad]
-source = "{VAD_WHEEL}"
-"""
 OFFICIAL_CLIENT = (Path(__file__).resolve().parents[2]
                    / "shared/ext/funasr/runtime/python/websocket/funasr_wss_client.py")
 
@@ -71,14 +62,14 @@ def tls_files(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def secure(cache_dir, tmp_path_factory, supervisor, tls_files):
     cert, key = tls_files
-    config = MODELS + f'[server]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
+    config = DEMO_TABLES + f'[server]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
     yield from configured_server(cache_dir, tmp_path_factory.mktemp("secure"), config)
 
 
 @pytest.fixture(scope="module")
 def plain(cache_dir, tmp_path_factory, supervisor, secure):
     """The same models without TLS."""
-    yield from configured_server(cache_dir, tmp_path_factory.mktemp("plain"), MODELS)
+    yield from configured_server(cache_dir, tmp_path_factory.mktemp("plain"), DEMO_TABLES)
 
 
 @pytest.fixture(autouse=True)
