@@ -48,8 +48,9 @@ class QuietHandshakes(logging.Filter):
             exc = record.exc_info[1]
             peer = getattr(getattr(record, "websocket", None), "remote_address", None)
             record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg, record.args = "not a WebSocket handshake from %s: %s", (
-                f"{peer[0]}:{peer[1]}" if peer else "a client", f"{exc}" + (f" ({exc.__cause__})" if exc.__cause__ else ""))
+            why = f"{exc} ({exc.__cause__})" if exc.__cause__ else f"{exc}"
+            record.msg = "not a WebSocket handshake from %s: %s"
+            record.args = (f"{peer[0]}:{peer[1]}" if peer else "a client", why)
             record.exc_info = record.exc_text = None
         return True
 

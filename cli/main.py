@@ -96,8 +96,8 @@ def serve(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     if args.tls_cert is not None or args.tls_key is not None:
-        config = msgspec.structs.replace(config, server=msgspec.structs.replace(
-            config.server, tls_cert=args.tls_cert or config.server.tls_cert, tls_key=args.tls_key or config.server.tls_key))
+        tls = {"tls_cert": args.tls_cert or config.server.tls_cert, "tls_key": args.tls_key or config.server.tls_key}
+        config = msgspec.structs.replace(config, server=msgspec.structs.replace(config.server, **tls))
     keyed = bool(args.api_key or config.server.api_keys)
     if not is_loopback(args.host) and not keyed and not args.allow_unauthenticated:
         log.error("refusing to serve on %s without an API key: anyone who can reach it could load and unload "
@@ -118,9 +118,9 @@ def serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: a closed terminal, or an operator
         signal.signal(signum, lambda *_: stop.set())  # the handler only records; the main thread acts
     serving.start()
+    websockets = f" and {serving.websockets.scheme}://{args.host}:{serving.websockets.port}" if ws_port else ""
     log.info("serving on http://%s:%s%s (models: %s, cache: %s, API key: %s)", args.host, serving.http.effective_port,
-             f" and {serving.websockets.scheme}://{args.host}:{serving.websockets.port}" if ws_port else "", args.models or "hub aliases",
-             args.cache_dir, "required" if keyed else "off")
+             websockets, args.models or "hub aliases", args.cache_dir, "required" if keyed else "off")
     stop.wait()
     log.info("shutting down: closing WebSocket sessions, unloading every model")
     serving.close()
