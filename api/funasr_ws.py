@@ -248,7 +248,8 @@ class FunasrSession(LivePump):
     async def completed(self, tag, text: SegmentText | None) -> None:
         kind, session = tag
         await self.send(Answer(
-            mode="2pass-offline" if session.mode == "2pass" else session.mode, wav_name=session.wav_name, text=best_text(text.text, text.punctuated_text) if text else "",
+            mode="2pass-offline" if session.mode == "2pass" else session.mode, wav_name=session.wav_name,
+            text=best_text(text.text, text.punctuated_text) if text else "",
             is_final=kind == "final",
             timestamp=json.dumps(text.timestamp, separators=(",", ":")) if text and text.timestamp else None,
             stamp_sents=stamp_sents(text) if text else [], is_end=kind == "final" and session.is_end))

@@ -16,8 +16,8 @@ import msgspec
 
 from api.decode import decode_audio
 from api.inference import ModelWork, mark_cold_start, server_timing
-from api.openai_formats import (FORMATS, ModelCard, ModelList, Transcription, Usage, best_text, delta_event, done_event, event, seconds,
-                                subtitles, verbose)
+from api.openai_formats import (FORMATS, ModelCard, ModelList, Transcription, Usage, best_text, delta_event,
+                                done_event, event, seconds, subtitles, verbose)
 from supervisor.core import TRANSCRIBERS
 from wire.errors import SupervisorError, shown
 
@@ -67,7 +67,8 @@ def read_form(req: falcon.Request, limit: int) -> TranscriptionForm:
     if not form.file:
         raise invalid("No audio file", "send the audio as the multipart field `file`")
     if form.response_format not in FORMATS:
-        raise invalid(f"Unsupported response_format '{shown(form.response_format)}'", f"use one of: {', '.join(FORMATS)}")
+        raise invalid(f"Unsupported response_format '{shown(form.response_format)}'",
+                      f"use one of: {', '.join(FORMATS)}")
     unknown = form.granularities - {"word", "segment"}
     if unknown:
         raise invalid("Unsupported timestamp_granularities", f"{sorted(unknown)}: use word and/or segment")

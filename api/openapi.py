@@ -22,8 +22,8 @@ REF = "#/components/schemas/{name}"
 JSON = "application/json"
 AUDIO_TYPES = ("audio/L16", "application/octet-stream")
 FILE_TYPES = ("audio/wav", "audio/flac", "audio/mpeg", "audio/ogg", "audio/webm", "audio/mp4")  # any audio/*
-INFERENCE_ERRORS = ("INVALID_REQUEST", "MODEL_NOT_FOUND", "MODEL_NOT_READY", "MODEL_CRASHED", "INFERENCE_TIMEOUT", "LOAD_FAILED",
-                    "LOAD_TIMEOUT", "INSUFFICIENT_MEMORY", "PAYLOAD_TOO_LARGE", "INTERNAL")
+INFERENCE_ERRORS = ("INVALID_REQUEST", "MODEL_NOT_FOUND", "MODEL_NOT_READY", "MODEL_CRASHED", "INFERENCE_TIMEOUT",
+                    "LOAD_FAILED", "LOAD_TIMEOUT", "INSUFFICIENT_MEMORY", "PAYLOAD_TOO_LARGE", "INTERNAL")
 STREAM_ERRORS = ("STREAM_NOT_FOUND", "STREAM_LOST", "UNSUPPORTED_MEDIA", *INFERENCE_ERRORS)
 V2_MODEL = "/v2/models/{model_name}"
 V2_VERSION = "/v2/models/{model_name}/versions/{model_version}"
@@ -96,8 +96,8 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, type], tuple[str, ...]]] = [
      {200: list[v2.RepositoryModel]}, ("INVALID_REQUEST", "PAYLOAD_TOO_LARGE")),
     ("post", "/v2/repository/models/{model_name}/load", "Load a model, and wait until it is ready; with "
      "parameters.config (a JSON string: kind, source, settings) register it first", v2.RepositoryRequest,
-     {200: v2.RepositoryLoaded}, ("INVALID_REQUEST", "MODEL_NOT_FOUND", "CONFLICT", "INTERNAL", "PAYLOAD_TOO_LARGE", "INSUFFICIENT_MEMORY", "LOAD_FAILED",
-      "LOAD_TIMEOUT")),
+     {200: v2.RepositoryLoaded}, ("INVALID_REQUEST", "MODEL_NOT_FOUND", "CONFLICT", "INTERNAL", "PAYLOAD_TOO_LARGE",
+                                  "INSUFFICIENT_MEMORY", "LOAD_FAILED", "LOAD_TIMEOUT")),
     ("post", "/v2/repository/models/{model_name}/unload", "Unload a model", v2.RepositoryRequest,
      {200: v2.RepositoryUnloaded}, ("INVALID_REQUEST", "MODEL_NOT_FOUND", "PAYLOAD_TOO_LARGE")),
 ]

@@ -1,10 +1,10 @@
 """FunASR engines: one class per model kind, each on funasr's `AutoModel`.
 
-Each answers a batch of requests in one call (`punctuate_many`, `feed_many`): punctuation texts run their
-forwards padded into one batch, in torch or ONNX Runtime (`Lockstep` over funasr's own loop), offline recordings go to funasr's batched
-`generate`, the streaming model in ONNX Runtime stacks its streams' chunks into one graph call
-(`onnx_batching`), and in torch stream engines run their streams' pieces one after another (funasr's torch
-layers take one stream's cache dicts). A batch answers exactly what its items alone would.
+Each answers a batch of requests in one call (`punctuate_many`, `feed_many`): punctuation texts run their forwards
+padded into one batch, in torch or ONNX Runtime (`Lockstep` over funasr's own loop), offline recordings go to
+funasr's batched `generate`, the streaming model in ONNX Runtime stacks its streams' chunks into one graph call
+(`onnx_batching`), and in torch stream engines run their streams' pieces one after another (funasr's torch layers
+take one stream's cache dicts). A batch answers exactly what its items alone would.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Callable, NamedTuple, Protocol
 
 import numpy as np
 
-from model_procs.heard import SAMPLE_RATE, Feed, Heard, Outcome, StreamEngine, attempt
+from model_procs.heard import Feed, Heard, Outcome, StreamEngine, attempt
+from wire.audio import SAMPLE_RATE
 from model_procs.onnx_batching import GatheredSessions
 from model_procs.lockstep import Lockstep
 from model_procs.offline_asr import OfflineAsrEngine

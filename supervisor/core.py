@@ -32,7 +32,7 @@ from supervisor.spawner import ForkserverSpawner, Spawner
 from supervisor.work import WorkResult
 from wire.views import (JobView, ModelView, PunctuationResult, SpeechSegments, StreamOpened, StreamText, Transcript,
                         TranscriptSegment, UnloadView)
-from wire.audio import BYTES_PER_MS, BYTES_PER_SECOND, SAMPLE_RATE
+from wire.audio import BYTES_PER_MS, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,8 @@ class Supervisor:
         self._refused_counted(model_id, lambda: check_pcm(pcm))
         return pipelines.transcribe(self, model_id, pcm, punctuate, vad, hotwords)
 
-    def transcribe_as_heard(self, pcm: bytes, model: str | None = None, hotwords: str = "") -> Iterator[TranscriptSegment]:
+    def transcribe_as_heard(self, pcm: bytes, model: str | None = None,
+                            hotwords: str = "") -> Iterator[TranscriptSegment]:
         """A recording's segments (the VAD's, when a VAD is configured; else the whole), punctuated, each as soon
         as it is transcribed. The VAD runs before this returns, so its errors are raised here."""
         model_id = self.model_for(TRANSCRIBERS, model)

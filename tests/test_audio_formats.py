@@ -44,12 +44,14 @@ def test_a_stream_takes_chunks_that_name_their_format(client, cache_dir):
     segments = []
     for offset in range(0, len(pcm), 320000):
         chunk = encode(wav_bytes(pcm[offset:offset + 320000]), "wav", "pcm_s16le", 44100, "stereo")
-        resp = client.simulate_post(f"/vad/streams/{stream_id}/audio", body=chunk, headers={"Content-Type": "audio/wav"})
+        resp = client.simulate_post(f"/vad/streams/{stream_id}/audio", body=chunk,
+                                    headers={"Content-Type": "audio/wav"})
         assert resp.status_code == 200, resp.json
         segments += resp.json["segments"]
     segments += client.simulate_post(f"/vad/streams/{stream_id}/finish").json["segments"]
     assert len(segments) == len(VAD_EXAMPLE_SEGMENTS)
-    far = [(got, want) for got, want in zip(segments, VAD_EXAMPLE_SEGMENTS) if max(abs(a - b) for a, b in zip(got, want)) > 40]
+    far = [(got, want) for got, want in zip(segments, VAD_EXAMPLE_SEGMENTS)
+           if max(abs(a - b) for a, b in zip(got, want)) > 40]
     assert not far, far
 
 

@@ -1,6 +1,7 @@
 """Batched text equals text alone, on real funasr: punctuation texts (tiny and full-size CT-Punc), the real
-recording's VAD segments on offline SeACo- and BiCif-Paraformer, and every 600 ms chunk of it on three streams
-at once, in torch (one after another) and in ONNX Runtime (stacked into one call). Runs in a subprocess: the test process, like the API process, never imports torch."""
+recording's VAD segments on offline SeACo- and BiCif-Paraformer, and every 600 ms chunk of it on three streams at
+once, in torch (one after another) and in ONNX Runtime (stacked into one call). Runs in a subprocess: the test
+process, like the API process, never imports torch."""
 
 from __future__ import annotations
 

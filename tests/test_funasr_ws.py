@@ -141,8 +141,9 @@ def test_funasr_client_in_all_three_modes(live, cache_dir, wav, expected):
     assert {m["mode"] for m in online} == {"online"} and online[-1]["is_final"]
     assert "".join(m["text"] for m in online) == expected["online"]  # the deltas add up to the HTTP stream's text
 
-    cli = subprocess.run([sys.executable, "-m", "funasr_client", "--async", uri, str(wav)], capture_output=True, text=True,
-                         timeout=180, env={**os.environ, "PYTHONPATH": client_path(cache_dir, FUNASR_CLIENT)})
+    cli = subprocess.run([sys.executable, "-m", "funasr_client", "--async", uri, str(wav)], capture_output=True,
+                         text=True, timeout=180,
+                         env={**os.environ, "PYTHONPATH": client_path(cache_dir, FUNASR_CLIENT)})
     assert cli.returncode == 0, cli.stderr[-2000:]
     assert json.loads(cli.stdout)["text"] == split["punctuated_text"]
 

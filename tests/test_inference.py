@@ -64,7 +64,8 @@ def test_stream_in_uneven_pieces_matches_transcribe(client):
 def test_punctuated_stream_and_transcription(client):
     pcm = speechlike_pcm(2.0, seed=3)
     stream_id = open_stream(client, punctuate=True)
-    client.simulate_post(f"/asr/streams/{stream_id}/audio", body=pcm, headers={"Content-Type": "application/octet-stream"})
+    client.simulate_post(f"/asr/streams/{stream_id}/audio", body=pcm,
+                         headers={"Content-Type": "application/octet-stream"})
     final = client.simulate_post(f"/asr/streams/{stream_id}/finish").json
     assert final["punctuated_text"] and final["punctuated_text"] != final["text"]
     whole = client.simulate_post("/asr/transcribe", body=pcm, headers=PCM).json

@@ -29,7 +29,8 @@ audio = (np.random.default_rng(1).standard_normal(16000 * 3) * 0.1).astype(np.fl
 text = "".join(asr.feed("s", audio[i:i + 7000], i + 7000 >= len(audio))[0] for i in range(0, len(audio), 7000))
 whole = asr.transcribe(audio)
 punc, _, _ = build_engine("PunctuationEngine", str(ensure_model(root, "punctuation", "tiny")), "cpu", 1, root, "mapped")
-print(json.dumps({"load_s": load_s, "text": text, "whole": whole, "punctuated": punc.punctuate("今天天气很好我们去公园")}))
+punctuated = punc.punctuate("今天天气很好我们去公园")
+print(json.dumps({"load_s": load_s, "text": text, "whole": whole, "punctuated": punctuated}))
 """
 
 

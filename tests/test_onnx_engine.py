@@ -53,8 +53,8 @@ def parity(tiny_models, vad_dir, cache_dir, tmp_path_factory) -> dict[str, dict]
     cases = {name: {"kind": kind, "model_dir": str(vad_dir if folder == "vad" else tiny_models / folder),
                     "cache": str(cache_dir), "quantize": quantize}
              for name, (kind, folder, quantize) in CASES.items()}
-    cases["unwritable"] = {"kind": "punctuation", "model_dir": str(tiny_models / "punctuation-tiny"), "cache": str(blocked),
-                           "quantize": "none"}
+    cases["unwritable"] = {"kind": "punctuation", "model_dir": str(tiny_models / "punctuation-tiny"),
+                           "cache": str(blocked), "quantize": "none"}
     listed = blocked.parent / "cases.json"
     listed.write_text(json.dumps(list(cases.values())))
     out = subprocess.run([sys.executable, "-m", "scripts.onnx_parity", "--cases", str(listed)], cwd=REPO,

@@ -143,7 +143,8 @@ async def realtime(live, audio: bytes, session: dict, expect: int, key: str = KE
         rate = session["audio"]["input"]["format"]["rate"]
         step = rate * 2 * piece_ms // 1000
         for i in range(0, len(audio), step):
-            await conn.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(audio[i:i + step]).decode()})
+            piece = base64.b64encode(audio[i:i + step]).decode()
+            await conn.send({"type": "input_audio_buffer.append", "audio": piece})
         await conn.send({"type": "input_audio_buffer.commit"})
 
         async def gather():

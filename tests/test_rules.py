@@ -47,7 +47,8 @@ def serving(target: Model, count: int = 1, last_used: float = 0.0, unique_mb: fl
     target.generation = 1
     for index in range(count):
         replica = Replica(target.model_id, f"{target.model_id}:{index}".encode(), 1)
-        replica.ready, replica.last_used, replica.last_heartbeat, replica.unique_mb = True, last_used, last_used, unique_mb
+        replica.ready, replica.last_used, replica.last_heartbeat = True, last_used, last_used
+        replica.unique_mb = unique_mb
         target.replicas.append(replica)
     return target.replicas
 
