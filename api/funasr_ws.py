@@ -3,7 +3,8 @@
 As FunASR's clients speak it (docs/clients.md): a text frame sets the session (`mode`,
 `chunk_size`, `hotwords`, `wav_name`, `wav_format`, `audio_fs`, ...; later ones update it), binary frames of any
 size are audio, `{"is_speaking": false}` (or `is_finished`) ends the input. Answers always carry `mode`,
-`wav_name`, `text`, `is_final`, `timestamp` (a JSON *string* of `[[start_ms, end_ms], ...]`) and `stamp_sents`:
+`wav_name`, `text`, `is_final`, `timestamp` (a JSON *string* of `[[start_ms, end_ms], ...]`, where the model
+gave token times) and `stamp_sents`:
 
 - `online` / `2pass-online`: the streaming model's new text (a delta) as audio comes;
 - `offline` / `2pass-offline`: per VAD segment, the offline model's text (an `asr` model when configured, else the

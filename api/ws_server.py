@@ -40,8 +40,9 @@ PING_INTERVAL_S = 20.0
 
 
 class QuietHandshakes(logging.Filter):
-    """A connection that never sends a WebSocket handshake (a load balancer's TCP probe, TLS on a plain port, a
-    plain request on a TLS port) is one INFO line naming why, not an ERROR with a traceback."""
+    """A connection that never sends a WebSocket handshake (a load balancer's TCP probe, TLS on the plain port) is
+    one INFO line naming why, not an ERROR with a traceback. (On the TLS port, such a connection fails the TLS
+    handshake inside asyncio, which logs it only in debug mode.)"""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == "opening handshake failed" and record.exc_info:

@@ -174,7 +174,7 @@ class LiveSession:
         self.kept += piece
         self.heard_ms += len(piece) // BYTES_PER_MS
         # the VAD's answer first: a segment it closes goes to the offline model before the online answer is read
-        events = self._heard_speech(self.sup.wait(vad, self.sup.backstop_s(piece)), is_final) if vad else []
+        events = self._heard_speech(self.sup.wait(vad, self.sup.backstop_s(piece)), is_final) if vad is not None else []
         if online is not None:
             result = self.sup.wait(online, self.sup.backstop_s(piece))
             if result.text:

@@ -164,7 +164,10 @@ def test_openais_realtime_client_over_wss(secure, cache_dir, tls_files, monkeypa
     assert events[-1].type.endswith("transcription.completed") and events[-1].transcript, events[-3:]
 
 
-def test_a_plain_client_on_the_tls_port_and_a_tcp_probe_are_one_info_line(secure, caplog):
+def test_a_plain_client_on_the_tls_port_and_a_tcp_probe_log_no_error(secure, caplog):
+    """On the TLS port the TLS handshake fails before any WebSocket code runs: nothing above DEBUG is logged
+    (asyncio keeps a failed handshake for its debug mode), and no traceback. On a plain port each is one INFO
+    line (tests/test_funasr_ws.py)."""
     async def plain_and_probe() -> None:
         with pytest.raises(Exception):
             async with connect(secure.ws_url.replace("wss://", "ws://"), open_timeout=10):
