@@ -23,7 +23,7 @@ from api.inference import (PunctuationResource, StreamFeedResource, StreamResour
                            TranscribeResource, VadResource)
 from api.resources import (HealthResource, LoadStatusResource, ModelInfoResource, ModelLoadResource,
                            ModelUnloadResource, RegistryResource)
-from supervisor.core import Supervisor
+from flows.ports import SupervisorAPI
 from wire.errors import SupervisorError
 from supervisor.kinds import KINDS
 
@@ -37,7 +37,7 @@ class App(falcon.App):
         super().add_route(uri_template, resource, **kwargs)
 
 
-def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App:
+def create_app(supervisor: SupervisorAPI, api_key: str | None = None) -> falcon.App:
     """`api_key` (the CLI's --api-key) is an admin key, beside [server] api_keys; with no key at all, none is
     asked for."""
     settings = supervisor.settings
@@ -76,7 +76,7 @@ def create_app(supervisor: Supervisor, api_key: str | None = None) -> falcon.App
     return app
 
 
-def kind_routes(supervisor: Supervisor, gate: ThreadGate) -> dict[str, object]:
+def kind_routes(supervisor: SupervisorAPI, gate: ThreadGate) -> dict[str, object]:
     """Each kind's routes, from what it answers and whether it streams (`supervisor.kinds`); kinds that share a
     route (both ASR kinds transcribe at /asr/transcribe) share its resource, which picks the model."""
     answers = {"text": ("", PunctuationResource), "transcript": ("/transcribe", TranscribeResource),
@@ -94,7 +94,7 @@ def kind_routes(supervisor: Supervisor, gate: ThreadGate) -> dict[str, object]:
     return routes
 
 
-def add_open_inference_routes(app: falcon.App, supervisor: Supervisor, gate: ThreadGate) -> None:
+def add_open_inference_routes(app: falcon.App, supervisor: SupervisorAPI, gate: ThreadGate) -> None:
     """KServe v2 / Triton: server and model metadata, health, infer, and the model repository."""
     app.add_route("/v2", ServerMetadataResource())
     app.add_route("/v2/health/live", ServerLiveResource(supervisor))

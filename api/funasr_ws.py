@@ -30,10 +30,10 @@ from api.decode import LiveAudio, decode_audio
 from api.live_pump import CLOSE_IDLE, CLOSE_UNSUPPORTED, LivePump
 from api.openai_formats import best_text
 from supervisor.config import ServerSettings
-from supervisor.core import Supervisor
+from flows.service import Flows
 from wire.errors import SupervisorError
-from supervisor.live import LiveOptions, LiveSession, PartialText, SegmentClosed, SegmentText
-from supervisor.sentences import MARKS
+from flows.live import LiveOptions, LiveSession, PartialText, SegmentClosed, SegmentText
+from flows.sentences import MARKS
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +159,9 @@ def stamp_sents(text: SegmentText) -> list[StampSent]:
 class FunasrSession(LivePump):
     """One connection: sessions one after another, each ended by `is_speaking: false`."""
 
-    def __init__(self, ws, sup: Supervisor, settings: ServerSettings) -> None:
+    def __init__(self, ws, flows: Flows, settings: ServerSettings) -> None:
         super().__init__(ws, settings)
-        self.sup = sup
+        self.flows = flows
         self.session = SessionSettings()
         self.audio: LiveAudio | None = None
         self.file: bytearray | None = None    # a named file format, kept whole until the end
@@ -201,14 +201,14 @@ class FunasrSession(LivePump):
                                       f"a file is limited to max_audio_mb={self.settings.max_audio_mb:g}")
             self.file += data
             return
-        await self.heard(await asyncio.to_thread(self.live.push, self.audio.convert(data)))
+        await self.heard(await self.live.push(await self.pcm16k(self.audio, data)))
 
     def start(self, riff: bool) -> None:
         """The session's first audio: its settings are fixed from here to its end. Audio that starts with a WAV
         header is a file, whatever `wav_format` says (FunASR's HTML5 page sends files so, as "PCM")."""
         mode = self.session.mode
         self.started = True
-        self.begin(LiveSession(self.sup, LiveOptions(
+        self.begin(LiveSession(self.flows, LiveOptions(
             online=mode != "offline", offline=mode != "online", vad=mode != "online", hotwords=self.session.hotwords,
             step_ms=self.session.step_ms, max_audio_s=self.settings.ws_session_max_s)))
         self.audio = LiveAudio("pcm16", self.session.audio_fs)
@@ -224,11 +224,11 @@ class FunasrSession(LivePump):
             pcm = await asyncio.to_thread(decode_audio, bytes(self.file), self.settings.max_audio_s,
                                          self.settings.max_decodes)
             self.file = None
-            await self.heard(await asyncio.to_thread(self.live.push, pcm))
+            await self.heard(await self.live.push(pcm))
         else:
-            await self.heard(await asyncio.to_thread(self.live.push, self.audio.flush()))
+            await self.heard(await self.live.push(self.audio.flush()))
         # the online model's last call is not sent in 2pass (as FunASR's servers do): the offline pass answers it
-        events = await asyncio.to_thread(self.live.cut, self.session.mode == "online")
+        events = await self.live.cut(self.session.mode == "online")
         last = next((e for e in reversed(events) if isinstance(e, SegmentClosed) and e.answer), None)
         await self.heard([e for e in events if e is not last])
         await self.finish_later(last, ("final", self.session))

@@ -10,7 +10,8 @@ from wire.bodies import (PunctuateRequest, PunctuateResponse, StreamClosedRespon
                          answer)
 from api.gate import ThreadGate
 from api.media import read_body
-from supervisor.core import Supervisor
+from flows.ports import SupervisorAPI
+from flows.service import Flows
 from supervisor.kinds import Kind
 from wire.views import StreamText
 
@@ -26,7 +27,7 @@ def server_timing(resp: falcon.Response, model_ms: float) -> None:
 
 
 class Limits:
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: SupervisorAPI) -> None:
         settings = supervisor.settings
         self.audio_bytes = int(settings.max_audio_mb * 1024 * 1024)
         self.audio_s = settings.max_audio_s
@@ -42,8 +43,9 @@ def model_param(req: falcon.Request) -> str | None:
 class ModelWork:
     """A resource whose calls hold their thread while a model works: admitted through the thread gate."""
 
-    def __init__(self, supervisor: Supervisor, gate: ThreadGate) -> None:
+    def __init__(self, supervisor: SupervisorAPI, gate: ThreadGate) -> None:
         self.supervisor, self.gate, self.limits = supervisor, gate, Limits(supervisor)
+        self.flows = Flows(supervisor)
 
 
 class PunctuationResource(ModelWork):
@@ -52,7 +54,7 @@ class PunctuationResource(ModelWork):
         request = read_body(req, PunctuateRequest, limit=self.limits.text_bytes)
         model = self.supervisor.model_for(("punctuation",), model_param(req))
         with self.gate.admit():
-            result = self.supervisor.punctuate(request.text, model)
+            result = self.flows.punctuate(request.text, model)
         resp.media = PunctuateResponse(success=True, text=result.text, model_type=model,
                                        processing_ms=result.processing_ms, cold_start=result.cold_start)
         mark_cold_start(resp, result.cold_start)
@@ -62,7 +64,7 @@ class PunctuationResource(ModelWork):
 class StreamsResource(ModelWork):
     """Open a stream of a model of `kind` (text streams take `{"punctuate": true}`; VAD streams no body)."""
 
-    def __init__(self, supervisor: Supervisor, gate: ThreadGate, kind: Kind) -> None:
+    def __init__(self, supervisor: SupervisorAPI, gate: ThreadGate, kind: Kind) -> None:
         super().__init__(supervisor, gate)
         self.kind = kind
 
@@ -70,7 +72,7 @@ class StreamsResource(ModelWork):
         texts = self.kind.answers == "transcript"
         punctuate = read_body(req, StreamOpenRequest, optional=True).punctuate if texts else False
         with self.gate.admit():  # it may be a cold start
-            opened = self.supervisor.open_stream(punctuate, model_param(req), kind=self.kind.name)
+            opened = self.flows.open_stream(punctuate, model_param(req), kind=self.kind.name)
         resp.status = 201
         resp.media = answer(StreamOpenResponse, opened)
         mark_cold_start(resp, opened.cold_start)
@@ -90,7 +92,7 @@ def stream_segments(stream_id: str, result: StreamText) -> VadStreamResponse:
 class StreamFeedResource(ModelWork):
     """Audio for a stream (`finish`: its end). The answer is text for ASR streams, segments for VAD ones."""
 
-    def __init__(self, supervisor: Supervisor, gate: ThreadGate, kind: Kind, finish: bool = False) -> None:
+    def __init__(self, supervisor: SupervisorAPI, gate: ThreadGate, kind: Kind, finish: bool = False) -> None:
         super().__init__(supervisor, gate)
         self.kind, self.finish = kind, finish
         self.answer = stream_segments if kind.answers == "segments" else stream_text
@@ -100,18 +102,18 @@ class StreamFeedResource(ModelWork):
                                                 max_audio_s=self.limits.audio_s,       # whole file
                                                 max_decodes=self.limits.decodes)
         with self.gate.admit():
-            result = self.supervisor.feed(stream_id, pcm, is_final=self.finish, model_id=model_param(req),
+            result = self.flows.feed(stream_id, pcm, is_final=self.finish, model_id=model_param(req),
                                           kind=self.kind.name)
         resp.media = self.answer(stream_id, result)
         server_timing(resp, result.model_ms)
 
 
 class StreamResource:
-    def __init__(self, supervisor: Supervisor, kind: Kind) -> None:
-        self.supervisor, self.kind = supervisor, kind
+    def __init__(self, supervisor: SupervisorAPI, kind: Kind) -> None:
+        self.flows, self.kind = Flows(supervisor), kind
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
-        self.supervisor.abort(stream_id, model_param(req), kind=self.kind.name)
+        self.flows.abort(stream_id, model_param(req), kind=self.kind.name)
         resp.media = StreamClosedResponse(success=True, stream_id=stream_id, message="Stream aborted")
 
 
@@ -123,7 +125,7 @@ class TranscribeResource(ModelWork):
         pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True, max_audio_s=self.limits.audio_s,
                        max_decodes=self.limits.decodes)
         with self.gate.admit():
-            result = self.supervisor.transcribe(pcm, punctuate, vad, model_param(req), hotwords)
+            result = self.flows.transcribe(pcm, punctuate, vad, model_param(req), hotwords)
         resp.media = answer(TranscribeResponse, result)
         mark_cold_start(resp, result.cold_start)
         server_timing(resp, result.model_ms)
@@ -134,7 +136,7 @@ class VadResource(ModelWork):
         pcm = read_pcm(req, self.limits.audio_bytes, allow_wav=True, max_audio_s=self.limits.audio_s,
                        max_decodes=self.limits.decodes)
         with self.gate.admit():
-            result = self.supervisor.detect_speech(pcm, model_param(req))
+            result = self.flows.detect_speech(pcm, model_param(req))
         resp.media = answer(VadResponse, result)
         mark_cold_start(resp, result.cold_start)
         server_timing(resp, result.model_ms)

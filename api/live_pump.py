@@ -1,9 +1,10 @@
 """What every live WebSocket session does, whichever protocol it speaks (OpenAI Realtime, FunASR's runtime).
 
 Three tasks per connection: the receiver (the protocol's own loop over `messages()`), the processor (steps the
-`supervisor.live` session in the order the client sent things; audio that queued while a step ran goes in one
+`flows.live` session in the order the client sent things; audio that queued while a step ran goes in one
 step, so a slow model is caught up rather than fallen behind) and the completer (each closed segment's final text,
-in order, while later audio is still being heard). Every blocking facade call runs on the server's thread pool.
+in order, while later audio is still being heard). The session's steps await the arbiter's Futures on this event
+loop; only decoding and resampling run on the server's thread pool.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator
 
+from api.decode import LiveAudio
 from supervisor.config import ServerSettings
 from wire.errors import SupervisorError
-from supervisor.live import LiveSession, SegmentClosed, SegmentText
+from flows.live import LiveSession, SegmentClosed, SegmentText
 
 CLOSE_IDLE, CLOSE_UNSUPPORTED, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_FAILED = 1000, 1003, 1008, 1009, 1011
 RETIRED = object()
@@ -40,7 +42,7 @@ class LivePump:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             for live in self.open:
-                await asyncio.to_thread(live.close)
+                await live.close()
 
     async def messages(self) -> AsyncIterator[str | bytes]:
         """The client's messages; an idle client or an oversize message ends the connection with an error."""
@@ -86,14 +88,14 @@ class LivePump:
             live, segment, tag = await self.finals.get()
             self.completing = True
             if tag is RETIRED:
-                await asyncio.to_thread(live.close)
+                await live.close()
                 self.open.discard(live)
                 continue
             if segment is None:
                 await self.completed(tag, None)
                 continue
             try:
-                text = await asyncio.to_thread(live.completed, segment)
+                text = await live.completed(segment)
             except SupervisorError as exc:
                 await self.segment_failed(tag, exc)
                 continue
@@ -102,6 +104,10 @@ class LivePump:
     async def finish_later(self, segment: SegmentClosed | None, tag: Any) -> None:
         """Queue a closed segment's final text (None: a marker, answered in its turn) for the completer."""
         await self.finals.put((self.live, segment, tag))
+
+    async def pcm16k(self, audio: LiveAudio, data: bytes) -> bytes:
+        """A piece of the client's audio as 16 kHz PCM: resampled or decoded on the thread pool, off this loop."""
+        return audio.convert(data) if audio.passthrough else await asyncio.to_thread(audio.convert, data)
 
     def begin(self, live: LiveSession) -> LiveSession:
         self.live = live

@@ -11,7 +11,7 @@ import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from wire.bodies import ModelReadyResponse, ReadyResponse
-from supervisor.core import Supervisor
+from flows.ports import SupervisorAPI
 from wire.errors import SupervisorError, shown
 
 log = logging.getLogger("funasr_supervisor.access")
@@ -37,7 +37,7 @@ class RequestLogMiddleware:
 class ReadyResource:
     """Readiness: every `required` model is loaded (orchestrators route traffic only then)."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: SupervisorAPI) -> None:
         self.supervisor = supervisor
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -49,7 +49,7 @@ class ReadyResource:
 
 
 class ModelReadyResource:
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: SupervisorAPI) -> None:
         self.supervisor = supervisor
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, model_type: str) -> None:
@@ -62,7 +62,7 @@ class ModelReadyResource:
 
 
 class MetricsResource:
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: SupervisorAPI) -> None:
         self.registry = supervisor.metrics.registry
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

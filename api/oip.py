@@ -1,6 +1,6 @@
 """Falcon responders for the Open Inference Protocol (KServe v2) and its model-repository extension.
 
-The same Supervisor as the seed's routes: a v2 load is a `/model/load`, an infer is a punctuation, a
+The same SupervisorAPI as the seed's routes: a v2 load is a `/model/load`, an infer is a punctuation, a
 transcription, a speech-segment search or a stream feed (with Triton's sequence parameters).
 """
 
@@ -20,7 +20,7 @@ from api.oip_bodies import (ConfigTensor, DynamicBatching, InferRequest, InferRe
                             ServerMetadata, ServerReady, TritonModelConfig)
 from api.oip_models import RUNNERS, Output, only_input
 from api.oip_tensors import HEADER_LENGTH, bytes_element, int32_bytes, invalid, read_infer_request
-from supervisor.core import Supervisor
+from flows.ports import SupervisorAPI
 from wire.errors import SupervisorError, shown
 from supervisor.kinds import KINDS, TensorSpec
 from wire.views import ModelView
@@ -34,7 +34,7 @@ _encode = msgspec.json.Encoder().encode
 class V2:
     """Resolves a v2 model name (and version, when the route has one) to one of our models."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: SupervisorAPI) -> None:
         self.supervisor = supervisor
 
     def model(self, name: str, model_version: str | None = None) -> ModelView:
@@ -112,7 +112,7 @@ class ModelReadyResource(V2):
 
 
 class InferResource(ModelWork):
-    def __init__(self, supervisor: Supervisor, gate: ThreadGate) -> None:
+    def __init__(self, supervisor: SupervisorAPI, gate: ThreadGate) -> None:
         super().__init__(supervisor, gate)
         self.v2 = V2(supervisor)
         self.limit = self.limits.audio_bytes + MAX_JSON_BYTES   # as the seed's routes (JSON samples: ~3x binary)
@@ -128,7 +128,7 @@ class InferResource(ModelWork):
         wanted = requested_outputs(view, request)
         tensor = only_input(kind, view.model_id, given)
         with self.gate.admit():
-            outcome = RUNNERS[kind.answers](self.supervisor, view.model_id, tensor, request.parameters, wanted)
+            outcome = RUNNERS[kind.answers](self.flows, view.model_id, tensor, request.parameters, wanted)
         outputs = [o for o in outcome.outputs if not request.outputs or o.name in wanted]
         respond(resp, request, view, outputs)
         mark_cold_start(resp, outcome.cold_start)
@@ -184,7 +184,7 @@ def repository_entry(view: ModelView) -> RepositoryModel:
 
 
 class RepositoryLoadResource(V2):
-    def __init__(self, supervisor: Supervisor, gate: ThreadGate) -> None:
+    def __init__(self, supervisor: SupervisorAPI, gate: ThreadGate) -> None:
         super().__init__(supervisor)
         self.gate = gate
 

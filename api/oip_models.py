@@ -19,7 +19,7 @@ import msgspec
 from api.decode import decode_audio
 from api.oip_bodies import Parameters
 from api.oip_tensors import Tensor, invalid
-from supervisor.core import Supervisor
+from flows.service import Flows
 from wire.errors import SupervisorError, shown
 from supervisor.kinds import Kind
 
@@ -39,7 +39,7 @@ class Outcome(msgspec.Struct, frozen=True):
     model_ms: float
 
 
-Runner = Callable[[Supervisor, str, Tensor, Parameters, set[str]], Outcome]  # (.., model name, input, ..)
+Runner = Callable[[Flows, str, Tensor, Parameters, set[str]], Outcome]  # (.., model name, input, ..)
 
 
 class Sequence(msgspec.Struct, frozen=True):
@@ -71,22 +71,22 @@ def within(size: int, limit: int, what: str, setting: str) -> None:
                               f"{what} is limited to {limit} bytes by [server] {setting} in the config")
 
 
-def audio(supervisor: Supervisor, tensor: Tensor) -> bytes:
+def audio(flows: Flows, tensor: Tensor) -> bytes:
     if tensor.datatype == "INT16":
         pcm = tensor.int16_bytes()
     elif tensor.datatype == "BYTES":
         files = tensor.byte_strings()
         if len(files) != 1:
             raise invalid("One recording per request", f"'audio' holds {len(files)} WAV files; send one")
-        pcm = decode_audio(files[0], supervisor.settings.max_audio_s, supervisor.settings.max_decodes)
+        pcm = decode_audio(files[0], flows.sup.settings.max_audio_s, flows.sup.settings.max_decodes)
     else:
         raise invalid("Unsupported audio datatype", f"'audio' must be INT16 (16 kHz mono PCM samples) or BYTES "
                       f"[1] (an audio file: WAV, FLAC, MP3, OGG, WebM, M4A), got {tensor.datatype}")
-    within(len(pcm), int(supervisor.settings.max_audio_mb * 1024 * 1024), "Audio", "max_audio_mb")
+    within(len(pcm), int(flows.sup.settings.max_audio_mb * 1024 * 1024), "Audio", "max_audio_mb")
     return pcm
 
 
-def punctuation(supervisor: Supervisor, model: str, tensor: Tensor, parameters: Parameters,
+def punctuation(flows: Flows, model: str, tensor: Tensor, parameters: Parameters,
                 wanted: set[str]) -> Outcome:
     if tensor.datatype != "BYTES":
         raise invalid("Unsupported text datatype", f"'text' must be BYTES (UTF-8), got {tensor.datatype}")
@@ -94,23 +94,23 @@ def punctuation(supervisor: Supervisor, model: str, tensor: Tensor, parameters: 
     if len(texts) > MAX_TEXTS:
         raise invalid("Too many texts", f"{len(texts)} texts in one request; send at most {MAX_TEXTS}")
     for text in texts:
-        within(len(text), int(supervisor.settings.max_text_kb * 1024), "Text", "max_text_kb")
+        within(len(text), int(flows.sup.settings.max_text_kb * 1024), "Text", "max_text_kb")
     try:
-        results = [supervisor.punctuate(text.decode(), model) for text in texts]
+        results = [flows.punctuate(text.decode(), model) for text in texts]
     except UnicodeDecodeError as exc:
         raise invalid("Text is not UTF-8", str(exc)) from None
     return Outcome([Output("text", "BYTES", tensor.shape, [r.text for r in results])],
                    any(r.cold_start for r in results), sum(r.model_ms for r in results))
 
 
-def speech_to_text(supervisor: Supervisor, model: str, tensor: Tensor, parameters: Parameters,
+def speech_to_text(flows: Flows, model: str, tensor: Tensor, parameters: Parameters,
                    wanted: set[str]) -> Outcome:
-    pcm, sequence = audio(supervisor, tensor), Sequence.of(parameters)
+    pcm, sequence = audio(flows, tensor), Sequence.of(parameters)
     punctuate = flag(parameters, "punctuate", "punctuated_text" in wanted)
     stamps = None
     if sequence is not None:
-        kind = supervisor.view(model).kind
-        piece, cold_start = supervisor.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
+        kind = flows.sup.view(model).kind
+        piece, cold_start = flows.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
                                                      model, punctuate, kind)
         text, punctuated, model_ms = piece.partial_text, piece.punctuated_text, piece.model_ms
     else:
@@ -118,7 +118,7 @@ def speech_to_text(supervisor: Supervisor, model: str, tensor: Tensor, parameter
         hotwords = parameters.get("hotwords", "")
         if not isinstance(hotwords, str):
             raise invalid("Bad parameter 'hotwords'", "'hotwords' must be a string of space-separated words")
-        whole = supervisor.transcribe(pcm, punctuate, vad, model, hotwords)
+        whole = flows.transcribe(pcm, punctuate, vad, model, hotwords)
         text, punctuated, cold_start, model_ms = whole.text, whole.punctuated_text, whole.cold_start, whole.model_ms
         stamps = whole.timestamp
     outputs = [Output("text", "BYTES", [1], [text])]
@@ -129,15 +129,15 @@ def speech_to_text(supervisor: Supervisor, model: str, tensor: Tensor, parameter
     return Outcome(outputs, cold_start, model_ms)
 
 
-def speech_segments(supervisor: Supervisor, model: str, tensor: Tensor, parameters: Parameters,
+def speech_segments(flows: Flows, model: str, tensor: Tensor, parameters: Parameters,
                     wanted: set[str]) -> Outcome:
-    pcm, sequence = audio(supervisor, tensor), Sequence.of(parameters)
+    pcm, sequence = audio(flows, tensor), Sequence.of(parameters)
     if sequence is not None:
-        piece, cold_start = supervisor.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
+        piece, cold_start = flows.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
                                                      model, kind="vad")
         segments, model_ms = piece.segments, piece.model_ms
     else:
-        found = supervisor.detect_speech(pcm, model)
+        found = flows.detect_speech(pcm, model)
         segments, cold_start, model_ms = found.segments, found.cold_start, found.model_ms
     return Outcome([Output("segments", "INT32", [len(segments), 2], [t for pair in segments for t in pair])],
                    cold_start, model_ms)

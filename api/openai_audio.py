@@ -18,7 +18,7 @@ from api.decode import decode_audio
 from api.inference import ModelWork, mark_cold_start, server_timing
 from api.openai_formats import (FORMATS, ModelCard, ModelList, Transcription, Usage, best_text, delta_event,
                                 done_event, event, seconds, subtitles, verbose)
-from supervisor.core import TRANSCRIBERS
+from flows.transcription import TRANSCRIBERS
 from wire.errors import SupervisorError, shown
 
 DEFAULT_MODELS = ("", "whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")  # the default transcriber
@@ -87,7 +87,7 @@ class TranscriptionsResource(ModelWork):
             return
         split = self.supervisor.has_model("vad")  # every format (and the stream) split alike: the same text
         with self.gate.admit():
-            result = self.supervisor.transcribe(pcm, True, True if split else False, model, form.prompt)
+            result = self.flows.transcribe(pcm, True, True if split else False, model, form.prompt)
         text = best_text(result.text, result.punctuated_text)
         if form.response_format == "text":
             resp.content_type, resp.text = "text/plain; charset=utf-8", text
@@ -105,7 +105,7 @@ class TranscriptionsResource(ModelWork):
         texts: list[str] = []
         with self.gate.admit():
             try:
-                for segment in self.supervisor.transcribe_as_heard(pcm, model, hotwords):
+                for segment in self.flows.transcribe_as_heard(pcm, model, hotwords):
                     texts.append(best_text(segment.text, segment.punctuated_text))
                     yield delta_event(segment)
             except SupervisorError as exc:

@@ -2,7 +2,7 @@
 
 One item per speech segment: server VAD from our `vad` model (`speech_started`, `speech_stopped`, `committed`),
 partial text as `...input_audio_transcription.delta` from the streaming model while speech is open, and the
-segment's final text as `...completed` from the offline model with punctuation (`supervisor.live`). With
+segment's final text as `...completed` from the offline model with punctuation (`flows.live`). With
 `turn_detection: null` the client commits: everything since the last commit is one item. Audio arrives as base64
 PCM16 at 24 kHz (or G.711 at 8 kHz) and is resampled to 16 kHz. A bad event is answered with an `error` event and
 the connection stays open, as OpenAI does; a failed model stage is an `error` event and a close (1011).
@@ -10,7 +10,6 @@ the connection stays open, as OpenAI does; a failed model stage is an `error` ev
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import itertools
@@ -26,9 +25,9 @@ from api.live_pump import LivePump
 from api.openai_audio import DEFAULT_MODELS
 from api.openai_formats import best_text
 from supervisor.config import ServerSettings
-from supervisor.core import Supervisor
+from flows.service import Flows
 from wire.errors import SupervisorError
-from supervisor.live import (LiveOptions, LiveSession, PartialText, SegmentClosed, SegmentText, SpeechStarted,
+from flows.live import (LiveOptions, LiveSession, PartialText, SegmentClosed, SegmentText, SpeechStarted,
                              stage_models)
 
 log = logging.getLogger(__name__)
@@ -45,9 +44,9 @@ def wire_error(exc: SupervisorError, event_id: str | None = None) -> ev.ErrorDet
 
 
 class RealtimeTranscription(LivePump):
-    def __init__(self, ws, sup: Supervisor, settings: ServerSettings, model: str | None) -> None:
+    def __init__(self, ws, flows: Flows, settings: ServerSettings, model: str | None) -> None:
         super().__init__(ws, settings)
-        self.sup = sup
+        self.flows = flows
         self.beta = False
         self.session = ev.Session(audio=ev.Audio(input=ev.AudioInput(
             format=ev.AudioFormat(), transcription=ev.Transcription(model=model), turn_detection=ev.TurnDetection())))
@@ -78,7 +77,7 @@ class RealtimeTranscription(LivePump):
         match event:
             case ev.Append():
                 try:
-                    await self.todo.put(self.audio.convert(base64.b64decode(event.audio, validate=True)))
+                    await self.todo.put(await self.pcm16k(self.audio, base64.b64decode(event.audio, validate=True)))
                 except (binascii.Error, ValueError) as exc:
                     await self.send_error(SupervisorError("INVALID_REQUEST", "Audio is not base64", str(exc)),
                                           event.event_id)
@@ -91,16 +90,16 @@ class RealtimeTranscription(LivePump):
     async def step(self, item) -> None:
         match item:
             case bytes():
-                await self.heard(await asyncio.to_thread(self.session_now().push, item))
+                await self.heard(await self.session_now().push(item))
             case ev.Commit():
-                events = await asyncio.to_thread(self.session_now().cut) if self.live else []
+                events = await self.session_now().cut() if self.live else []
                 if not any(isinstance(e, SegmentClosed) and e.audio for e in events):
                     await self.send_error(SupervisorError("INVALID_REQUEST", "Nothing to commit",
                                                           "the input audio buffer holds no speech"), item.event_id)
                 await self.heard(events)
             case ev.Clear():
                 if self.live is not None:
-                    await asyncio.to_thread(self.live.clear)
+                    await self.live.clear()
                 self.item = None
                 await self.send(ev.Cleared(event_id=self.event_id()))
             case _:
@@ -115,7 +114,7 @@ class RealtimeTranscription(LivePump):
             await self.send_error(exc, event.event_id)
             return
         if self.live is not None:
-            await self.heard(await asyncio.to_thread(self.live.cut))
+            await self.heard(await self.live.cut())
             self.offset_ms += self.live.heard_ms
             await self.retire()
         self.session, self.beta = session, beta
@@ -151,19 +150,19 @@ class RealtimeTranscription(LivePump):
     def options_of(self, session: ev.Session) -> LiveOptions:
         audio = session.audio.input
         model = audio.transcription.model if audio.transcription else None
-        options = LiveOptions(online=self.sup.has_model("streaming_asr"), vad=audio.turn_detection is not None,
+        options = LiveOptions(online=self.flows.sup.has_model("streaming_asr"), vad=audio.turn_detection is not None,
                               hotwords=(audio.transcription.prompt or "") if audio.transcription else "",
                               offline_model=None if model in (None, *DEFAULT_MODELS) else model,
                               max_audio_s=self.settings.ws_session_max_s)
-        if options.vad and not self.sup.has_model("vad"):
+        if options.vad and not self.flows.sup.has_model("vad"):
             raise SupervisorError("INVALID_REQUEST", "No VAD model for server_vad",
                                   "configure a model of kind vad, or set turn_detection to null and commit")
-        stage_models(self.sup, options)  # names the models now: a wrong one is this update's error
+        stage_models(self.flows, options)  # names the models now: a wrong one is this update's error
         return options
 
     def session_now(self) -> LiveSession:
         if self.live is None:
-            self.begin(LiveSession(self.sup, self.options_of(self.session)))
+            self.begin(LiveSession(self.flows, self.options_of(self.session)))
         return self.live
 
     async def heard(self, events) -> None:

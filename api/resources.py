@@ -1,4 +1,4 @@
-"""Falcon responders: parse the body, call the Supervisor, serialize its answer. No lifecycle logic here."""
+"""Falcon responders: parse the body, call the SupervisorAPI, serialize its answer. No lifecycle logic here."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from wire.bodies import (HealthResponse, InfoRequest, InfoResponse, JobResponse,
                          LoadRequest, RegistryResponse, UnloadResponse, answer)
 from api.gate import ThreadGate
 from api.media import MAX_JSON_BYTES, read_body, read_limited
-from supervisor.core import LoadTicket, Supervisor
+from flows.ports import SupervisorAPI
+from supervisor.core import LoadTicket
 from supervisor.jobs import utc_now
 from supervisor.snapshot import system_info
 from wire.views import ModelView
@@ -18,7 +19,7 @@ from wire.views import ModelView
 class HealthResource:
     """Liveness: the supervisor's I/O loop is running. Needs no API key (orchestrators probe it)."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: SupervisorAPI) -> None:
         self.supervisor = supervisor
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -28,7 +29,7 @@ class HealthResource:
 
 
 class ModelInfoResource:
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: SupervisorAPI) -> None:
         self.supervisor = supervisor
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -50,7 +51,7 @@ class ModelInfoResource:
 
 
 class ModelLoadResource:
-    def __init__(self, supervisor: Supervisor, gate: ThreadGate) -> None:
+    def __init__(self, supervisor: SupervisorAPI, gate: ThreadGate) -> None:
         self.supervisor, self.gate = supervisor, gate
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -92,7 +93,7 @@ class ModelLoadResource:
 
 
 class LoadStatusResource:
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: SupervisorAPI) -> None:
         self.supervisor = supervisor
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, load_id: str) -> None:
@@ -100,7 +101,7 @@ class LoadStatusResource:
 
 
 class ModelUnloadResource:
-    def __init__(self, supervisor: Supervisor, gate: ThreadGate) -> None:
+    def __init__(self, supervisor: SupervisorAPI, gate: ThreadGate) -> None:
         self.supervisor, self.gate = supervisor, gate
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, model_type: str) -> None:
@@ -114,7 +115,7 @@ class RegistryResource:
     """`PUT` registers a model from its JSON settings (kind, source, ...) without loading it; `DELETE` forgets a
     registered model that is stopped. Registered models are kept across restarts."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: SupervisorAPI) -> None:
         self.supervisor = supervisor
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, model_type: str) -> None:

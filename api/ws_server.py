@@ -29,7 +29,9 @@ from api.auth import ApiKeyMiddleware
 from api.errors import HTTP_STATUS, envelope
 from api.funasr_ws import FunasrSession
 from api.realtime import RealtimeTranscription
-from supervisor.core import TRANSCRIBERS, Supervisor
+from flows.ports import SupervisorAPI
+from flows.service import Flows
+from flows.transcription import TRANSCRIBERS
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +69,10 @@ def refusal(code: str, message: str, details: str) -> Response:
 
 
 class WebSocketServer:
-    def __init__(self, supervisor: Supervisor, keys: dict[str, str], host: str, port: int,
+    def __init__(self, supervisor: SupervisorAPI, keys: dict[str, str], host: str, port: int,
                  tls: ssl.SSLContext | None = None) -> None:
         self.supervisor, self.settings = supervisor, supervisor.settings
+        self.flows = Flows(supervisor)
         self.tls = tls
         self.scheme = "wss" if tls else "ws"
         self.keys = ApiKeyMiddleware(keys) if keys else None
@@ -163,12 +166,12 @@ class WebSocketServer:
         try:
             url = urlsplit(ws.request.path)
             if url.path.rstrip("/") != REALTIME:  # any other path: FunASR's runtime protocol, as its servers do
-                await FunasrSession(ws, self.supervisor, self.settings).run()
+                await FunasrSession(ws, self.flows, self.settings).run()
                 return
             model = parse_qs(url.query).get("model", [None])[0]
             models = self.supervisor.snapshot.models
             known = model if model in models and models[model].kind in TRANSCRIBERS else None
-            await RealtimeTranscription(ws, self.supervisor, self.settings, known).run()
+            await RealtimeTranscription(ws, self.flows, self.settings, known).run()
         except ConnectionClosed:
             pass
         except Exception:

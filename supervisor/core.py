@@ -11,33 +11,29 @@ import threading
 import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import msgspec
 
 from model_procs.sources import sweep_abandoned_generations
-from supervisor import pipelines
 from supervisor.arbiter.arbiter import Arbiter
 from supervisor.catalog import pick_model
-from supervisor.kinds import KINDS, funasr_version
+from supervisor.kinds import funasr_version
 from supervisor.config import Config, ConfigError
 from wire.errors import SupervisorError, shown
 from supervisor.arbiter.housekeeping import preload_order
 from supervisor.jobs import LoadGroup
 from supervisor.arbiter.lifecycle import job_error
+from supervisor.arbiter.loop import resolve as resolve_future
 from supervisor.arbiter.operations import resolve
 from supervisor.registry import decode_model_config
 from supervisor.snapshot import Snapshot
 from supervisor.spawner import ForkserverSpawner, Spawner
-from supervisor.work import WorkResult
-from wire.views import (JobView, ModelView, PunctuationResult, SpeechSegments, StreamOpened, StreamText, Transcript,
-                        TranscriptSegment, UnloadView)
-from wire.audio import BYTES_PER_MS, SAMPLE_RATE
+from supervisor.orders import Order
+from wire.views import JobView, ModelView, UnloadView
 
 log = logging.getLogger(__name__)
 
-TRANSCRIBERS = ("asr", "streaming_asr")  # /asr/transcribe: an offline model when one is configured
-CHUNK_MS = 600
 COMMAND_TIMEOUT_S = 30.0   # an operation itself returns at once; this only catches a wedged arbiter
 
 
@@ -50,14 +46,6 @@ class LoadTicket(msgspec.Struct, frozen=True):
     estimated_ms: int
     load_ids: dict[str, str] | None
     jobs: list[Any]
-
-
-def check_pcm(pcm: bytes, allow_empty: bool = False) -> None:
-    if not pcm and not allow_empty:
-        raise SupervisorError("INVALID_REQUEST", "Empty audio", "send 16-bit little-endian mono 16 kHz PCM")
-    if len(pcm) % 2:
-        raise SupervisorError("INVALID_REQUEST", "Odd audio byte count",
-                              f"{len(pcm)} bytes is not a whole number of 16-bit samples")
 
 
 class Supervisor:
@@ -183,145 +171,50 @@ class Supervisor:
         """`requested` if it is a model of one of `kinds`, else the default model of the first kind that has one."""
         return pick_model({m: v.kind for m, v in self.snapshot.models.items()}, kinds, requested)
 
-    def _streaming(self, model_id: str | None, kind: str | None) -> str:
-        """A stream's model: of the route's `kind`; called without one, any streaming model named, or the
-        streaming ASR's default."""
-        if kind is None:
-            view = self.snapshot.models.get(model_id or "")
-            kind = view.kind if view is not None and KINDS[view.kind].streams else "streaming_asr"
-        return self.model_for((kind,), model_id)
-
-    # -- inference ------------------------------------------------------------------------------------
-    def punctuate(self, text: str, model: str | None = None) -> PunctuationResult:
-        model_id = self.model_for(("punctuation",), model)
-        began = time.monotonic()
-        result = self._work(lambda: self._ops.punctuate(model_id, text), pieces=1)
-        return PunctuationResult(text=result.text, processing_ms=round((time.monotonic() - began) * 1000, 2),
-                                 cold_start=result.cold_start, model_ms=round(result.compute_ms, 3))
-
-    def open_stream(self, punctuate: bool, model_id: str | None = None, sequence_id: str | None = None,
-                    kind: str | None = None) -> StreamOpened:
-        model_id = self._streaming(model_id, kind)
-        result = self._work(lambda: self._ops.open_stream(model_id, punctuate, sequence_id), pieces=1)
-        stream = result.stream
-        return StreamOpened(stream_id=stream.stream_id, sample_rate=SAMPLE_RATE, chunk_ms=CHUNK_MS,
-                            expires_in_s=stream.expires_in_s, cold_start=result.cold_start, model=model_id)
-
-    def feed(self, stream_id: str, pcm: bytes, is_final: bool = False, model_id: str | None = None,
-             kind: str | None = None) -> StreamText:
-        """Audio for a stream; its final text is punctuated when the stream was opened asking for it."""
-        model_id = self._streaming(model_id, kind)
-        self._refused_counted(model_id, lambda: check_pcm(pcm, allow_empty=is_final))
-        began = time.monotonic()
-        result = self._work(lambda: self._ops.feed(model_id, stream_id, pcm, is_final), pieces=self._pieces(pcm))
-        return pipelines.stream_text(self, result, is_final, began)
-
-    def feeding(self, feeds: list[tuple[str, bytes, bool, str]]) -> list[Future]:
-        """Queue audio for several streams, `(stream_id, pcm, is_final, model_id)` each, in one hand-off to the
-        arbiter, without waiting: each Future gets its WorkResult (a live session's step feeds its VAD and its
-        online model together)."""
-        for _, pcm, is_final, _ in feeds:
-            check_pcm(pcm, allow_empty=is_final)
-        return self._call(lambda: [self._ops.feed(model_id, stream_id, pcm, is_final)
-                                   for stream_id, pcm, is_final, model_id in feeds])
-
-    def feed_sequence(self, sequence_id: str, pcm: bytes, start: bool, end: bool, model_id: str | None = None,
-                      punctuate: bool = False, kind: str | None = None) -> tuple[StreamText, bool]:
-        """Triton's sequence batching on our streams: `start` opens a stream under the client's sequence id,
-        each request feeds it, `end` finishes it. Also says whether the start was a cold start."""
-        model_id = self._streaming(model_id, kind)
-        cold_start = start and self.open_stream(punctuate, model_id, sequence_id, kind).cold_start
-        stream_id = self._call(lambda: self._ops.sequence_stream(model_id, sequence_id))
-        return self.feed(stream_id, pcm, is_final=end, model_id=model_id, kind=kind), cold_start
-
-    def abort(self, stream_id: str, model_id: str | None = None, kind: str | None = None) -> None:
-        model_id = self._streaming(model_id, kind)
-        self._call(lambda: self._ops.abort(model_id, stream_id))
-
-    def detect_speech(self, pcm: bytes, model: str | None = None) -> SpeechSegments:
-        """The VAD's speech segments of a whole recording."""
-        model_id = self.model_for(("vad",), model)
-        self._refused_counted(model_id, lambda: check_pcm(pcm))
-        began = time.monotonic()
-        result = self._work(lambda: self._ops.recording(model_id, pcm), pieces=self._pieces(pcm))
-        processing_ms, audio_ms = (time.monotonic() - began) * 1000, len(pcm) / BYTES_PER_MS
-        return SpeechSegments(segments=result.segments, audio_ms=round(audio_ms, 1),
-                              processing_ms=round(processing_ms, 2), rtf=round(processing_ms / audio_ms, 4),
-                              cold_start=result.cold_start, model_ms=round(result.compute_ms, 3))
-
-    def recognise(self, model_id: str, pcm: bytes, hotwords: str = "") -> Future:
-        """Queue one recording (or segment) on a speech model; the Future gets its WorkResult."""
-        return self._call(lambda: self._ops.recording(model_id, pcm, hotwords))
-
-    def transcribe(self, pcm: bytes, punctuate: bool, vad: bool | None = None, model: str | None = None,
-                   hotwords: str = "") -> Transcript:
-        """A whole recording, on an `asr` model when one is configured, else the streaming model; split on the
-        VAD's speech segments when `vad` is true, or when it is None and the VAD is loaded."""
-        model_id = self.model_for(TRANSCRIBERS, model)
-        self._refused_counted(model_id, lambda: check_pcm(pcm))
-        return pipelines.transcribe(self, model_id, pcm, punctuate, vad, hotwords)
-
-    def transcribe_as_heard(self, pcm: bytes, model: str | None = None,
-                            hotwords: str = "") -> Iterator[TranscriptSegment]:
-        """A recording's segments (the VAD's, when a VAD is configured; else the whole), punctuated, each as soon
-        as it is transcribed. The VAD runs before this returns, so its errors are raised here."""
-        model_id = self.model_for(TRANSCRIBERS, model)
-        self._refused_counted(model_id, lambda: check_pcm(pcm))
-        speech = self.detect_speech(pcm) if self.has_model("vad") else None
-        return pipelines.segments_as_heard(self, model_id, pcm, speech, True, hotwords)
-
     def has_model(self, kind: str) -> bool:
         return any(view.kind == kind for view in self.snapshot.models.values())
 
-    def live_session(self, model_ids: list[str], opened: bool) -> None:
-        """A WebSocket session began (or ended) using these models: /model/info counts it."""
-        self._call(lambda: self._ops.live_sessions(model_ids, 1 if opened else -1))
+    # -- work -------------------------------------------------------------------------------------------
+    def submit(self, *orders: Order) -> list[Future]:
+        """Hand orders to the arbiter in one turn, without waiting: each Future gets its answer (or error), set
+        after the snapshot of that change is published. The flows own the waiting and its deadlines."""
+        answers: list[Future] = [Future() for _ in orders]
 
-    def record_refused(self, model_id: str) -> None:
-        self._call(lambda: self._ops.record_refused(model_id))
+        def start() -> None:
+            for order, answer in zip(orders, answers):
+                try:
+                    started = self._ops.start(order)
+                except Exception as exc:  # a refusal (no such model or stream, too much audio): its Future says so
+                    self.loop.settle(answer, error=exc)
+                    continue
+                if isinstance(started, Future):
+                    started.add_done_callback(lambda done, answer=answer: copy_outcome(done, answer))
+                else:
+                    self.loop.settle(answer, started)
+        self.loop.post(start)
+        return answers
 
-    def window(self, model_id: str) -> int:
-        """How many segments of one recording may queue at once: enough for every replica, and one more."""
-        return self.snapshot.models[model_id].details.config.max_replicas + 1
+    def where(self) -> str:
+        """The arbiter thread's stack: what a caller that gave up waiting logs."""
+        return self.loop.where()
 
-    # -- waiting ----------------------------------------------------------------------------------------
-    def _refused_counted(self, model_id: str, check: Callable[[], None]) -> None:
-        try:
-            check()
-        except SupervisorError:
-            self.record_refused(model_id)
-            raise
-
-    def _pieces(self, pcm: bytes) -> int:
-        return len(pcm) // (self.settings.transcribe_piece_ms * 32) + 1
-
-    def _work(self, start: Callable[[], Future], pieces: int) -> WorkResult:
-        """Queue work on the arbiter and wait for it. The arbiter bounds every wait (load timeout, queue and
-        piece deadlines); this backstop only guards against a wedged arbiter."""
-        return self._wait(self._call(start), self._backstop_s(pieces))
-
-    def backstop_s(self, pcm: bytes) -> float:
-        """How long to wait for the answer to this much audio before blaming the arbiter."""
-        return self._backstop_s(self._pieces(pcm))
-
-    def _backstop_s(self, pieces: int) -> float:
-        settings = self.settings
-        return settings.load_timeout_s + (2 * pieces + 2) * settings.request_timeout_s + 60
-
+    # -- waiting on commands -----------------------------------------------------------------------------
     def _unload_backstop_s(self) -> float:
         return self.settings.drain_timeout_s + 3 * self._stop_grace_s + 30
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         return self._wait(self.loop.call(fn), COMMAND_TIMEOUT_S)
 
-    def wait(self, future: Future, timeout_s: float) -> Any:
-        return self._wait(future, timeout_s)
-
     def _wait(self, future: Future, timeout_s: float) -> Any:
         try:
             return future.result(timeout=timeout_s)
         except FutureTimeout:
-            log.error("supervisor: no answer within %.0f s; the arbiter is at:\n%s", timeout_s,
-                      self.loop.where())
+            log.error("supervisor: no answer within %.0f s; the arbiter is at:\n%s", timeout_s, self.where())
             raise SupervisorError("INTERNAL", "The supervisor did not answer in time",
                                   "the server logged it; please report it") from None
+
+
+def copy_outcome(done: Future, answer: Future) -> None:
+    """An arbiter Future's result or error onto the caller's (already settled after the snapshot)."""
+    error = done.exception()
+    resolve_future(answer, None if error else done.result(), error)

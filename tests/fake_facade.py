@@ -4,22 +4,33 @@ A test double: those tests are about what `api/` owns (parsing, the error envelo
 the facade's answers), not about lifecycle. Models load at once; a load asked for asynchronously stays
 `loading` until the test calls `finish_loads()`; `refuse_with` makes the next facade call raise that error.
 Views and jobs are built with the real snapshot code, so the JSON is the one the real facade produces.
+
+Orders (`submit`) are answered at once, as a model would shape them: punctuation appends "。", a recording on a VAD
+is one speech segment from 100 ms to its end, on an ASR model one token per 100 ms of audio; a stream feed
+answers `s<ms heard>`, and a VAD stream hears speech from its start to its final feed. `orders` keeps what was
+submitted, so a flow's test can say what reached the facade.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 
 from supervisor.catalog import catalog_entry, pick_model
 from supervisor.config import completed, load_config
 from supervisor.core import LoadTicket
+from supervisor.orders import (Abort, Feed, LiveSessions, OpenStream, Order, Punctuation, Recording, Refused,
+                               SequenceStream)
+from supervisor.streams import Stream, stream_not_found
+from supervisor.work import WorkResult
+from wire.audio import BYTES_PER_MS
 from supervisor.jobs import JobStatus, LoadJob
 from supervisor.metrics import SupervisorMetrics
 from supervisor.replica import Model
 from supervisor.snapshot import Snapshot, job_view, model_view
 from supervisor.states import ModelStatus
 from wire.errors import SupervisorError, model_not_found
-from wire.views import CacheInfo, JobView, PunctuationResult, UnloadView
+from wire.views import CacheInfo, JobView, UnloadView
 
 
 class FakeSupervisor:
@@ -33,6 +44,11 @@ class FakeSupervisor:
         self.calls: list[str] = []
         self.refuse_with: SupervisorError | None = None
         self.alive = True
+        self.orders: list[Order] = []
+        self.streams: dict[str, Stream] = {}
+        self.sequences: dict[str, str] = {}
+        self.live_sessions = 0
+        self.refused = 0
         self.metrics = SupervisorMetrics(lambda: self.snapshot)
 
     # -- reads ----------------------------------------------------------------------------------------
@@ -108,7 +124,71 @@ class FakeSupervisor:
                           models_remaining=[m for m, model in self.models.items()
                                             if model.status is ModelStatus.LOADED], was_loaded=was_loaded)
 
-    def punctuate(self, text: str, model: str | None = None) -> PunctuationResult:
-        self._called("punctuate")
-        self.model_for(("punctuation",), model)
-        return PunctuationResult(text=text + "。", processing_ms=1.0, cold_start=False, model_ms=0.5)
+    def where(self) -> str:
+        return "(fake: no arbiter)"
+
+    def submit(self, *orders: Order) -> list[Future]:
+        """Each order answered at once (or with `refuse_with`, the first one refused)."""
+        self.calls.append("submit")
+        answers = []
+        for order in orders:
+            self.orders.append(order)
+            answer: Future = Future()
+            refusal, self.refuse_with = self.refuse_with, None
+            try:
+                if refusal is not None:
+                    raise refusal
+                answer.set_result(self.answer(order))
+            except SupervisorError as exc:
+                answer.set_exception(exc)
+            answers.append(answer)
+        return answers
+
+    def answer(self, order: Order) -> WorkResult | str | None:
+        match order:
+            case Punctuation(model_id, text):
+                self.resolve(model_id, allow_all=False)
+                return WorkResult(text=text + "。", partial_text="", compute_ms=0.5, cold_start=False)
+            case Recording(model_id, pcm) if self.models[model_id].config.kind == "vad":
+                return WorkResult(text="", partial_text="", compute_ms=0.5, cold_start=False,
+                                  segments=[(100, len(pcm) // BYTES_PER_MS)] if len(pcm) > 100 * BYTES_PER_MS else [])
+            case Recording(model_id, pcm):
+                words = [(f"w{i}", i * 100, i * 100 + 100) for i in range(len(pcm) // (100 * BYTES_PER_MS))]
+                return WorkResult(text="".join(w for w, _, _ in words), partial_text="", compute_ms=1.0,
+                                  cold_start=False, words=words if self.models[model_id].config.kind == "asr" else [])
+            case OpenStream(model_id, punctuate, sequence_id):
+                stream = Stream(model_id, punctuate, self.settings.stream_expiry_s, sequence_id)
+                self.streams[stream.stream_id] = stream
+                if sequence_id is not None:
+                    self.sequences[sequence_id] = stream.stream_id
+                return WorkResult(text="", partial_text="", compute_ms=0.0, cold_start=False, stream=stream)
+            case Feed(stream_id=stream_id, pcm=pcm, is_final=is_final):
+                stream = self.stream(stream_id)
+                stream.audio_bytes += len(pcm)
+                if is_final:
+                    del self.streams[stream_id]
+                heard_ms = stream.audio_bytes // BYTES_PER_MS
+                if self.models[stream.model_id].config.kind == "vad":  # speech from the start, closed at the end
+                    return WorkResult(text="", partial_text="", compute_ms=0.5, cold_start=False, stream=stream,
+                                      segments=[(0, heard_ms)] if is_final else [], speech_from_ms=-1 if is_final
+                                      else 0)
+                return WorkResult(text=f"s{heard_ms}" if pcm else "", partial_text=f"s{heard_ms}", compute_ms=0.5,
+                                  cold_start=False, stream=stream)
+            case SequenceStream(sequence_id=sequence_id):
+                return self.sequences[sequence_id]
+            case Abort(stream_id=stream_id):
+                self.stream(stream_id)
+                del self.streams[stream_id]
+                return None
+            case LiveSessions(change=change):
+                self.live_sessions += change
+                return None
+            case Refused():
+                self.refused += 1
+                return None
+        raise TypeError(order)
+
+    def stream(self, stream_id: str) -> Stream:
+        if stream_id not in self.streams:
+            raise stream_not_found(stream_id)
+        return self.streams[stream_id]

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import msgspec
 
-from supervisor.arbiter.loop import OnFailure, Timer
+from supervisor.arbiter.loop import OnFailure, Timer, resolve
 from wire.protocol import LoadTimings, Ready, WorkerSpec
 
 _fds = itertools.count(100000)
@@ -109,8 +109,7 @@ class StepLoop:
         self._after_turn()
         settle, self._to_settle = self._to_settle, []
         for future, result, error in settle:
-            if not future.done():
-                future.set_exception(error) if error is not None else future.set_result(result)
+            resolve(future, result, error)
 
     def advance(self, seconds: float) -> None:
         """Move virtual time forward by `seconds`, turning at each timer on the way."""

@@ -4,6 +4,8 @@ sharing, with callers on other threads. The same rules in virtual time, single-t
 
 from __future__ import annotations
 
+from flows.service import Flows
+
 import os
 import threading
 
@@ -102,20 +104,20 @@ def test_a_failed_force_reload_keeps_the_old_replica_serving(arbiter, fake):
         sup.await_load(sup.request_load("punctuation", force_reload=True))
     assert failed.value.code == "LOAD_FAILED" and "corrupt" in failed.value.message
     assert status(sup) == "loaded" and sup.view("punctuation").pid == old_pid
-    assert sup.punctuate("你好").text == "你好。"
+    assert Flows(sup).punctuate("你好").text == "你好。"
 
 
 def test_force_reload_switches_dispatch_and_drains_the_old_replica_without_losing_requests(arbiter, fake):
     sup = arbiter()
     fake.script("streaming_asr").reply_s = 0.05
-    opened = sup.open_stream(punctuate=False)
+    opened = Flows(sup).open_stream(punctuate=False)
     old_pid = sup.view("streaming_asr").pid
     ticket = sup.request_load("streaming_asr", force_reload=True)
     wait_for(lambda: sup.view("streaming_asr").pid != old_pid, timeout=5)
-    assert sup.feed(opened.stream_id, PCM_SECOND).text  # the stream goes on, on the old process
-    assert sup.transcribe(PCM_SECOND, punctuate=False).text  # new work goes to the new one
+    assert Flows(sup).feed(opened.stream_id, PCM_SECOND).text  # the stream goes on, on the old process
+    assert Flows(sup).transcribe(PCM_SECOND, punctuate=False).text  # new work goes to the new one
     assert [c.pid for c in fake.alive("streaming_asr")] == [old_pid, sup.view("streaming_asr").pid]
-    assert sup.feed(opened.stream_id, b"", is_final=True).partial_text
+    assert Flows(sup).feed(opened.stream_id, b"", is_final=True).partial_text
     sup.await_load(ticket)  # ends once the old process is gone
     assert [c.pid for c in fake.alive("streaming_asr")] == [sup.view("streaming_asr").pid]
     assert sup.view("streaming_asr").metrics.requests_by_outcome.get("crashed") is None
@@ -146,7 +148,7 @@ def test_restarts_back_off_within_the_budget_and_requests_cannot_bypass_it(arbit
     wait_for(lambda: status(sup) == "failed", timeout=5)
     assert "killed by SIGKILL" in sup.view("punctuation").last_error
     with pytest.raises(SupervisorError) as refused:
-        sup.punctuate("你好")
+        Flows(sup).punctuate("你好")
     assert refused.value.code == "MODEL_NOT_READY" and "budget" in refused.value.details
     assert not fake.alive("punctuation") and sup.view("punctuation").restarts == 2
 
@@ -156,7 +158,7 @@ def test_a_waiting_queue_scales_up_and_idle_replicas_scale_down(arbiter, fake):
                                "keep_alive_s": 0.5})
     fake.script("punctuation").reply_s = 0.3
     sup.await_load(sup.request_load("punctuation"))
-    results = in_threads([lambda: sup.punctuate("一")] * 6)
+    results = in_threads([lambda: Flows(sup).punctuate("一")] * 6)
     assert all(r.text == "一。" for r in results)
     assert len([c for c in fake.children if c.spec.model_id == "punctuation"]) == 2  # scaled up once
     wait_for(lambda: len(fake.alive("punctuation")) == 1, timeout=5)  # back down to min_replicas
@@ -167,7 +169,7 @@ def test_a_full_queue_answers_overloaded(arbiter, fake):
     sup = arbiter(punctuation={"max_queue": 2})
     fake.script("punctuation").reply_s = 0.3
     sup.await_load(sup.request_load("punctuation"))
-    results = in_threads([lambda: sup.punctuate("一")] * 5)
+    results = in_threads([lambda: Flows(sup).punctuate("一")] * 5)
     refused = [r for r in results if isinstance(r, SupervisorError)]
     assert refused and all(r.code == "OVERLOADED" and r.context["retry_after_s"] >= 1 for r in refused)
     assert sum(1 for r in results if not isinstance(r, SupervisorError)) >= 3  # 1 running + 2 queued
@@ -178,7 +180,7 @@ def test_waiting_in_the_queue_never_counts_as_the_process_being_stuck(arbiter, f
     fake.script("streaming_asr").reply_s = 0.2
     sup.await_load(sup.request_load("streaming_asr"))
     pid = sup.view("streaming_asr").pid
-    results = in_threads([lambda: sup.transcribe(PCM_SECOND * 3, punctuate=False)] * 2)
+    results = in_threads([lambda: Flows(sup).transcribe(PCM_SECOND * 3, punctuate=False)] * 2)
     assert all(r.text.count("[") == 5 for r in results)  # 3 s in 600 ms pieces, each well past 0.5 s total
     assert sup.view("streaming_asr").pid == pid and status(sup, "streaming_asr") == "loaded"
 
@@ -189,7 +191,7 @@ def test_a_silent_process_past_its_deadline_is_killed_and_the_request_times_out(
     stuck = fake.alive("punctuation")[0]
     stuck.script.hang = True
     with pytest.raises(SupervisorError) as timed_out:
-        sup.punctuate("你好")
+        Flows(sup).punctuate("你好")
     assert timed_out.value.code == "INFERENCE_TIMEOUT"
     wait_for(lambda: not stuck.alive and "stuck on a request" in (sup.view("punctuation").last_error or ""),
              timeout=5)
@@ -198,13 +200,13 @@ def test_a_silent_process_past_its_deadline_is_killed_and_the_request_times_out(
 def test_a_long_transcription_shares_the_replica_with_other_requests(arbiter, fake):
     sup = arbiter(server={"transcribe_piece_ms": 600})
     fake.script("streaming_asr").reply_s = 0.05
-    opened = sup.open_stream(punctuate=False)
+    opened = Flows(sup).open_stream(punctuate=False)
     finished: list[str] = []
-    long = threading.Thread(target=lambda: (sup.transcribe(PCM_SECOND * 12, punctuate=False),
+    long = threading.Thread(target=lambda: (Flows(sup).transcribe(PCM_SECOND * 12, punctuate=False),
                                             finished.append("transcribe")))
     long.start()
     wait_for(lambda: sup.view("streaming_asr").metrics.in_flight, timeout=2)
-    sup.feed(opened.stream_id, PCM_SECOND)  # between two pieces, not after 20 of them
+    Flows(sup).feed(opened.stream_id, PCM_SECOND)  # between two pieces, not after 20 of them
     finished.append("stream")
     long.join(10)
     assert finished == ["stream", "transcribe"]
@@ -213,7 +215,7 @@ def test_a_long_transcription_shares_the_replica_with_other_requests(arbiter, fa
 def test_a_cold_start_keeps_its_own_process_with_keep_alive_zero(arbiter, fake):
     sup = arbiter(punctuation={"keep_alive_s": 0})
     for _ in range(10):
-        assert sup.punctuate("你好").cold_start is True
+        assert Flows(sup).punctuate("你好").cold_start is True
         wait_for(lambda: status(sup) == "unloaded", timeout=5)
     assert sup.view("punctuation").metrics.requests_by_outcome == {"ok": 10}
 
@@ -226,7 +228,7 @@ def test_unload_answers_queued_requests_and_lets_the_running_one_finish(arbiter,
 
     def ask(text: str) -> None:
         try:
-            results[text] = sup.punctuate(text)
+            results[text] = Flows(sup).punctuate(text)
         except SupervisorError as exc:
             results[text] = exc
     running = threading.Thread(target=ask, args=("一",))
@@ -245,34 +247,34 @@ def test_unload_answers_queued_requests_and_lets_the_running_one_finish(arbiter,
 
 def test_streams_are_bounded_per_replica_and_a_new_replica_takes_more(arbiter, fake):
     sup = arbiter(server={"max_streams_per_replica": 2}, streaming_asr={"scale_up_after_ms": 10})
-    opened = [sup.open_stream(punctuate=False) for _ in range(2)]
+    opened = [Flows(sup).open_stream(punctuate=False) for _ in range(2)]
     with pytest.raises(SupervisorError) as refused:
-        sup.open_stream(punctuate=False)
+        Flows(sup).open_stream(punctuate=False)
     assert refused.value.code == "OVERLOADED" and "max_streams_per_replica=2" in refused.value.details
-    sup.abort(opened[0].stream_id)
-    assert sup.open_stream(punctuate=False).stream_id  # room again
+    Flows(sup).abort(opened[0].stream_id)
+    assert Flows(sup).open_stream(punctuate=False).stream_id  # room again
     scaled = arbiter(server={"max_streams_per_replica": 2}, streaming_asr={"scale_up_after_ms": 10,
                                                                           "max_replicas": 2})
     for _ in range(4):  # the third waits for a second replica instead of being refused
-        scaled.open_stream(punctuate=False)
+        Flows(scaled).open_stream(punctuate=False)
     assert [r.open_streams for r in scaled.view("streaming_asr").replicas] == [2, 2]
 
 
 def test_a_stream_is_capped_at_max_stream_s_and_can_still_finish(arbiter, fake):
     sup = arbiter(server={"max_stream_s": 1.5})
-    stream_id = sup.open_stream(punctuate=False).stream_id
-    sup.feed(stream_id, PCM_SECOND)
+    stream_id = Flows(sup).open_stream(punctuate=False).stream_id
+    Flows(sup).feed(stream_id, PCM_SECOND)
     with pytest.raises(SupervisorError) as refused:
-        sup.feed(stream_id, PCM_SECOND)
+        Flows(sup).feed(stream_id, PCM_SECOND)
     assert refused.value.code == "PAYLOAD_TOO_LARGE" and "max_stream_s=1.5" in refused.value.details
-    assert sup.feed(stream_id, b"", is_final=True).partial_text == "[32000][0]"
+    assert Flows(sup).feed(stream_id, b"", is_final=True).partial_text == "[32000][0]"
 
 
 def test_a_refused_feed_does_not_keep_its_stream_from_expiring(arbiter, fake):
     sup = arbiter(server={"stream_expiry_s": 0.5}, streaming_asr={"max_queue": 1})
     fake.script("streaming_asr").reply_s = 0.3
-    streams = [sup.open_stream(punctuate=False).stream_id for _ in range(3)]
-    results = in_threads([lambda s=s: sup.feed(s, PCM_SECOND) for s in streams])
+    streams = [Flows(sup).open_stream(punctuate=False).stream_id for _ in range(3)]
+    results = in_threads([lambda s=s: Flows(sup).feed(s, PCM_SECOND) for s in streams])
     assert any(isinstance(r, SupervisorError) and r.code == "OVERLOADED" for r in results)
     wait_for(lambda: sup.view("streaming_asr").details.open_streams == 0, timeout=5)  # every one expires
 
@@ -280,32 +282,33 @@ def test_a_refused_feed_does_not_keep_its_stream_from_expiring(arbiter, fake):
 def test_a_sequence_is_found_by_its_client_id_restarts_and_is_lost_once(arbiter, fake):
     """Triton's sequence parameters on streams (the scripted fake appends `[bytes fed]` to a stream's text)."""
     sup = arbiter()
-    first, _ = sup.feed_sequence("7", PCM_SECOND, start=True, end=False)
+    first, _ = Flows(sup).feed_sequence("7", PCM_SECOND, start=True, end=False)
     assert first.partial_text == "[32000]"
-    assert sup.feed_sequence("7", PCM_SECOND, start=False, end=False)[0].partial_text == "[32000][32000]"
-    restarted, _ = sup.feed_sequence("7", PCM_SECOND, start=True, end=False)   # a new start: a fresh stream
+    assert Flows(sup).feed_sequence("7", PCM_SECOND, start=False, end=False)[0].partial_text == "[32000][32000]"
+    restarted, _ = Flows(sup).feed_sequence("7", PCM_SECOND, start=True, end=False)   # a new start: a fresh stream
     assert restarted.partial_text == "[32000]" and sup.view("streaming_asr").details.open_streams == 1
     with pytest.raises(SupervisorError) as other_model:   # the id is the client's per model
-        sup.feed_sequence("7", PCM_SECOND, start=False, end=False, model_id="vad")
+        Flows(sup).feed_sequence("7", PCM_SECOND, start=False, end=False, model_id="vad")
     assert other_model.value.message == "Sequence not started"
-    sup.feed_sequence("7", b"", start=False, end=True)
+    Flows(sup).feed_sequence("7", b"", start=False, end=True)
     with pytest.raises(SupervisorError) as ended:
-        sup.feed_sequence("7", PCM_SECOND, start=False, end=False)
+        Flows(sup).feed_sequence("7", PCM_SECOND, start=False, end=False)
     assert ended.value.code == "STREAM_NOT_FOUND" and "sequence_start=true" in ended.value.details
 
-    sup.feed_sequence("8", PCM_SECOND, start=True, end=False)
+    Flows(sup).feed_sequence("8", PCM_SECOND, start=True, end=False)
     fake.alive("streaming_asr")[0].die(-9)   # its process goes away: the sequence is lost, said once
     wait_for(lambda: sup.view("streaming_asr").status != "loaded" or sup.view("streaming_asr").restarts, 5)
     with pytest.raises(SupervisorError) as lost:
-        sup.feed_sequence("8", PCM_SECOND, start=False, end=False)
+        Flows(sup).feed_sequence("8", PCM_SECOND, start=False, end=False)
     assert lost.value.code == "STREAM_LOST"
     with pytest.raises(SupervisorError) as after:
-        sup.feed_sequence("8", PCM_SECOND, start=False, end=False)
+        Flows(sup).feed_sequence("8", PCM_SECOND, start=False, end=False)
     assert after.value.code == "STREAM_NOT_FOUND"
-    sup.feed_sequence("9", PCM_SECOND, start=True, end=False)
+    Flows(sup).feed_sequence("9", PCM_SECOND, start=True, end=False)
     fake.alive("streaming_asr")[0].die(-9)
     wait_for(lambda: not any(r.open_streams for r in sup.view("streaming_asr").replicas), 5)
-    assert sup.feed_sequence("9", PCM_SECOND, start=True, end=True)[0].partial_text  # a start after a loss: fresh
+    restarted_after_loss, _ = Flows(sup).feed_sequence("9", PCM_SECOND, start=True, end=True)
+    assert restarted_after_loss.partial_text  # a start after a loss: fresh
 
 
 def weights_file(tmp_path, mb: int) -> str:

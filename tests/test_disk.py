@@ -3,6 +3,8 @@ generation. Each fault is made for real (a truncated file, a 512 KB tmpfs, a sta
 
 from __future__ import annotations
 
+from flows.service import Flows
+
 import shutil
 import subprocess
 import sys
@@ -48,7 +50,7 @@ def test_a_damaged_generated_model_is_regenerated_once(own_cache, tmp_path):
     truncate(model_pt)
     sup.await_load(sup.request_load("punctuation"))
     assert sup.view("punctuation").status == "loaded" and model_pt.stat().st_size == size
-    assert sup.punctuate("你好").text
+    assert Flows(sup).punctuate("你好").text
 
 
 def test_a_damaged_model_directory_fails_naming_the_file(own_cache, tmp_path, generated):

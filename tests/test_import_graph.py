@@ -1,4 +1,4 @@
-"""The packages import one way: wire <- model_procs <- supervisor <- api <- cli.
+"""The packages import one way: wire <- model_procs <- supervisor <- flows <- api <- cli.
 
 Read from the source with `ast`, function-level imports included, so a lazy import against the graph fails too.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-ORDER = ["wire", "model_procs", "supervisor", "api", "cli"]   # each may import those before it, never after
+ORDER = ["wire", "model_procs", "supervisor", "flows", "api", "cli"]   # each may import those before it, never after
 OURS = set(ORDER) | {"scripts", "tests"}
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from flows.service import Flows
+
 import falcon.testing
 import pytest
 
@@ -199,9 +201,9 @@ def test_asr_answers_keep_their_text_when_punctuation_is_unavailable(make_superv
 def test_finished_streams_give_their_memory_back_to_the_model_process(sup):
     def streams(count: int) -> None:
         for _ in range(count):
-            stream_id = sup.open_stream(punctuate=False).stream_id
-            sup.feed(stream_id, speechlike_pcm(1.2))
-            sup.feed(stream_id, b"", is_final=True)
+            stream_id = Flows(sup).open_stream(punctuate=False).stream_id
+            Flows(sup).feed(stream_id, speechlike_pcm(1.2))
+            Flows(sup).feed(stream_id, b"", is_final=True)
     streams(20)  # warm-up: first-use allocations
     pid = sup.view("streaming_asr").pid
     before = private_dirty_mb(pid)

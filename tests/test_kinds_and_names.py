@@ -10,7 +10,7 @@ from supervisor.config import ConfigError, load_config
 from wire.errors import SupervisorError
 from supervisor.kinds import KINDS, SEED_MODELS
 from supervisor.registry import Registry, decode_model_config
-from supervisor.sentences import sentences
+from flows.sentences import sentences
 
 
 def config_of(tmp_path, text: str):

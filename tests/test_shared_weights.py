@@ -3,6 +3,8 @@ GPU memory is reported and returned where there is a GPU, and not reported where
 
 from __future__ import annotations
 
+from flows.service import Flows
+
 import os
 
 import falcon.testing
@@ -25,7 +27,7 @@ def test_replicas_of_a_full_size_model_share_one_mapped_copy(cache_dir, full_pun
     sup = start_supervisor(config, cache_dir)
     sup.await_load(sup.request_load("punctuation", timeout_s=120))
     wait_for(lambda: [r.state for r in sup.view("punctuation").replicas] == ["idle", "idle"], timeout=60)
-    assert sup.punctuate("今天天气很好我们一起去公园散步吧").text
+    assert Flows(sup).punctuate("今天天气很好我们一起去公园散步吧").text
     wait_for(lambda: all(r.memory_unique_mb > 0 for r in sup.view("punctuation").replicas), timeout=5)
     view = sup.view("punctuation")
     assert view.details.loader == "mapped" and view.details.weights_file == str(checkpoint)
@@ -55,7 +57,7 @@ def test_replicas_of_an_onnx_model_share_its_pre_packed_weights(cache_dir, full_
     sup.await_load(sup.request_load("punctuation", timeout_s=300))
     assert sup.view("punctuation").details.load_phases_ms.onnx_export_ms == 0
     wait_for(lambda: [r.state for r in sup.view("punctuation").replicas] == ["idle", "idle"], timeout=120)
-    assert sup.punctuate("今天天气很好我们一起去公园散步吧").text
+    assert Flows(sup).punctuate("今天天气很好我们一起去公园散步吧").text
     wait_for(lambda: all(r.memory_unique_mb > 0 for r in sup.view("punctuation").replicas), timeout=5)
     view = sup.view("punctuation")
     packed = [f for f in view.details.weights_files if f.endswith(".packed.onnx.data")]

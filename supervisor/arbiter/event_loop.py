@@ -30,7 +30,7 @@ from typing import Any, Callable
 import msgspec
 import zmq
 
-from supervisor.arbiter.loop import OnFailure, Timer
+from supervisor.arbiter.loop import OnFailure, Timer, resolve
 from wire import protocol
 
 log = logging.getLogger(__name__)
@@ -184,8 +184,7 @@ class EventLoop:
     def _settle_all(self) -> None:
         settle, self._to_settle = self._to_settle, []
         for future, result, error in settle:
-            if not future.done():
-                future.set_exception(error) if error is not None else future.set_result(result)
+            resolve(future, result, error)
 
     def _next_wait(self) -> float:
         while self._timers and self._timers[0][2].cancelled:

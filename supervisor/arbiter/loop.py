@@ -10,10 +10,19 @@ clock, so deadlines, backoff, idle and heartbeat rules can be tested without sle
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any, Callable, Protocol
 
 import msgspec
+
+
+def resolve(future: Future, result: Any = None, error: BaseException | None = None) -> None:
+    """Give a caller its answer, unless it stopped waiting: an asyncio caller cancelled (a WebSocket that closed)
+    cancels the Future, possibly while the loop sets it, and that is not an error."""
+    try:
+        future.set_exception(error) if error is not None else future.set_result(result)
+    except InvalidStateError:
+        pass
 
 
 class Timer:

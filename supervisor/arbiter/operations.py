@@ -14,6 +14,8 @@ from supervisor.arbiter.lifecycle import Lifecycle, job_error
 from supervisor.catalog import catalog_entry
 from supervisor.config import ServerSettings
 from supervisor.jobs import LoadGroup, LoadJob
+from supervisor.orders import (Abort, Feed, LiveSessions, OpenStream, Order, Punctuation, Recording, Refused,
+                               SequenceStream)
 from supervisor.registry import Registry
 from supervisor.replica import Model, Replica
 from supervisor.states import ModelStatus
@@ -132,6 +134,27 @@ class Operations:
             raise model_not_found(model_id, list(self.models))
         return model
 
+    def start(self, order: Order) -> Future | str | None:
+        """Start what an order asks: work that queues gives its Future; the rest is done at once."""
+        match order:
+            case Punctuation(model_id, text):
+                return self.punctuate(model_id, text)
+            case Recording(model_id, pcm, hotwords):
+                return self.recording(model_id, pcm, hotwords)
+            case OpenStream(model_id, punctuate, sequence_id):
+                return self.open_stream(model_id, punctuate, sequence_id)
+            case Feed(model_id, stream_id, pcm, is_final):
+                return self.feed(model_id, stream_id, pcm, is_final)
+            case SequenceStream(model_id, sequence_id):
+                return self.sequence_stream(model_id, sequence_id)
+            case Abort(model_id, stream_id):
+                return self.abort(model_id, stream_id)
+            case LiveSessions(model_ids, change):
+                return self.live_sessions(model_ids, change)
+            case Refused(model_id):
+                return self.record_refused(model_id)
+        raise TypeError(f"not an order: {order!r}")
+
     def _queue(self, model_id: str, work: Work) -> Future:
         model = self.model(model_id)
         try:
@@ -200,6 +223,5 @@ class Operations:
         self.board.changed()
 
     def record_refused(self, model_id: str) -> None:
-        """A request refused before it reached the queue (bad input) still counts against the success rate."""
         self.model(model_id).usage.record("invalid", 0.0)
         self.board.changed()

@@ -1,5 +1,5 @@
 """Sentences with times, as FunASR's `sentence_info`: an offline ASR model's timed tokens, split where the
-punctuation model put a mark. Pure functions: the supervisor runs them on answers, never on the arbiter."""
+punctuation model put a mark. Pure functions over answers, run by the flows."""
 
 from __future__ import annotations
 
