@@ -1,31 +1,19 @@
-"""`create_app(supervisor)`: the Falcon WSGI app, with dependencies injected and one error envelope."""
+"""`create_app(supervisor)`: the Falcon WSGI app, its routes made from the one route table (`api/routes.py`), each
+protocol's errors in its own shape."""
 
 from __future__ import annotations
-
-from importlib.metadata import version
 
 import falcon
 import falcon.media
 from falcon.media.multipart import MultipartFormHandler, MultipartParseOptions
 
-from api.auth import ApiKeyMiddleware, server_keys
-from api.gate import ThreadGate
-from api.observability import MetricsResource, ModelReadyResource, ReadyResource, RequestLogMiddleware
-from api.oip import (InferResource, ModelConfigResource, ModelMetadataResource,
-                     ModelReadyResource as V2ModelReadyResource,
-                     RepositoryIndexResource, RepositoryLoadResource, RepositoryUnloadResource, ServerLiveResource,
-                     ServerMetadataResource, ServerReadyResource)
-from api.openai_audio import ModelsResource, TranscriptionsResource, TranslationsResource
-from api.openapi import OpenApiResource
-from api.errors import handle_supervisor_error, handle_unexpected, serialize_falcon_error
-from api.media import MsgspecJSONHandler
-from api.inference import (PunctuationResource, StreamFeedResource, StreamResource, StreamsResource,
-                           TranscribeResource, VadResource)
-from api.resources import (HealthResource, LoadStatusResource, ModelInfoResource, ModelLoadResource,
-                           ModelUnloadResource, RegistryResource)
+from api.common.auth import ApiKeyMiddleware, server_keys
+from api.common.deps import Deps
+from api.common.errors import ErrorAnswers
+from api.common.media import MsgspecJSONHandler
+from api.common.observability import RequestLogMiddleware
+from api.routes import ADAPTERS
 from flows.ports import SupervisorAPI
-from wire.errors import SupervisorError
-from supervisor.kinds import KINDS
 
 
 class App(falcon.App):
@@ -40,70 +28,20 @@ class App(falcon.App):
 def create_app(supervisor: SupervisorAPI, api_key: str | None = None) -> falcon.App:
     """`api_key` (the CLI's --api-key) is an admin key, beside [server] api_keys; with no key at all, none is
     asked for."""
-    settings = supervisor.settings
-    keys = server_keys(settings.api_keys, api_key)
-    middleware = [RequestLogMiddleware(), *([ApiKeyMiddleware(keys)] if keys else [])]
-    gate = ThreadGate(settings.http_threads - settings.control_threads)
-    app = App(middleware=middleware)
+    deps = Deps(supervisor)
+    keys = server_keys(deps.settings.api_keys, api_key)
+    app = App(middleware=[RequestLogMiddleware(), *([ApiKeyMiddleware(keys)] if keys else [])])
     json_handler = MsgspecJSONHandler()
     multipart = MultipartParseOptions()
-    multipart.max_body_part_buffer_size = int(settings.max_audio_mb * 1024 * 1024)  # Falcon's default: 1 MiB
+    multipart.max_body_part_buffer_size = deps.limits.audio_bytes  # Falcon's default: 1 MiB
     app.req_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler,
                                                             falcon.MEDIA_MULTIPART: MultipartFormHandler(multipart)})
     app.resp_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler})
     app.req_options.strip_url_path_trailing_slash = True
 
-    app.add_route("/healthz", HealthResource(supervisor))
-    app.add_route("/readyz", ReadyResource(supervisor))
-    app.add_route("/metrics", MetricsResource(supervisor))
-    app.add_route("/openapi.json", OpenApiResource(version("funasr-supervisor"), tuple(supervisor.snapshot.models)))
-    app.add_route("/model/{model_type}/ready", ModelReadyResource(supervisor))
-    app.add_route("/model/info", ModelInfoResource(supervisor))
-    app.add_route("/model/load", ModelLoadResource(supervisor, gate))
-    app.add_route("/model/load/{load_id}", LoadStatusResource(supervisor))
-    app.add_route("/model/unload/{model_type}", ModelUnloadResource(supervisor, gate))
-    app.add_route("/model/registry/{model_type}", RegistryResource(supervisor))
-    for path, resource in kind_routes(supervisor, gate).items():
-        app.add_route(path, resource)
-    add_open_inference_routes(app, supervisor, gate)
-    app.add_route("/v1/audio/transcriptions", TranscriptionsResource(supervisor, gate))
-    app.add_route("/v1/audio/translations", TranslationsResource())
-    app.add_route("/v1/models", ModelsResource(supervisor))
-
-    app.add_error_handler(Exception, handle_unexpected)
-    app.add_error_handler(SupervisorError, handle_supervisor_error)
-    app.set_error_serializer(serialize_falcon_error)
+    deps.adapters = ADAPTERS
+    for adapter in ADAPTERS:
+        for route in adapter.routes:
+            app.add_route(route.path, route.make(deps))
+    ErrorAnswers([adapter.errors for adapter in ADAPTERS]).install(app)
     return app
-
-
-def kind_routes(supervisor: SupervisorAPI, gate: ThreadGate) -> dict[str, object]:
-    """Each kind's routes, from what it answers and whether it streams (`supervisor.kinds`); kinds that share a
-    route (both ASR kinds transcribe at /asr/transcribe) share its resource, which picks the model."""
-    answers = {"text": ("", PunctuationResource), "transcript": ("/transcribe", TranscribeResource),
-               "segments": ("", VadResource)}
-    routes: dict[str, object] = {}
-    for kind in KINDS.values():
-        suffix, resource = answers[kind.answers]
-        routes.setdefault(kind.route + suffix, resource(supervisor, gate))
-        if kind.streams:
-            streams = f"{kind.route}/streams"
-            routes[streams] = StreamsResource(supervisor, gate, kind)
-            routes[f"{streams}/{{stream_id}}"] = StreamResource(supervisor, kind)
-            routes[f"{streams}/{{stream_id}}/audio"] = StreamFeedResource(supervisor, gate, kind)
-            routes[f"{streams}/{{stream_id}}/finish"] = StreamFeedResource(supervisor, gate, kind, True)
-    return routes
-
-
-def add_open_inference_routes(app: falcon.App, supervisor: SupervisorAPI, gate: ThreadGate) -> None:
-    """KServe v2 / Triton: server and model metadata, health, infer, and the model repository."""
-    app.add_route("/v2", ServerMetadataResource())
-    app.add_route("/v2/health/live", ServerLiveResource(supervisor))
-    app.add_route("/v2/health/ready", ServerReadyResource(supervisor))
-    for model in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
-        app.add_route(model, ModelMetadataResource(supervisor))
-        app.add_route(f"{model}/ready", V2ModelReadyResource(supervisor))
-        app.add_route(f"{model}/config", ModelConfigResource(supervisor))
-        app.add_route(f"{model}/infer", InferResource(supervisor, gate))
-    app.add_route("/v2/repository/index", RepositoryIndexResource(supervisor))
-    app.add_route("/v2/repository/models/{model_name}/load", RepositoryLoadResource(supervisor, gate))
-    app.add_route("/v2/repository/models/{model_name}/unload", RepositoryUnloadResource(supervisor, gate))

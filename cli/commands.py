@@ -8,7 +8,7 @@ import time
 
 import msgspec
 
-from api.client import ApiError, ModelManagerClient
+from api.seed.client import ApiError, ModelManagerClient
 from wire.views import JobView
 
 

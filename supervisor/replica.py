@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 from wire.protocol import LoadTimings
 from supervisor.catalog import CatalogEntry
 from wire.model_config import ModelConfig
-from supervisor.arbiter.loop import Timer
+from supervisor.timer import Timer
 from supervisor.jobs import LoadJob
 from supervisor.spawner import Child, describe_exit
 from supervisor.states import ModelStatus, check_transition

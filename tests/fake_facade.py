@@ -124,6 +124,15 @@ class FakeSupervisor:
                           models_remaining=[m for m, model in self.models.items()
                                             if model.status is ModelStatus.LOADED], was_loaded=was_loaded)
 
+    def register(self, name: str, config_json: str | bytes) -> bool:
+        """Refused: the registry's rules are the real one's, tested where they live."""
+        self._called("register")
+        raise SupervisorError("CONFLICT", "Not on the fake", "the fake facade keeps its demo models")
+
+    def forget(self, name: str) -> None:
+        self._called("forget")
+        raise SupervisorError("CONFLICT", "Not on the fake", "the fake facade keeps its demo models")
+
     def where(self) -> str:
         return "(fake: no arbiter)"
 

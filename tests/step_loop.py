@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 import msgspec
 
-from supervisor.arbiter.loop import OnFailure, Timer, resolve
+from supervisor.arbiter.loop import OnFailure, resolve
+from supervisor.timer import Timer
 from wire.protocol import LoadTimings, Ready, WorkerSpec
 
 _fds = itertools.count(100000)

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from api.app import create_app
-from api.errors import HTTP_STATUS
+from api.common.errors import HTTP_STATUS
 from tests.fake_facade import FakeSupervisor
 from wire.errors import SupervisorError
 

@@ -11,7 +11,7 @@ import wave
 
 import pytest
 
-from api.decode import decode_audio
+from api.common.decode import decode_audio
 from scripts.recordings import reencoded
 from wire.errors import SupervisorError
 
@@ -102,7 +102,7 @@ def test_decompression_bombs_at_once_hold_no_more_than_max_decodes_of_audio(monk
     import threading
     import tracemalloc
 
-    from api import decode
+    from api.common import decode
 
     silence = b"\0\0" * 16000 * 600
     bomb = reencoded(wav_of(silence), "flac", "flac", 16000, "mono")

@@ -7,7 +7,9 @@ from __future__ import annotations
 import falcon.testing
 import pytest
 
-from api.app import create_app, kind_routes
+from api.app import create_app
+from api.oip.signatures import SIGNATURES
+from api.seed.routes import KIND_ROUTES, kind_routes
 from scripts.recordings import VAD_EXAMPLE_SEGMENTS, example, pcm_of
 from supervisor.config import load_config, with_defaults, with_models
 from wire.model_config import ModelConfig
@@ -93,17 +95,16 @@ def test_a_wrong_kind_or_an_unknown_model_is_a_clear_error(client):
 
 def test_every_kind_has_its_routes_oip_metadata_and_openapi_entries(client, five):
     paths = client.simulate_get("/openapi.json").json["paths"]
-    routes = kind_routes(five, None)
     for kind in KINDS.values():
-        mine = [p for p in routes if p.startswith(kind.route)]
+        mine = [route.path for route in kind_routes(kind, KIND_ROUTES[kind.name])]
         assert mine and all(p in paths for p in mine), (kind.name, mine)
         if kind.streams:
-            assert f"{kind.route}/streams/{{stream_id}}/audio" in mine
+            assert f"{KIND_ROUTES[kind.name]}/streams/{{stream_id}}/audio" in mine
     for name, view in info(client).items():
         meta = client.simulate_get(f"/v2/models/{name}").json
         kind = KINDS[view["kind"]]
-        assert [i["name"] for i in meta["inputs"]] == [t.name for t in kind.inputs]
-        assert [o["name"] for o in meta["outputs"]] == [t.name for t in kind.outputs]
+        assert [i["name"] for i in meta["inputs"]] == [t.name for t in SIGNATURES[kind.name].inputs]
+        assert [o["name"] for o in meta["outputs"]] == [t.name for t in SIGNATURES[kind.name].outputs]
     assert {m["name"] for m in client.simulate_post("/v2/repository/index").json} == set(FIVE)
     assert paths["/v2/models/{model_name}"]["get"]["parameters"][0]["schema"]["enum"] == FIVE
     metrics = client.simulate_get("/metrics").text

@@ -18,7 +18,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from api.errors import HTTP_STATUS
+from api.common.errors import HTTP_STATUS
 from model_procs.wheels import WheelSource
 from scripts.recordings import EXAMPLES
 from supervisor.kinds import VAD_WHEEL

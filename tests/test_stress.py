@@ -14,7 +14,7 @@ from multiprocess import forkserver
 from waitress import create_server
 
 from api.app import create_app
-from api.errors import HTTP_STATUS
+from api.common.errors import HTTP_STATUS
 from tests.helpers import alive, descendants, free_port, speechlike_pcm, wait_for
 
 pytestmark = pytest.mark.long_running

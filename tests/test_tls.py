@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from api.tls import TlsUnusable, server_context
+from api.common.tls import TlsUnusable, server_context
 from scripts.recordings import example
 from tests.helpers import DEMO_TABLES, configured_server, unload_everything
 from tests.test_funasr_ws import FC_STREAM, FUNASR_CLIENT, client_path

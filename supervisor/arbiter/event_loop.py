@@ -30,7 +30,8 @@ from typing import Any, Callable
 import msgspec
 import zmq
 
-from supervisor.arbiter.loop import OnFailure, Timer, resolve
+from supervisor.arbiter.loop import OnFailure, resolve
+from supervisor.timer import Timer
 from wire import protocol
 
 log = logging.getLogger(__name__)

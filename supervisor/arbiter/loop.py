@@ -15,6 +15,8 @@ from typing import Any, Callable, Protocol
 
 import msgspec
 
+from supervisor.timer import Timer
+
 
 def resolve(future: Future, result: Any = None, error: BaseException | None = None) -> None:
     """Give a caller its answer, unless it stopped waiting: an asyncio caller cancelled (a WebSocket that closed)
@@ -23,18 +25,6 @@ def resolve(future: Future, result: Any = None, error: BaseException | None = No
         future.set_exception(error) if error is not None else future.set_result(result)
     except InvalidStateError:
         pass
-
-
-class Timer:
-    """A handle to cancel a `call_later`."""
-
-    __slots__ = ("cancelled",)
-
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 class Loop(Protocol):

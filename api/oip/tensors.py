@@ -17,8 +17,8 @@ from typing import Any
 import falcon
 import msgspec
 
-from api.audio import read_limited
-from api.oip_bodies import InferRequest, RequestInput
+from api.common.audio import read_limited
+from api.oip.bodies import InferRequest, RequestInput
 from wire.errors import SupervisorError, shown
 
 HEADER_LENGTH = "Inference-Header-Content-Length"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator
 
-from api.decode import LiveAudio
-from supervisor.config import ServerSettings
+from api.common.decode import LiveAudio
+from api.common.deps import Deps
 from wire.errors import SupervisorError
 from flows.live import LiveSession, SegmentClosed, SegmentText
 
@@ -24,8 +24,8 @@ CLOSE_CODES = {"INVALID_REQUEST": CLOSE_UNSUPPORTED, "MODEL_NOT_FOUND": CLOSE_UN
 
 
 class LivePump:
-    def __init__(self, ws, settings: ServerSettings) -> None:
-        self.ws, self.settings = ws, settings
+    def __init__(self, ws, deps: Deps) -> None:
+        self.ws, self.flows, self.settings, self.limits = ws, deps.flows, deps.settings, deps.limits
         self.todo: asyncio.Queue = asyncio.Queue()
         self.finals: asyncio.Queue = asyncio.Queue()
         self.live: LiveSession | None = None       # the session audio goes to now
@@ -46,7 +46,6 @@ class LivePump:
 
     async def messages(self) -> AsyncIterator[str | bytes]:
         """The client's messages; an idle client or an oversize message ends the connection with an error."""
-        limit = int(self.settings.ws_max_frame_mb * 1024 * 1024)
         while True:
             try:
                 message = await asyncio.wait_for(self.ws.recv(), self.settings.ws_idle_s)
@@ -55,7 +54,7 @@ class LivePump:
                     continue
                 await self.idle()
                 return
-            if len(message) > limit:
+            if len(message) > self.limits.frame_bytes:
                 await self.fail(SupervisorError("PAYLOAD_TOO_LARGE", "Message too large",
                                                 f"a message is limited to ws_max_frame_mb="
                                                 f"{self.settings.ws_max_frame_mb:g} MiB ([server] in the config)"),

@@ -26,11 +26,10 @@ import logging
 
 import msgspec
 
-from api.decode import LiveAudio, decode_audio
-from api.live_pump import CLOSE_IDLE, CLOSE_UNSUPPORTED, LivePump
-from api.openai_formats import best_text
-from supervisor.config import ServerSettings
-from flows.service import Flows
+from api.common.decode import LiveAudio, decode_audio
+from api.common.live_pump import CLOSE_IDLE, CLOSE_UNSUPPORTED, LivePump
+from api.common.replies import best_text
+from api.common.deps import Deps
 from wire.errors import SupervisorError
 from flows.live import LiveOptions, LiveSession, PartialText, SegmentClosed, SegmentText
 from flows.sentences import MARKS
@@ -159,9 +158,8 @@ def stamp_sents(text: SegmentText) -> list[StampSent]:
 class FunasrSession(LivePump):
     """One connection: sessions one after another, each ended by `is_speaking: false`."""
 
-    def __init__(self, ws, flows: Flows, settings: ServerSettings) -> None:
-        super().__init__(ws, settings)
-        self.flows = flows
+    def __init__(self, ws, deps: Deps) -> None:
+        super().__init__(ws, deps)
         self.session = SessionSettings()
         self.audio: LiveAudio | None = None
         self.file: bytearray | None = None    # a named file format, kept whole until the end
@@ -196,7 +194,7 @@ class FunasrSession(LivePump):
         if not self.started:
             self.start(riff=data[:4] == b"RIFF")
         if self.file is not None:
-            if len(self.file) + len(data) > self.settings.max_audio_mb * 1024 * 1024:
+            if len(self.file) + len(data) > self.limits.audio_bytes:
                 raise SupervisorError("PAYLOAD_TOO_LARGE", "Audio file too large",
                                       f"a file is limited to max_audio_mb={self.settings.max_audio_mb:g}")
             self.file += data
@@ -221,8 +219,7 @@ class FunasrSession(LivePump):
                                    is_final=True, is_end=self.session.is_end))
             return
         if self.file is not None:
-            pcm = await asyncio.to_thread(decode_audio, bytes(self.file), self.settings.max_audio_s,
-                                         self.settings.max_decodes)
+            pcm = await asyncio.to_thread(decode_audio, bytes(self.file), self.limits.audio_s, self.limits.decodes)
             self.file = None
             await self.heard(await self.live.push(pcm))
         else:

@@ -8,7 +8,7 @@ import falcon
 import falcon.media
 import msgspec
 
-from api.audio import read_limited
+from api.common.audio import read_limited
 from wire.errors import SupervisorError
 
 T = TypeVar("T")

@@ -7,8 +7,8 @@ import msgspec
 
 from wire.bodies import (HealthResponse, InfoRequest, InfoResponse, JobResponse, LoadAccepted, LoadCompleted,
                          LoadRequest, RegistryResponse, UnloadResponse, answer)
-from api.gate import ThreadGate
-from api.media import MAX_JSON_BYTES, read_body, read_limited
+from api.common.gate import ThreadGate
+from api.common.media import MAX_JSON_BYTES, read_body, read_limited
 from flows.ports import SupervisorAPI
 from supervisor.core import LoadTicket
 from supervisor.jobs import utc_now

@@ -16,11 +16,12 @@ from typing import Any, Callable
 
 import msgspec
 
-from api.decode import decode_audio
-from api.oip_bodies import Parameters
-from api.oip_tensors import Tensor, invalid
-from flows.service import Flows
+from api.common.decode import decode_audio
+from api.oip.bodies import Parameters
+from api.oip.tensors import Tensor, invalid
+from api.common.deps import ModelWork
 from wire.errors import SupervisorError, shown
+from api.oip.signatures import SIGNATURES
 from supervisor.kinds import Kind
 
 MAX_TEXTS = 64
@@ -39,7 +40,7 @@ class Outcome(msgspec.Struct, frozen=True):
     model_ms: float
 
 
-Runner = Callable[[Flows, str, Tensor, Parameters, set[str]], Outcome]  # (.., model name, input, ..)
+Runner = Callable[[ModelWork, str, Tensor, Parameters, set[str]], Outcome]  # (.., model name, input, ..)
 
 
 class Sequence(msgspec.Struct, frozen=True):
@@ -71,22 +72,22 @@ def within(size: int, limit: int, what: str, setting: str) -> None:
                               f"{what} is limited to {limit} bytes by [server] {setting} in the config")
 
 
-def audio(flows: Flows, tensor: Tensor) -> bytes:
+def audio(work: ModelWork, tensor: Tensor) -> bytes:
     if tensor.datatype == "INT16":
         pcm = tensor.int16_bytes()
     elif tensor.datatype == "BYTES":
         files = tensor.byte_strings()
         if len(files) != 1:
             raise invalid("One recording per request", f"'audio' holds {len(files)} WAV files; send one")
-        pcm = decode_audio(files[0], flows.sup.settings.max_audio_s, flows.sup.settings.max_decodes)
+        pcm = decode_audio(files[0], work.limits.audio_s, work.limits.decodes)
     else:
         raise invalid("Unsupported audio datatype", f"'audio' must be INT16 (16 kHz mono PCM samples) or BYTES "
                       f"[1] (an audio file: WAV, FLAC, MP3, OGG, WebM, M4A), got {tensor.datatype}")
-    within(len(pcm), int(flows.sup.settings.max_audio_mb * 1024 * 1024), "Audio", "max_audio_mb")
+    within(len(pcm), work.limits.audio_bytes, "Audio", "max_audio_mb")
     return pcm
 
 
-def punctuation(flows: Flows, model: str, tensor: Tensor, parameters: Parameters,
+def punctuation(work: ModelWork, model: str, tensor: Tensor, parameters: Parameters,
                 wanted: set[str]) -> Outcome:
     if tensor.datatype != "BYTES":
         raise invalid("Unsupported text datatype", f"'text' must be BYTES (UTF-8), got {tensor.datatype}")
@@ -94,23 +95,23 @@ def punctuation(flows: Flows, model: str, tensor: Tensor, parameters: Parameters
     if len(texts) > MAX_TEXTS:
         raise invalid("Too many texts", f"{len(texts)} texts in one request; send at most {MAX_TEXTS}")
     for text in texts:
-        within(len(text), int(flows.sup.settings.max_text_kb * 1024), "Text", "max_text_kb")
+        within(len(text), work.limits.text_bytes, "Text", "max_text_kb")
     try:
-        results = [flows.punctuate(text.decode(), model) for text in texts]
+        results = [work.flows.punctuate(text.decode(), model) for text in texts]
     except UnicodeDecodeError as exc:
         raise invalid("Text is not UTF-8", str(exc)) from None
     return Outcome([Output("text", "BYTES", tensor.shape, [r.text for r in results])],
                    any(r.cold_start for r in results), sum(r.model_ms for r in results))
 
 
-def speech_to_text(flows: Flows, model: str, tensor: Tensor, parameters: Parameters,
+def speech_to_text(work: ModelWork, model: str, tensor: Tensor, parameters: Parameters,
                    wanted: set[str]) -> Outcome:
-    pcm, sequence = audio(flows, tensor), Sequence.of(parameters)
+    pcm, sequence = audio(work, tensor), Sequence.of(parameters)
     punctuate = flag(parameters, "punctuate", "punctuated_text" in wanted)
     stamps = None
     if sequence is not None:
-        kind = flows.sup.view(model).kind
-        piece, cold_start = flows.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
+        kind = work.supervisor.view(model).kind
+        piece, cold_start = work.flows.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
                                                      model, punctuate, kind)
         text, punctuated, model_ms = piece.partial_text, piece.punctuated_text, piece.model_ms
     else:
@@ -118,7 +119,7 @@ def speech_to_text(flows: Flows, model: str, tensor: Tensor, parameters: Paramet
         hotwords = parameters.get("hotwords", "")
         if not isinstance(hotwords, str):
             raise invalid("Bad parameter 'hotwords'", "'hotwords' must be a string of space-separated words")
-        whole = flows.transcribe(pcm, punctuate, vad, model, hotwords)
+        whole = work.flows.transcribe(pcm, punctuate, vad, model, hotwords)
         text, punctuated, cold_start, model_ms = whole.text, whole.punctuated_text, whole.cold_start, whole.model_ms
         stamps = whole.timestamp
     outputs = [Output("text", "BYTES", [1], [text])]
@@ -129,15 +130,15 @@ def speech_to_text(flows: Flows, model: str, tensor: Tensor, parameters: Paramet
     return Outcome(outputs, cold_start, model_ms)
 
 
-def speech_segments(flows: Flows, model: str, tensor: Tensor, parameters: Parameters,
+def speech_segments(work: ModelWork, model: str, tensor: Tensor, parameters: Parameters,
                     wanted: set[str]) -> Outcome:
-    pcm, sequence = audio(flows, tensor), Sequence.of(parameters)
+    pcm, sequence = audio(work, tensor), Sequence.of(parameters)
     if sequence is not None:
-        piece, cold_start = flows.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
+        piece, cold_start = work.flows.feed_sequence(sequence.sequence_id, pcm, sequence.start, sequence.end,
                                                      model, kind="vad")
         segments, model_ms = piece.segments, piece.model_ms
     else:
-        found = flows.detect_speech(pcm, model)
+        found = work.flows.detect_speech(pcm, model)
         segments, cold_start, model_ms = found.segments, found.cold_start, found.model_ms
     return Outcome([Output("segments", "INT32", [len(segments), 2], [t for pair in segments for t in pair])],
                    cold_start, model_ms)
@@ -147,7 +148,7 @@ RUNNERS: dict[str, Runner] = {"text": punctuation, "transcript": speech_to_text,
 
 
 def only_input(kind: Kind, model_id: str, given: list[Tensor]) -> Tensor:
-    expected = kind.inputs[0].name
+    expected = SIGNATURES[kind.name].inputs[0].name
     if len(given) != 1 or given[0].name != expected:
         raise SupervisorError("INVALID_REQUEST", "Wrong inputs",
                               f"{model_id} takes one input, '{expected}'; got "

@@ -18,14 +18,13 @@ import uuid
 
 import msgspec
 
-from api import realtime_events as ev
-from api.decode import LiveAudio
-from api.errors import HTTP_STATUS
-from api.live_pump import LivePump
-from api.openai_audio import DEFAULT_MODELS
-from api.openai_formats import best_text
-from supervisor.config import ServerSettings
-from flows.service import Flows
+from api.openai import realtime_events as ev
+from api.common.decode import LiveAudio
+from api.common.errors import HTTP_STATUS
+from api.common.live_pump import LivePump
+from api.openai.audio import DEFAULT_MODELS
+from api.common.replies import best_text
+from api.common.deps import Deps
 from wire.errors import SupervisorError
 from flows.live import (LiveOptions, LiveSession, PartialText, SegmentClosed, SegmentText, SpeechStarted,
                              stage_models)
@@ -44,9 +43,8 @@ def wire_error(exc: SupervisorError, event_id: str | None = None) -> ev.ErrorDet
 
 
 class RealtimeTranscription(LivePump):
-    def __init__(self, ws, flows: Flows, settings: ServerSettings, model: str | None) -> None:
-        super().__init__(ws, settings)
-        self.flows = flows
+    def __init__(self, ws, deps: Deps, model: str | None) -> None:
+        super().__init__(ws, deps)
         self.beta = False
         self.session = ev.Session(audio=ev.Audio(input=ev.AudioInput(
             format=ev.AudioFormat(), transcription=ev.Transcription(model=model), turn_detection=ev.TurnDetection())))

@@ -4,48 +4,15 @@ from __future__ import annotations
 
 import falcon
 
-from api.audio import read_pcm
+from api.common.audio import read_pcm
 from wire.bodies import (PunctuateRequest, PunctuateResponse, StreamClosedResponse, StreamOpenRequest,
                          StreamOpenResponse, StreamTextResponse, TranscribeResponse, VadResponse, VadStreamResponse,
                          answer)
-from api.gate import ThreadGate
-from api.media import read_body
-from flows.ports import SupervisorAPI
-from flows.service import Flows
+from api.common.deps import Deps, ModelWork
+from api.common.replies import mark_cold_start, model_param, server_timing
+from api.common.media import read_body
 from supervisor.kinds import Kind
 from wire.views import StreamText
-
-
-def mark_cold_start(resp: falcon.Response, cold_start: bool) -> None:
-    if cold_start:
-        resp.set_header("X-Cold-Start", "1")
-
-
-def server_timing(resp: falcon.Response, model_ms: float) -> None:
-    """W3C Server-Timing: the time spent inside the model, so a client can tell it from transport cost."""
-    resp.set_header("Server-Timing", f"model;dur={model_ms:.3f}")
-
-
-class Limits:
-    def __init__(self, supervisor: SupervisorAPI) -> None:
-        settings = supervisor.settings
-        self.audio_bytes = int(settings.max_audio_mb * 1024 * 1024)
-        self.audio_s = settings.max_audio_s
-        self.decodes = settings.max_decodes
-        self.text_bytes = int(settings.max_text_kb * 1024)
-
-
-def model_param(req: falcon.Request) -> str | None:
-    """`?model=<name>`: which model of the route's kind; absent, the kind's default model."""
-    return req.get_param("model") or None
-
-
-class ModelWork:
-    """A resource whose calls hold their thread while a model works: admitted through the thread gate."""
-
-    def __init__(self, supervisor: SupervisorAPI, gate: ThreadGate) -> None:
-        self.supervisor, self.gate, self.limits = supervisor, gate, Limits(supervisor)
-        self.flows = Flows(supervisor)
 
 
 class PunctuationResource(ModelWork):
@@ -64,8 +31,8 @@ class PunctuationResource(ModelWork):
 class StreamsResource(ModelWork):
     """Open a stream of a model of `kind` (text streams take `{"punctuate": true}`; VAD streams no body)."""
 
-    def __init__(self, supervisor: SupervisorAPI, gate: ThreadGate, kind: Kind) -> None:
-        super().__init__(supervisor, gate)
+    def __init__(self, deps: Deps, kind: Kind) -> None:
+        super().__init__(deps)
         self.kind = kind
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -92,8 +59,8 @@ def stream_segments(stream_id: str, result: StreamText) -> VadStreamResponse:
 class StreamFeedResource(ModelWork):
     """Audio for a stream (`finish`: its end). The answer is text for ASR streams, segments for VAD ones."""
 
-    def __init__(self, supervisor: SupervisorAPI, gate: ThreadGate, kind: Kind, finish: bool = False) -> None:
-        super().__init__(supervisor, gate)
+    def __init__(self, deps: Deps, kind: Kind, finish: bool = False) -> None:
+        super().__init__(deps)
         self.kind, self.finish = kind, finish
         self.answer = stream_segments if kind.answers == "segments" else stream_text
 
@@ -109,8 +76,8 @@ class StreamFeedResource(ModelWork):
 
 
 class StreamResource:
-    def __init__(self, supervisor: SupervisorAPI, kind: Kind) -> None:
-        self.flows, self.kind = Flows(supervisor), kind
+    def __init__(self, deps: Deps, kind: Kind) -> None:
+        self.flows, self.kind = deps.flows, kind
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, stream_id: str) -> None:
         self.flows.abort(stream_id, model_param(req), kind=self.kind.name)

@@ -11,6 +11,7 @@ import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from wire.bodies import ModelReadyResponse, ReadyResponse
+from api.common.readiness import check_ready
 from flows.ports import SupervisorAPI
 from wire.errors import SupervisorError, shown
 
@@ -41,10 +42,7 @@ class ReadyResource:
         self.supervisor = supervisor
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        missing = self.supervisor.missing_required()
-        if missing:
-            raise SupervisorError("MODEL_NOT_READY", "Required models are not loaded",
-                                  f"waiting for: {', '.join(missing)}", missing_models=missing, retry_after_s=5)
+        check_ready(self.supervisor, "Required models are not loaded")
         resp.media = ReadyResponse(success=True, ready=True)
 
 

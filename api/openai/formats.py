@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
+from api.common.replies import best_text
 from wire.views import Transcript, TranscriptSegment
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
@@ -79,10 +80,6 @@ class ModelCard(msgspec.Struct, frozen=True):
 class ModelList(msgspec.Struct, frozen=True):
     data: list[ModelCard]
     object: str = "list"
-
-
-def best_text(text: str, punctuated: str | None) -> str:
-    return punctuated if punctuated is not None else text
 
 
 def seconds(ms: float) -> float:

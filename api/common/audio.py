@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from api.decode import decode_audio
+from api.common.decode import decode_audio
 from wire.errors import SupervisorError
 
 PCM_TYPES = {"audio/l16", "application/octet-stream"}
@@ -36,7 +36,7 @@ def unsupported(mime: str, accepted: set[str]) -> SupervisorError:
 def read_pcm(req: falcon.Request, limit: int, allow_wav: bool = False, max_audio_s: float = 0,
              max_decodes: int = 2) -> bytes:
     """Raw L16 PCM (`audio/L16; rate=16000` or octet-stream); with `allow_wav` (whole recordings) any audio
-    file as well (`audio/*`, `video/*` containers: decoded and resampled, `api.decode`), cut at `max_audio_s`."""
+    file as well (`audio/*`, `video/*` containers: decoded and resampled, `api.common.decode`), cut at `max_audio_s`."""
     mime, params = media_type(req)
     is_file = allow_wav and mime not in PCM_TYPES and mime.startswith(FILE_TYPES)
     if mime not in PCM_TYPES and not is_file:

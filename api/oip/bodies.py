@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from supervisor.kinds import TensorSpec
+from api.oip.signatures import TensorSpec
 
 Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16",
                    "FP32", "FP64", "BYTES", "BF16"]
@@ -44,7 +44,7 @@ class ModelMetadata(msgspec.Struct, frozen=True):
     name: str
     versions: list[str]
     platform: str
-    inputs: list[TensorSpec]    # each kind's own tensors (supervisor.kinds), shape -1: any size
+    inputs: list[TensorSpec]    # each kind's own tensors (api/oip/signatures.py), shape -1: any size
     outputs: list[TensorSpec]
 
 

@@ -11,18 +11,21 @@ from importlib.metadata import version
 import falcon
 import msgspec
 
-from api.gate import ThreadGate
-from api.inference import ModelWork, mark_cold_start, server_timing
-from api.media import MAX_JSON_BYTES, read_body
-from api.oip_bodies import (ConfigTensor, DynamicBatching, InferRequest, InferResponse, InstanceGroup, ModelMetadata,
+from api.common.gate import ThreadGate
+from api.common.deps import Deps, ModelWork
+from api.common.readiness import check_live, check_ready
+from api.common.replies import mark_cold_start, server_timing
+from api.common.media import MAX_JSON_BYTES, read_body
+from api.oip.bodies import (ConfigTensor, DynamicBatching, InferRequest, InferResponse, InstanceGroup, ModelMetadata,
                             ModelReady, OldestSequences, RepositoryIndexRequest, RepositoryLoaded, RepositoryModel,
                             RepositoryRequest, RepositoryUnloaded, ResponseOutput, SequenceBatching, ServerLive,
                             ServerMetadata, ServerReady, TritonModelConfig)
-from api.oip_models import RUNNERS, Output, only_input
-from api.oip_tensors import HEADER_LENGTH, bytes_element, int32_bytes, invalid, read_infer_request
+from api.oip.runners import RUNNERS, Output, only_input
+from api.oip.tensors import HEADER_LENGTH, bytes_element, int32_bytes, invalid, read_infer_request
 from flows.ports import SupervisorAPI
 from wire.errors import SupervisorError, shown
-from supervisor.kinds import KINDS, TensorSpec
+from api.oip.signatures import SIGNATURES, TensorSpec
+from supervisor.kinds import KINDS
 from wire.views import ModelView
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "sequence", "parameters"]
@@ -56,17 +59,13 @@ class ServerMetadataResource:
 
 class ServerLiveResource(V2):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if not self.supervisor.is_alive():
-            raise SupervisorError("INTERNAL", "Server is not live", "the supervisor loop stopped")
+        check_live(self.supervisor)
         resp.media = ServerLive(live=True)
 
 
 class ServerReadyResource(V2):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        missing = self.supervisor.missing_required()
-        if missing:
-            raise SupervisorError("MODEL_NOT_READY", "Server is not ready", f"waiting for: {', '.join(missing)}",
-                                  retry_after_s=5)
+        check_ready(self.supervisor, "Server is not ready")
         resp.media = ServerReady(ready=True)
 
 
@@ -75,7 +74,8 @@ class ModelMetadataResource(V2):
         view = self.model(model_name, model_version)
         kind = KINDS[view.kind]
         resp.media = ModelMetadata(name=view.model_id, versions=[view.version], platform=PLATFORM,
-                                   inputs=list(kind.inputs), outputs=list(kind.outputs))
+                                   inputs=list(SIGNATURES[kind.name].inputs),
+                                   outputs=list(SIGNATURES[kind.name].outputs))
 
 
 class ModelConfigResource(V2):
@@ -89,7 +89,8 @@ class ModelConfigResource(V2):
         streams = kind.streams
         resp.media = TritonModelConfig(
             name=view.model_id, platform=PLATFORM, backend=PLATFORM, max_batch_size=0,
-            input=[config_tensor(t) for t in kind.inputs], output=[config_tensor(t) for t in kind.outputs],
+            input=[config_tensor(t) for t in SIGNATURES[kind.name].inputs],
+            output=[config_tensor(t) for t in SIGNATURES[kind.name].outputs],
             instance_group=[InstanceGroup(count=config.max_replicas,
                                           kind="KIND_GPU" if config.device.startswith("cuda") else "KIND_CPU")],
             dynamic_batching=DynamicBatching([config.max_batch], delay_us) if batches and not streams else None,
@@ -112,9 +113,9 @@ class ModelReadyResource(V2):
 
 
 class InferResource(ModelWork):
-    def __init__(self, supervisor: SupervisorAPI, gate: ThreadGate) -> None:
-        super().__init__(supervisor, gate)
-        self.v2 = V2(supervisor)
+    def __init__(self, deps: Deps) -> None:
+        super().__init__(deps)
+        self.v2 = V2(deps.supervisor)
         self.limit = self.limits.audio_bytes + MAX_JSON_BYTES   # as the seed's routes (JSON samples: ~3x binary)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, model_name: str, model_version: str = "") -> None:
@@ -128,7 +129,7 @@ class InferResource(ModelWork):
         wanted = requested_outputs(view, request)
         tensor = only_input(kind, view.model_id, given)
         with self.gate.admit():
-            outcome = RUNNERS[kind.answers](self.flows, view.model_id, tensor, request.parameters, wanted)
+            outcome = RUNNERS[kind.answers](self, view.model_id, tensor, request.parameters, wanted)
         outputs = [o for o in outcome.outputs if not request.outputs or o.name in wanted]
         respond(resp, request, view, outputs)
         mark_cold_start(resp, outcome.cold_start)
@@ -136,7 +137,7 @@ class InferResource(ModelWork):
 
 
 def requested_outputs(view: ModelView, request: InferRequest) -> set[str]:
-    known = [t.name for t in KINDS[view.kind].outputs]
+    known = [t.name for t in SIGNATURES[view.kind].outputs]
     wanted = {o.name for o in request.outputs or []}
     unknown = wanted - set(known)
     if unknown:

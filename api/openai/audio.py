@@ -14,9 +14,10 @@ from typing import Iterator
 import falcon
 import msgspec
 
-from api.decode import decode_audio
-from api.inference import ModelWork, mark_cold_start, server_timing
-from api.openai_formats import (FORMATS, ModelCard, ModelList, Transcription, Usage, best_text, delta_event,
+from api.common.decode import decode_audio
+from api.common.deps import ModelWork
+from api.common.replies import best_text, mark_cold_start, server_timing
+from api.openai.formats import (FORMATS, ModelCard, ModelList, Transcription, Usage, delta_event,
                                 done_event, event, seconds, subtitles, verbose)
 from flows.transcription import TRANSCRIBERS
 from wire.errors import SupervisorError, shown

@@ -25,12 +25,12 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from api.auth import ApiKeyMiddleware
-from api.errors import HTTP_STATUS, envelope
-from api.funasr_ws import FunasrSession
-from api.realtime import RealtimeTranscription
+from api.common.auth import ApiKeyMiddleware
+from api.common.errors import HTTP_STATUS, envelope
+from api.funasr.session import FunasrSession
+from api.openai.realtime import RealtimeTranscription
 from flows.ports import SupervisorAPI
-from flows.service import Flows
+from api.common.deps import Deps
 from flows.transcription import TRANSCRIBERS
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class WebSocketServer:
     def __init__(self, supervisor: SupervisorAPI, keys: dict[str, str], host: str, port: int,
                  tls: ssl.SSLContext | None = None) -> None:
         self.supervisor, self.settings = supervisor, supervisor.settings
-        self.flows = Flows(supervisor)
+        self.deps = Deps(supervisor)
         self.tls = tls
         self.scheme = "wss" if tls else "ws"
         self.keys = ApiKeyMiddleware(keys) if keys else None
@@ -113,7 +113,7 @@ class WebSocketServer:
         loop.close()
 
     async def _listen(self):
-        limit = int(self.settings.ws_max_frame_mb * 1024 * 1024)
+        limit = self.deps.limits.frame_bytes
         return await serve(self._handle, self.host, self.port, process_request=self._admit, ssl=self.tls,
                            select_subprotocol=self._subprotocol, ping_interval=PING_INTERVAL_S, ping_timeout=None,
                            compression=None, max_size=2 * limit + 65536)  # the handler answers past `limit` itself
@@ -166,12 +166,12 @@ class WebSocketServer:
         try:
             url = urlsplit(ws.request.path)
             if url.path.rstrip("/") != REALTIME:  # any other path: FunASR's runtime protocol, as its servers do
-                await FunasrSession(ws, self.flows, self.settings).run()
+                await FunasrSession(ws, self.deps).run()
                 return
             model = parse_qs(url.query).get("model", [None])[0]
             models = self.supervisor.snapshot.models
             known = model if model in models and models[model].kind in TRANSCRIBERS else None
-            await RealtimeTranscription(ws, self.flows, self.settings, known).run()
+            await RealtimeTranscription(ws, self.deps, known).run()
         except ConnectionClosed:
             pass
         except Exception:
