@@ -21,7 +21,7 @@ class App(falcon.App):
 
     def add_route(self, uri_template: str, resource: object, **kwargs) -> None:
         if hasattr(resource, "on_get") and not hasattr(resource, "on_head"):
-            resource.on_head = resource.on_get
+            setattr(resource, "on_head", getattr(resource, "on_get"))
         super().add_route(uri_template, resource, **kwargs)
 
 

@@ -10,6 +10,7 @@ import msgspec
 
 from api.seed.client import ApiError, ModelManagerClient
 from wire.views import JobView
+from wire.errors import ErrorCode
 
 
 def table(rows: list[list[str]]) -> str:
@@ -78,7 +79,7 @@ def ready(client: ModelManagerClient, args: argparse.Namespace) -> int:
     try:
         result = client.ready(args.model)
     except ApiError as exc:
-        if exc.code != "MODEL_NOT_READY":
+        if exc.code != ErrorCode.MODEL_NOT_READY:
             raise
         emit_json(exc.body) if args.json else print(f"not ready: {exc.body.get('details')}")
         return 1

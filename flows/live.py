@@ -27,7 +27,7 @@ from flows.transcription import TRANSCRIBERS
 from supervisor.orders import Abort, Feed, LiveSessions, OpenStream
 from supervisor.work import WorkResult
 from wire.audio import BYTES_PER_MS
-from wire.errors import SupervisorError
+from wire.errors import ErrorCode, SupervisorError
 from wire.views import Sentence
 
 
@@ -108,7 +108,7 @@ class LiveSession:
         """Take audio (16 kHz mono 16-bit); step every whole `step_ms` of it at once (a slow model is caught up
         in one step, not many)."""
         if (self.heard_ms + (len(self.inbox) + len(pcm)) // BYTES_PER_MS) > self.options.max_audio_s * 1000:
-            raise SupervisorError("PAYLOAD_TOO_LARGE", "Session too long",
+            raise SupervisorError(ErrorCode.PAYLOAD_TOO_LARGE, "Session too long",
                                   f"a session takes at most ws_session_max_s={self.options.max_audio_s:g} s of audio "
                                   "([server] in the config); start a new one")
         async with self.lock:
@@ -195,7 +195,7 @@ class LiveSession:
         opening = [vad for vad in stages if (self.vad_stream if vad else self.online_stream) is None]
         if not opening:
             return
-        futures = self.sup.submit(*[OpenStream(self.vad_model if vad else self.online_model) for vad in opening])
+        futures = self.sup.submit(*[OpenStream(self._model(vad)) for vad in opening])
         for vad, future in zip(opening, futures):
             stream = (await self.flows.waiter.answer(future)).stream.stream_id
             if vad:
@@ -204,8 +204,15 @@ class LiveSession:
                 self.online_stream = stream
 
     def _feed(self, piece: bytes, is_final: bool, vad: bool) -> Feed:
-        model_id, stream = (self.vad_model, self.vad_stream) if vad else (self.online_model, self.online_stream)
-        return Feed(model_id, stream, piece, is_final)
+        stream = self.vad_stream if vad else self.online_stream
+        assert stream is not None   # opened by _open_streams first
+        return Feed(self._model(vad), stream, piece, is_final)
+
+    def _model(self, vad: bool) -> str:
+        """The stage's model: a stage is stepped only where the session has one."""
+        model_id = self.vad_model if vad else self.online_model
+        assert model_id is not None
+        return model_id
 
     def _heard_speech(self, result: WorkResult, is_final: bool) -> list[LiveEvent]:
         events: list[LiveEvent] = []
@@ -226,13 +233,13 @@ class LiveSession:
     def _restart_online(self) -> None:
         """After a segment the VAD closed, the online stream starts afresh (once this step's answer is read)."""
         if self.online_restarts and self.online_stream is not None:
-            self.sup.submit(Abort(self.online_model, self.online_stream))
+            self.sup.submit(Abort(self._model(vad=False), self.online_stream))
             self.online_stream = None
         self.online_restarts = False
 
     def close_vad_stream(self) -> None:
         if self.vad_stream is not None:
-            self.sup.submit(Abort(self.vad_model, self.vad_stream))
+            self.sup.submit(Abort(self._model(vad=True), self.vad_stream))
             self.vad_stream = None
 
     def _close(self, start_ms: int, end_ms: int) -> SegmentClosed:

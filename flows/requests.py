@@ -56,7 +56,8 @@ class Requests:
         try:
             return self.punctuate(text)
         except SupervisorError as exc:
-            return unavailable(exc, warnings)
+            unavailable(exc, warnings)
+            return None
 
     async def punctuated_or_warn_async(self, text: str, warnings: list[str]) -> PunctuationResult | None:
         """The same, awaited on an event loop."""
@@ -66,7 +67,8 @@ class Requests:
         try:
             return punctuation(await self.waiter.answer(self.punctuating(text)), began)
         except SupervisorError as exc:
-            return unavailable(exc, warnings)
+            unavailable(exc, warnings)
+            return None
 
     # -- whole recordings -------------------------------------------------------------------------------
     def recognising(self, model_id: str, pcm: bytes, hotwords: str = "") -> Future:
@@ -80,7 +82,7 @@ class Requests:
         began = time.monotonic()
         result = self.one(Recording(model_id, pcm), len(pcm))
         processing_ms, audio_ms = (time.monotonic() - began) * 1000, len(pcm) / BYTES_PER_MS
-        return SpeechSegments(segments=result.segments, audio_ms=round(audio_ms, 1),
+        return SpeechSegments(segments=[[s, e] for s, e in result.segments], audio_ms=round(audio_ms, 1),
                               processing_ms=round(processing_ms, 2), rtf=round(processing_ms / audio_ms, 4),
                               cold_start=result.cold_start, model_ms=round(result.compute_ms, 3))
 
@@ -114,7 +116,7 @@ class Requests:
                           punctuated_text=punctuated.text if punctuated else None,
                           processing_ms=round((time.monotonic() - began) * 1000, 2),
                           model_ms=round(result.compute_ms + (punctuated.model_ms if punctuated else 0), 3),
-                          warnings=warnings, segments=result.segments)
+                          warnings=warnings, segments=[[s, e] for s, e in result.segments])
 
     def feed_sequence(self, sequence_id: str, pcm: bytes, start: bool, end: bool, model_id: str | None = None,
                       punctuate: bool = False, kind: str | None = None) -> tuple[StreamText, bool]:

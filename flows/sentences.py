@@ -16,7 +16,8 @@ def sentences(words: list[tuple[str, int, int]], punctuated: str | None) -> list
     if not punctuated:
         return [sentence(" ".join(w for w, _, _ in words), words)]
     done: list[Sentence] = []
-    text, timed, index, used = "", [], 0, 0
+    timed: list[tuple[str, int, int]] = []
+    text, index, used = "", 0, 0
     for char in punctuated:
         if char in MARKS:
             text += char
@@ -39,7 +40,7 @@ def sentences(words: list[tuple[str, int, int]], punctuated: str | None) -> list
 
 
 def sentence(text: str, words: list[tuple[str, int, int]]) -> Sentence:
-    return Sentence(text=text, start=words[0][1], end=words[-1][2], timestamp=[(s, e) for _, s, e in words])
+    return Sentence(text=text, start=words[0][1], end=words[-1][2], timestamp=[[s, e] for _, s, e in words])
 
 
 def shifted(words: list[tuple[str, int, int]], offset_ms: int) -> list[tuple[str, int, int]]:

@@ -36,15 +36,15 @@ def transcribe(flows: Requests, model_id: str, pcm: bytes, punctuate: bool, vad:
     results = recognised(flows, model_id, pieces, hotwords)
     texts = [r.text for r in results]
     punctuated = [flows.punctuated_or_warn(t, warnings) for t in texts] if punctuate else []
-    whole_punctuated = None if not punctuate or None in punctuated else "".join(p.text for p in punctuated)
+    punctuated_texts = [p.text if p else None for p in punctuated] if punctuate else [None] * len(texts)
+    whole_punctuated = "".join(t or "" for t in punctuated_texts) if punctuate and None not in punctuated_texts \
+        else None
     words = [shifted(r.words, start) for r, (start, _) in zip(results, spans)]
     timed = any(words)
-    info = [s for i, w in enumerate(words) for s in sentences(w, punctuated[i].text if punctuate and punctuated[i]
-                                                               else None)] if timed else None
+    info = [s for w, text in zip(words, punctuated_texts) for s in sentences(w, text)] if timed else None
     segments = None if speech is None else [
-        TranscriptSegment(start_ms=start, end_ms=end, text=text,
-                          punctuated_text=punctuated[i].text if punctuate and punctuated[i] else None)
-        for i, ((start, end), text) in enumerate(zip(spans, texts))]
+        TranscriptSegment(start_ms=start, end_ms=end, text=text, punctuated_text=punctuated_text)
+        for (start, end), text, punctuated_text in zip(spans, texts, punctuated_texts)]
     processing_ms = (time.monotonic() - began) * 1000
     audio_ms = len(pcm) / BYTES_PER_MS
     model_ms = sum(r.compute_ms for r in results) + sum(p.model_ms for p in punctuated if p)
@@ -55,7 +55,7 @@ def transcribe(flows: Requests, model_id: str, pcm: bytes, punctuate: bool, vad:
                       processing_ms=round(processing_ms, 2), rtf=round(processing_ms / audio_ms, 4),
                       cold_start=cold_start or bool(speech and speech.cold_start), model_ms=round(model_ms, 3),
                       warnings=list(dict.fromkeys(warnings)), segments=segments, model=model_id,
-                      timestamp=[(s, e) for w in words for _, s, e in w] if timed else None, sentence_info=info,
+                      timestamp=[[s, e] for w in words for _, s, e in w] if timed else None, sentence_info=info,
                       tokens=[t for w in words for t, _, _ in w] if timed else None,
                       tags=tags or None)
 
@@ -68,7 +68,7 @@ def recognised_in_order(flows: Requests, model_id: str, pieces: list[bytes], hot
     """Each piece its own request, up to max_replicas + 1 queued at a time: idle replicas take them in
     parallel, other clients' requests interleave, and a long file never fills the queue. Results come in the
     pieces' order, each as soon as it and those before it are done."""
-    window = flows.sup.view(model_id).details.config.max_replicas + 1
+    window = flows.sup.view(model_id).config.replica_limit + 1
     waiting: deque[tuple[Future, int]] = deque()
     for piece in pieces:
         if len(waiting) == window:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from supervisor.config import ServerSettings
 from wire.audio import BYTES_PER_MS
-from wire.errors import SupervisorError
+from wire.errors import ErrorCode, SupervisorError
 
 log = logging.getLogger(__name__)
 
@@ -45,5 +45,5 @@ class Waiter:
 
     def stuck(self, timeout_s: float) -> SupervisorError:
         log.error("flows: no answer within %.0f s; the arbiter is at:\n%s", timeout_s, self.where())
-        return SupervisorError("INTERNAL", "The supervisor did not answer in time",
+        return SupervisorError(ErrorCode.INTERNAL, "The supervisor did not answer in time",
                                "the server logged it; please report it")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def checkpoint_covers(module, checkpoint_path: str) -> bool:
     return all(shapes.get(key) == tuple(value.shape) for key, value in module.state_dict().items())
 
 
-def build_without_random_init(build: Callable[[], object]):
+def build_without_random_init(build: Callable[[], Any]) -> Any:
     """`build()` returns an AutoModel; use the fast build when its checkpoint covers the whole model."""
     with skipped_weight_init():
         model = build()

@@ -6,12 +6,13 @@ Split from `engines` so that engine modules of their own (`offline_asr`) and `en
 from __future__ import annotations
 
 import logging
-from typing import Callable, NamedTuple, Union
+from typing import Any, Callable, NamedTuple, TypeVar, Union
 
 import numpy as np
 
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Feed(NamedTuple):
@@ -35,7 +36,7 @@ class Heard(NamedTuple):
     speech_from: int = -1  # VAD: where speech heard and not yet closed began (ms), -1 when none is open
 
 
-def attempt(call: Callable, *args) -> object:
+def attempt(call: Callable[..., T], *args: Any) -> T | Exception:
     """The call's answer, or the exception it raised: one item of a batch fails alone."""
     try:
         return call(*args)

@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Mapping
 
 # what can be generated: a kind's own model (`generated:<size>`), or a variant of it (`generated:<variant>-<size>`,
 # generated as `<kind>-<variant>`): the asr kind's BiCif-Paraformer and SenseVoiceSmall
@@ -226,8 +227,9 @@ def write_model(model_id: str, size: str, out: Path, seed: int = 0) -> None:
 
 CONFIGS = {"streaming_asr": asr_config, "asr": offline_asr_config, "asr-bicif": bicif_config,
            "asr-sensevoice": sensevoice_config, "punctuation": punc_config}
-SHAPES = {"streaming_asr": ASR_SHAPES, "asr": OFFLINE_SHAPES, "asr-bicif": OFFLINE_SHAPES,
-          "asr-sensevoice": SENSEVOICE_SHAPES, "punctuation": PUNC_SHAPES}
+SHAPES: dict[str, Mapping[str, tuple[int, ...]]] = {
+    "streaming_asr": ASR_SHAPES, "asr": OFFLINE_SHAPES, "asr-bicif": OFFLINE_SHAPES,
+    "asr-sensevoice": SENSEVOICE_SHAPES, "punctuation": PUNC_SHAPES}
 
 
 def config_vocab(model_id: str, size: str) -> int:

@@ -47,12 +47,12 @@ def parameters_on_meta() -> Iterator[None]:
             placed = module._parameters[name]
             module._parameters[name] = type(placed)(placed.to("meta"), requires_grad=placed.requires_grad)
 
-    torch.nn.Module.register_parameter = register_on_meta
+    setattr(torch.nn.Module, "register_parameter", register_on_meta)
     try:
         with skipped_weight_init():
             yield
     finally:
-        torch.nn.Module.register_parameter = register
+        setattr(torch.nn.Module, "register_parameter", register)
 
 
 def map_checkpoint(path: str, cache_dir: str) -> tuple[dict, str]:

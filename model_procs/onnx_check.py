@@ -32,7 +32,7 @@ CHECK_TIMEOUT_S = 300
 def runs_in_a_child(model: Path, inputs: dict[str, np.ndarray]) -> str | None:
     """None when a child process ran `model` on `inputs`; else what went wrong, in a few words."""
     probe = model.with_name(model.name + ".probe.npz")
-    np.savez(probe, **inputs)
+    np.savez(probe, **inputs)  # type: ignore[arg-type]  # numpy's stub reads **kwds as its allow_pickle flag
     try:
         done = subprocess.run([sys.executable, "-c", RUN_ONCE, str(model), str(probe)], capture_output=True,
                               text=True, timeout=CHECK_TIMEOUT_S, stdin=subprocess.DEVNULL)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 
@@ -27,7 +27,7 @@ class StreamingEncoderGraph(torch.nn.Module):
 
     def __init__(self, encoder, chunk_size: list[int], look_back: int) -> None:
         super().__init__()
-        self.layers = torch.nn.ModuleList([*encoder.encoders0, *encoder.encoders])
+        self.layers: Any = torch.nn.ModuleList([*encoder.encoders0, *encoder.encoders])  # funasr's layers: untyped
         self.after_norm = encoder.after_norm if encoder.normalize_before else None
         self.chunk_size = list(chunk_size)
         self.look_back = look_back
@@ -176,7 +176,8 @@ class PunctuationGraph(WholeForward):
                                                                          "text_lengths": {0: "texts"},
                                                                          "logits": {0: "texts", 1: "tokens"}})
 
-    def forward(self, text: torch.Tensor, text_lengths: torch.Tensor):
+    def forward(self, *inputs: torch.Tensor):
+        text, text_lengths = inputs
         return self.module.punc_forward(text, text_lengths)[0]
 
 
@@ -224,9 +225,9 @@ def traceable_pad_masks() -> Iterator[None]:
     users = [module for name, module in list(sys.modules.items())
              if name.startswith("funasr.") and getattr(module, "make_pad_mask", None) is original]
     for module in users:
-        module.make_pad_mask = pad_mask
+        setattr(module, "make_pad_mask", pad_mask)
     try:
         yield
     finally:
         for module in users:
-            module.make_pad_mask = original
+            setattr(module, "make_pad_mask", original)

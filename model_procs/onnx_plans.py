@@ -7,7 +7,7 @@ those parts, dropping the torch modules they replace.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ DECODER_LOOK_BACK = 1
 
 
 class Part(NamedTuple):
-    graph: torch.nn.Module   # names() and dynamic_axes() as well as forward
+    graph: Any               # a torch Module with names() and dynamic_axes() as well as forward
     dummy: tuple             # traced with these
     probe: tuple             # other lengths: ONNX Runtime must answer them as torch does
 

@@ -33,7 +33,7 @@ WRITE_ERRORS = {errno.ENOSPC: "no space left on the device holding {}", errno.ED
 
 def explain_write_error(exc: OSError) -> SourceUnavailable | None:
     """A full, read-only or forbidden cache, said with the path, instead of a bare OSError."""
-    template = WRITE_ERRORS.get(exc.errno)
+    template = WRITE_ERRORS.get(exc.errno or 0)
     if template is None:
         return None
     return SourceUnavailable(template.format(exc.filename or "the model cache"), CACHE_HINT)

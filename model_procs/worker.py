@@ -198,12 +198,14 @@ def run(engine, requests: list[Punctuate | StreamFeed]) -> list:
     from model_procs.engines import pcm_to_float  # numpy: the worker's import, not the supervisor's
     from model_procs.heard import Feed, Heard
 
-    if all(isinstance(r, Punctuate) for r in requests):
-        texts = engine.punctuate_many([r.text for r in requests])
-        return [text if isinstance(text, Exception) else Heard(text=text) for text in texts]
-    if all(isinstance(r, StreamFeed) for r in requests):
-        return engine.feed_many([Feed(r.stream_id, pcm_to_float(r.pcm), r.is_final, r.hotwords) for r in requests])
-    raise TypeError("a batch mixes texts and audio")
+    texts = [r for r in requests if isinstance(r, Punctuate)]
+    feeds = [r for r in requests if isinstance(r, StreamFeed)]
+    if texts and feeds:
+        raise TypeError("a batch mixes texts and audio")
+    if texts:
+        return [text if isinstance(text, Exception) else Heard(text=text)
+                for text in engine.punctuate_many([r.text for r in texts])]
+    return engine.feed_many([Feed(r.stream_id, pcm_to_float(r.pcm), r.is_final, r.hotwords) for r in feeds])
 
 
 def run_worker(spec: WorkerSpec) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from wire.model_config import ModelConfig
-from wire.errors import SupervisorError, model_not_found, shown
+from wire.errors import ErrorCode, SupervisorError, model_not_found, shown
 from supervisor.kinds import KINDS, Kind
 
 
@@ -44,7 +44,7 @@ def pick_model(kinds: dict[str, str], wanted: tuple[str, ...], requested: str | 
         if requested not in kinds:
             raise model_not_found(requested, [m for m, k in kinds.items() if k in wanted])
         if kinds[requested] not in wanted:
-            raise SupervisorError("INVALID_REQUEST", "Wrong kind of model",
+            raise SupervisorError(ErrorCode.INVALID_REQUEST, "Wrong kind of model",
                                   f"'{shown(requested)}' is a {kinds[requested]} model; this route takes a "
                                   f"{' or '.join(wanted)} model", available_models=[m for m, k in kinds.items()
                                                                                    if k in wanted])
@@ -55,6 +55,6 @@ def pick_model(kinds: dict[str, str], wanted: tuple[str, ...], requested: str | 
         of_kind = [m for m, k in kinds.items() if k == kind]
         if of_kind:
             return of_kind[0]
-    raise SupervisorError("MODEL_NOT_FOUND", "No model for this route",
+    raise SupervisorError(ErrorCode.MODEL_NOT_FOUND, "No model for this route",
                           f"no {' or '.join(wanted)} model is configured; add one under [models.<name>]",
                           available_models=[])

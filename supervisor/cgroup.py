@@ -57,7 +57,7 @@ def limit_and_use() -> tuple[int, int, str] | None:
     """(limit, working set, "cgroup vN") where this server's cgroup limit is below the host's memory."""
     cgroup = own_memory_cgroup()
     limit = cgroup.limit_bytes() if cgroup is not None else None
-    if limit is None or limit >= psutil.virtual_memory().total:
+    if cgroup is None or limit is None or limit >= psutil.virtual_memory().total:
         return None
     return limit, cgroup.working_set_bytes() or 0, f"cgroup v{cgroup.version}"
 

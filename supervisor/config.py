@@ -84,7 +84,7 @@ def completed(name: str, model: ModelConfig) -> ModelConfig:
     if kind not in KINDS:
         given = f"kind '{model.kind}' is unknown" if model.kind else "it has no kind"
         raise ConfigError(f"[models.{name}] {given}; set kind = one of: {', '.join(KINDS)}")
-    if model.min_replicas > model.max_replicas:
+    if model.min_replicas > model.replica_limit:
         raise ConfigError(f"[models.{name}] min_replicas ({model.min_replicas}) is above max_replicas "
                           f"({model.max_replicas})")
     if model.hotwords and not KINDS[kind].hotwords:

@@ -6,6 +6,7 @@ deadline; reads (`snapshot`, `job`, `view`) take the latest snapshot the arbiter
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ from supervisor.arbiter.arbiter import Arbiter
 from supervisor.catalog import pick_model
 from supervisor.kinds import funasr_version
 from supervisor.config import Config, ConfigError
-from wire.errors import SupervisorError, shown
+from wire.errors import ErrorCode, SupervisorError, shown
 from supervisor.arbiter.housekeeping import preload_order
 from supervisor.jobs import LoadGroup
 from supervisor.arbiter.lifecycle import job_error
@@ -123,7 +124,7 @@ class Supervisor:
     def job(self, load_id: str) -> JobView:
         view = self.snapshot.jobs.get(load_id)
         if view is None:
-            raise SupervisorError("LOAD_NOT_FOUND", "Load not found",
+            raise SupervisorError(ErrorCode.LOAD_NOT_FOUND, "Load not found",
                                   f"No load with id '{shown(load_id)}' is known (ids are kept for the last 512 loads)")
         if view.finished_at is None and view.started_at is not None:  # elapsed is live, the rest as published
             return msgspec.structs.replace(view, elapsed_ms=round((time.time() - view.started_at.timestamp())
@@ -160,7 +161,7 @@ class Supervisor:
         try:
             config = decode_model_config(name, config_json)
         except ConfigError as exc:
-            raise SupervisorError("INVALID_REQUEST", "Bad model config", str(exc)) from None
+            raise SupervisorError(ErrorCode.INVALID_REQUEST, "Bad model config", str(exc)) from None
         return self._call(lambda: self._ops.register(name, config))
 
     def forget(self, name: str) -> None:
@@ -188,7 +189,7 @@ class Supervisor:
                     self.loop.settle(answer, error=exc)
                     continue
                 if isinstance(started, Future):
-                    started.add_done_callback(lambda done, answer=answer: copy_outcome(done, answer))
+                    started.add_done_callback(functools.partial(copy_outcome, answer=answer))
                 else:
                     self.loop.settle(answer, started)
         self.loop.post(start)
@@ -210,7 +211,7 @@ class Supervisor:
             return future.result(timeout=timeout_s)
         except FutureTimeout:
             log.error("supervisor: no answer within %.0f s; the arbiter is at:\n%s", timeout_s, self.where())
-            raise SupervisorError("INTERNAL", "The supervisor did not answer in time",
+            raise SupervisorError(ErrorCode.INTERNAL, "The supervisor did not answer in time",
                                   "the server logged it; please report it") from None
 
 

@@ -11,6 +11,9 @@ import time
 from concurrent.futures import Future
 from datetime import datetime, timezone
 
+from supervisor.timer import Timer
+from wire.errors import ErrorCode
+
 
 class JobStatus(str, enum.Enum):
     PENDING = "pending"
@@ -44,13 +47,13 @@ class LoadJob:
         self.created_at = utc_now()
         self.started_at: datetime | None = None
         self.finished_at: datetime | None = None
-        self.error_code: str | None = None
+        self.error_code: ErrorCode | None = None
         self.error: str | None = None
         self.details: str | None = None
         self.context: dict = {}         # extra error fields, such as needed_mb and free_mb
         self.phase = "queued"           # what the load is doing now, as its process reports it
         self.generation = 0             # the replica set this load starts
-        self.deadline = None            # the arbiter's Timer for `timeout_s`
+        self.deadline: Timer | None = None   # the arbiter's Timer for `timeout_s`
         self.groups: list[LoadGroup] = []
         self.future: Future = Future()
 
@@ -62,7 +65,7 @@ class LoadJob:
         self.status, self.started_at, self.phase = JobStatus.LOADING, utc_now(), "starting a process"
         self.generation = generation
 
-    def finish(self, status: JobStatus, error_code: str | None = None, error: str | None = None,
+    def finish(self, status: JobStatus, error_code: ErrorCode | None = None, error: str | None = None,
                details: str | None = None, **context) -> None:
         self.status, self.finished_at, self.phase = status, utc_now(), status.value
         self.error_code, self.error, self.details, self.context = error_code, error, details, context

@@ -65,7 +65,7 @@ def model_view(model: Model, version_: str, open_streams: int) -> ModelView:
         gpu_memory_mb=round(sum(gpu), 1) if gpu else None, live_sessions=usage.live_sessions,
         details=ModelDetails(
             source=model.config.source, resolved_source=model.resolved_source, device=model.config.device,
-            threads=model.config.threads,
+            threads=model.config.thread_count,
             memory_unique_mb=round(sum(r.unique_mb for r in serving), 1) if loaded else None,
             load_phases_ms=model.timings, loader=model.loader, loader_note=model.loader_note,
             weights_file=next(iter(model.weights_files), None), weights_files=model.weights_files,

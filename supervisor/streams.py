@@ -11,24 +11,24 @@ import secrets
 import time
 from collections import OrderedDict
 
-from wire.errors import SupervisorError, shown
+from wire.errors import ErrorCode, SupervisorError, shown
 
 KEEP_LOST = 4096
 
 
 def stream_not_found(stream_id: str) -> SupervisorError:
-    return SupervisorError("STREAM_NOT_FOUND", "Stream not found",
+    return SupervisorError(ErrorCode.STREAM_NOT_FOUND, "Stream not found",
                            f"No open stream '{shown(stream_id)}': it was finished, aborted, or expired after being "
                            "idle, or is another model's stream; open a new one")
 
 
 def stream_lost(stream_id: str, why: str) -> SupervisorError:
-    return SupervisorError("STREAM_LOST", "Stream lost", f"Stream '{shown(stream_id)}' cannot continue: {why}; "
+    return SupervisorError(ErrorCode.STREAM_LOST, "Stream lost", f"Stream '{shown(stream_id)}' cannot continue: {why}; "
                            "open a new stream", stream_id=stream_id)
 
 
 def sequence_not_started(sequence_id: str) -> SupervisorError:
-    return SupervisorError("STREAM_NOT_FOUND", "Sequence not started",
+    return SupervisorError(ErrorCode.STREAM_NOT_FOUND, "Sequence not started",
                            f"No open sequence '{shown(sequence_id)}': send sequence_start=true on its first request "
                            "(it may have ended, or expired after being idle)")
 

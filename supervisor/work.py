@@ -17,6 +17,7 @@ import msgspec
 
 from wire.protocol import Punctuate, Reply, StreamFeed
 from supervisor.streams import Stream
+from wire.audio import BYTES_PER_MS
 
 
 class WorkResult(msgspec.Struct, frozen=True):
@@ -46,8 +47,15 @@ class Work:
         self.compute_ms = 0.0
         self.stream: Stream | None = None
 
-    sort: tuple | None = None          # what it batches with; None: it runs alone
-    stream_key: str | None = None      # the engine stream its pieces feed
+    @property
+    def sort(self) -> tuple | None:
+        """What it batches with; None: it runs alone."""
+        return None
+
+    @property
+    def stream_key(self) -> str | None:
+        """The engine stream its pieces feed."""
+        return None
 
     def piece_audio_ms(self) -> float:
         """The audio in the piece being run (for CPU per audio second); 0 for text."""
@@ -57,7 +65,7 @@ class Work:
         """Back in the queue between pieces: waiting there again is not the process's fault."""
         self.queue_deadline = time.monotonic() + self.wait_s
 
-    def message(self, request_id: int) -> msgspec.Struct:
+    def message(self, request_id: int) -> Punctuate | StreamFeed:
         raise NotImplementedError
 
     def absorb(self, reply: Reply) -> bool:
@@ -73,14 +81,16 @@ class OpenStreamWork(Work):
 
     def __init__(self, model_id: str, wait_s: float, stream: Stream) -> None:
         super().__init__(model_id, wait_s)
-        self.stream = stream
+        self.stream: Stream = stream
 
     def result(self) -> WorkResult:
         return WorkResult(text="", partial_text="", compute_ms=0.0, cold_start=self.cold_start, stream=self.stream)
 
 
 class PunctuateWork(Work):
-    sort = ("text",)
+    @property
+    def sort(self) -> tuple | None:
+        return ("text",)
 
     def __init__(self, model_id: str, wait_s: float, text: str) -> None:
         super().__init__(model_id, wait_s)
@@ -119,15 +129,15 @@ class AudioWork(Work):
         self.hotwords = ""
 
     @property
-    def sort(self) -> tuple:
+    def sort(self) -> tuple | None:
         return ("audio", self.hotwords)   # one batched call takes one set of hotwords
 
     @property
-    def stream_key(self) -> str:
+    def stream_key(self) -> str | None:
         return self.stream_id
 
     def piece_audio_ms(self) -> float:
-        return len(self.pcm[self.offset:self.offset + self.piece_bytes]) / 32
+        return len(self.pcm[self.offset:self.offset + self.piece_bytes]) / BYTES_PER_MS
 
     def message(self, request_id: int) -> StreamFeed:
         end = self.offset + self.piece_bytes

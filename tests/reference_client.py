@@ -1,4 +1,4 @@
-"""The reference's `ModelManager` client (spec/model-management-api.md), kept as written there.
+"""The seed's `ModelManager` client, kept as its API description writes it.
 
 The contract says a client written against the reference must work unchanged against our server, so the
 end-to-end tests drive the server through this class. Only `print` noise and the module layout differ.

@@ -69,7 +69,7 @@ def test_sentences_split_where_the_punctuation_model_put_a_mark():
     words = [("今", 0, 100), ("天", 100, 200), ("好", 200, 300), ("走", 400, 500), ("吧", 500, 600)]
     split = sentences(words, "今天好，走吧。")
     assert [(s.text, s.start, s.end) for s in split] == [("今天好，", 0, 300), ("走吧。", 400, 600)]
-    assert split[1].timestamp == [(400, 500), (500, 600)]
+    assert split[1].timestamp == [[400, 500], [500, 600]]
     whole = sentences(words, None)
     assert len(whole) == 1 and (whole[0].start, whole[0].end) == (0, 600) and len(whole[0].timestamp) == 5
     english = sentences([("hello", 0, 300), ("world", 300, 600), ("again", 700, 900)], "Hello world. again")

@@ -46,12 +46,20 @@ class ErrorCode(str, Enum):
     INTERNAL = "INTERNAL", 500
 
 
+def error_code(value: str) -> ErrorCode:
+    """The code named `value`; ValueError for a name that is not one."""
+    try:
+        return ErrorCode[value]
+    except KeyError:
+        raise ValueError(f"{value!r} is not an ErrorCode") from None
+
+
 class SupervisorError(Exception):
     """A failure a client can act on: `code` never changes, `details` says what to do."""
 
-    def __init__(self, code: ErrorCode | str, message: str, details: str = "", **context: Any) -> None:
+    def __init__(self, code: ErrorCode, message: str, details: str = "", **context: Any) -> None:
         super().__init__(message)
-        self.code = ErrorCode(code)   # a code that is not one of ErrorCode's raises here, where it is made
+        self.code = error_code(code)   # a code that is not one of ErrorCode's raises here, where it is made
         self.message = message
         self.details = details
         self.context = context

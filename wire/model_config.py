@@ -38,3 +38,18 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     keep_warm: bool = False          # after the last unload, leave the weights' pages in the page cache
     engine: Literal["torch", "onnx"] = "torch"    # onnx: exported once into the cache, run in ONNX Runtime
     quantize: Literal["none", "int8"] = "none"    # onnx: int8 weights (faster, text may differ from torch's)
+
+    @property
+    def thread_count(self) -> int:
+        """`threads` once the supervisor resolved "auto" (every config it keeps is resolved)."""
+        if self.threads == "auto":
+            raise ValueError("threads is still 'auto': resolve it with the usable cores first")
+        return self.threads
+
+    @property
+    def replica_limit(self) -> int:
+        """`max_replicas` once resolved, as `thread_count`."""
+        if self.max_replicas == "auto":
+            raise ValueError("max_replicas is still 'auto': resolve it with the usable cores first")
+        return self.max_replicas
+

@@ -94,6 +94,13 @@ class ModelView(msgspec.Struct, frozen=True, omit_defaults=True):
     details: ModelDetails | None = None
     metrics: ModelMetrics | None = None
 
+    @property
+    def config(self) -> ModelConfig:
+        """The model's settings: a published snapshot's views carry their details (only answers leave them out)."""
+        if self.details is None:
+            raise ValueError(f"the view of {self.model_id} carries no details")
+        return self.details.config
+
 
 class JobView(msgspec.Struct, frozen=True, omit_defaults=True):
     """`GET /model/load/{load_id}`."""
@@ -145,7 +152,7 @@ class StreamText(msgspec.Struct, frozen=True, omit_defaults=True):
     processing_ms: float = 0.0
     model_ms: float = 0.0
     warnings: list[str] = []         # what was asked and could not be done (punctuation unavailable)
-    segments: list[tuple[int, int]] = []  # VAD streams: speech segments closed by this audio
+    segments: list[list[int]] = []  # VAD streams: speech segments closed by this audio, [start_ms, end_ms]
 
 
 class TranscriptSegment(msgspec.Struct, frozen=True):

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hmac
 import re
+from typing import Mapping
 
 import falcon
 
-from wire.errors import SupervisorError
+from wire.errors import ErrorCode, SupervisorError
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 ADMIN, USER = "admin", "user"
@@ -23,9 +24,9 @@ ADMIN_ROUTES = (("POST", re.compile(r"/model/load")), ("DELETE", re.compile(r"/m
                 ("POST", re.compile(r"/v2/repository/models/[^/]+/(load|unload)")))
 
 
-def server_keys(api_keys: dict[str, str], api_key: str | None) -> dict[str, str]:
+def server_keys(api_keys: Mapping[str, str], api_key: str | None) -> dict[str, str]:
     """[server] api_keys, plus the CLI's --api-key as an admin key; empty: no key is asked for."""
-    return api_keys | ({api_key: ADMIN} if api_key else {})
+    return {**api_keys, **({api_key: ADMIN} if api_key else {})}
 
 
 def needs_admin(method: str, path: str) -> bool:
@@ -51,8 +52,8 @@ class ApiKeyMiddleware:
         role = self.role_of(token) if scheme.lower() == "bearer" else None
         if role is None:
             resp.set_header("WWW-Authenticate", "Bearer")
-            raise SupervisorError("UNAUTHORIZED", "Missing or wrong API key",
+            raise SupervisorError(ErrorCode.UNAUTHORIZED, "Missing or wrong API key",
                                   "send the header `Authorization: Bearer <key>` with one of the server's API keys")
         if role != ADMIN and needs_admin(req.method, req.path):
-            raise SupervisorError("FORBIDDEN", "This key may not change models",
+            raise SupervisorError(ErrorCode.FORBIDDEN, "This key may not change models",
                                   f"{req.method} {req.path} needs an admin key; this key's role is {role}")

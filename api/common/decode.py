@@ -14,7 +14,7 @@ import io
 import threading
 import wave
 
-from wire.errors import SupervisorError
+from wire.errors import ErrorCode, SupervisorError
 from wire.audio import BYTES_PER_SECOND, SAMPLE_RATE
 
 
@@ -34,14 +34,14 @@ def decode_audio(data: bytes, max_audio_s: float, max_decodes: int = 2, wait_s: 
     decoded audio the process holds stays under max_decodes x max_audio_s x 64 kB/s (the PCM as it grows,
     and its final copy), however many small files that decode to hours arrive together."""
     if not data:
-        raise SupervisorError("INVALID_REQUEST", "Empty audio", "the request body holds no audio")
+        raise SupervisorError(ErrorCode.INVALID_REQUEST, "Empty audio", "the request body holds no audio")
     pcm = plain_wav(data)
     if pcm is None:
         slots = decode_slots(max_decodes)
         if not slots.acquire(timeout=wait_s):
-            raise SupervisorError("OVERLOADED", "Too many files decoding", f"max_decodes={max_decodes} files are "
-                                  f"decoding and none finished within {wait_s:g} s ([server] in the config)",
-                                  retry_after_s=5)
+            raise SupervisorError(ErrorCode.OVERLOADED, "Too many files decoding",
+                                  f"max_decodes={max_decodes} files are decoding and none finished within {wait_s:g} s "
+                                  "([server] in the config)", retry_after_s=5)
         try:
             pcm = decoded(data, max_audio_s)
         finally:
@@ -49,7 +49,7 @@ def decode_audio(data: bytes, max_audio_s: float, max_decodes: int = 2, wait_s: 
     if len(pcm) > max_audio_s * BYTES_PER_SECOND:
         raise too_long(max_audio_s)
     if not pcm:
-        raise SupervisorError("INVALID_REQUEST", "No audio samples", "the file decodes to no audio at all")
+        raise SupervisorError(ErrorCode.INVALID_REQUEST, "No audio samples", "the file decodes to no audio at all")
     return pcm
 
 
@@ -78,9 +78,9 @@ def decoded(data: bytes, max_audio_s: float) -> bytes:
         raise undecodable("a WAV file whose chunks are damaged" if riff else "an unrecognised format", exc) from None
     with container:
         found = container.format.name
-        stream = next((s for s in container.streams if s.type == "audio"), None)
+        stream = next(iter(container.streams.audio), None)
         if stream is None:
-            raise SupervisorError("INVALID_REQUEST", "No audio in the file",
+            raise SupervisorError(ErrorCode.INVALID_REQUEST, "No audio in the file",
                                   f"the {found} file has no audio stream")
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         out = bytearray()
@@ -99,13 +99,13 @@ def decoded(data: bytes, max_audio_s: float) -> bytes:
 
 
 def undecodable(found: str, exc: Exception) -> SupervisorError:
-    return SupervisorError("INVALID_REQUEST", "Undecodable audio",
+    return SupervisorError(ErrorCode.INVALID_REQUEST, "Undecodable audio",
                            f"found {found}, which could not be decoded: {exc}; send WAV, FLAC, MP3, OGG/Opus, "
                            "WebM, M4A/AAC or MP4 audio")
 
 
 def too_long(max_audio_s: float) -> SupervisorError:
-    return SupervisorError("PAYLOAD_TOO_LARGE", "Audio too long",
+    return SupervisorError(ErrorCode.PAYLOAD_TOO_LARGE, "Audio too long",
                            f"the audio decodes to more than max_audio_s={max_audio_s:g} s ([server] in the config)")
 
 
@@ -121,9 +121,13 @@ class LiveAudio:
 
         self._av = av
         self.passthrough = encoding == "pcm16" and rate == SAMPLE_RATE
-        self.codec = av.CodecContext.create(self.CODECS[encoding], "r") if self.CODECS[encoding] else None
-        if self.codec is not None:
-            self.codec.sample_rate, self.codec.layout = rate, "mono"
+        self.codec: av.AudioCodecContext | None = None
+        if self.CODECS[encoding]:
+            codec = av.CodecContext.create(self.CODECS[encoding], "r")
+            if not isinstance(codec, av.AudioCodecContext):
+                raise TypeError(f"{self.CODECS[encoding]} is not an audio codec")
+            codec.sample_rate, codec.layout = rate, "mono"
+            self.codec = codec
         self.rate = rate
         self.resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         self.odd = b""  # a PCM16 piece may end mid-sample

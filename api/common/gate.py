@@ -8,7 +8,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from wire.errors import SupervisorError
+from wire.errors import ErrorCode, SupervisorError
 
 
 class ThreadGate:
@@ -19,7 +19,7 @@ class ThreadGate:
     @contextmanager
     def admit(self) -> Iterator[None]:
         if not self._slots.acquire(blocking=False):
-            raise SupervisorError("OVERLOADED", "Server is busy",
+            raise SupervisorError(ErrorCode.OVERLOADED, "Server is busy",
                                   f"all {self.limit} threads for model work are busy; retry shortly, or raise "
                                   "[server] http_threads", retry_after_s=1)
         try:

@@ -14,13 +14,13 @@ from typing import Any, AsyncIterator
 
 from api.common.decode import LiveAudio
 from api.common.deps import Deps
-from wire.errors import SupervisorError
+from wire.errors import ErrorCode, SupervisorError
 from flows.live import LiveSession, SegmentClosed, SegmentText
 
 CLOSE_IDLE, CLOSE_UNSUPPORTED, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_FAILED = 1000, 1003, 1008, 1009, 1011
 RETIRED = object()
-CLOSE_CODES = {"INVALID_REQUEST": CLOSE_UNSUPPORTED, "MODEL_NOT_FOUND": CLOSE_UNSUPPORTED,
-               "PAYLOAD_TOO_LARGE": CLOSE_POLICY, "UNSUPPORTED_MEDIA": CLOSE_UNSUPPORTED}
+CLOSE_CODES = {ErrorCode.INVALID_REQUEST: CLOSE_UNSUPPORTED, ErrorCode.MODEL_NOT_FOUND: CLOSE_UNSUPPORTED,
+               ErrorCode.PAYLOAD_TOO_LARGE: CLOSE_POLICY, ErrorCode.UNSUPPORTED_MEDIA: CLOSE_UNSUPPORTED}
 
 
 class LivePump:
@@ -55,7 +55,7 @@ class LivePump:
                 await self.idle()
                 return
             if len(message) > self.limits.frame_bytes:
-                await self.fail(SupervisorError("PAYLOAD_TOO_LARGE", "Message too large",
+                await self.fail(SupervisorError(ErrorCode.PAYLOAD_TOO_LARGE, "Message too large",
                                                 f"a message is limited to ws_max_frame_mb="
                                                 f"{self.settings.ws_max_frame_mb:g} MiB ([server] in the config)"),
                                 CLOSE_TOO_BIG)
@@ -108,6 +108,13 @@ class LivePump:
         """A piece of the client's audio as 16 kHz PCM: resampled or decoded on the thread pool, off this loop."""
         return audio.convert(data) if audio.passthrough else await asyncio.to_thread(audio.convert, data)
 
+    @property
+    def current(self) -> LiveSession:
+        """The session audio goes to, where the protocol has begun one."""
+        if self.live is None:
+            raise RuntimeError("no live session is open")
+        return self.live
+
     def begin(self, live: LiveSession) -> LiveSession:
         self.live = live
         self.open.add(live)
@@ -123,7 +130,7 @@ class LivePump:
 
     async def idle(self) -> None:
         """Nothing came for ws_idle_s: mid-session that is an error; a protocol may close quietly between sessions."""
-        await self.fail(SupervisorError("INVALID_REQUEST", "Session idle",
+        await self.fail(SupervisorError(ErrorCode.INVALID_REQUEST, "Session idle",
                                         f"nothing received for ws_idle_s={self.settings.ws_idle_s:g} s"), CLOSE_IDLE)
 
     # -- what a protocol defines -------------------------------------------------------------------------------

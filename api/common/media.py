@@ -9,7 +9,7 @@ import falcon.media
 import msgspec
 
 from api.common.audio import read_limited
-from wire.errors import SupervisorError
+from wire.errors import ErrorCode, SupervisorError
 
 T = TypeVar("T")
 MAX_JSON_BYTES = 64 * 1024
@@ -41,8 +41,9 @@ def read_body(req: falcon.Request, body_type: type[T], optional: bool = False,
     try:
         return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:
-        raise SupervisorError("INVALID_REQUEST", "Invalid request body", str(exc)) from None
+        raise SupervisorError(ErrorCode.INVALID_REQUEST, "Invalid request body", str(exc)) from None
     except msgspec.DecodeError as exc:
-        raise SupervisorError("INVALID_REQUEST", "Malformed JSON", f"The body is not valid JSON: {exc}") from None
+        raise SupervisorError(ErrorCode.INVALID_REQUEST, "Malformed JSON",
+                              f"The body is not valid JSON: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise SupervisorError("INVALID_REQUEST", "Body is not UTF-8", f"JSON must be UTF-8: {exc}") from None
+        raise SupervisorError(ErrorCode.INVALID_REQUEST, "Body is not UTF-8", f"JSON must be UTF-8: {exc}") from None

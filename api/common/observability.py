@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from wire.bodies import ModelReadyResponse, ReadyResponse
 from api.common.readiness import check_ready
 from flows.ports import SupervisorAPI
-from wire.errors import SupervisorError, shown
+from wire.errors import ErrorCode, SupervisorError, shown
 
 log = logging.getLogger("funasr_supervisor.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -54,8 +54,8 @@ class ModelReadyResource:
         model_id = self.supervisor.resolve(model_type, allow_all=False)[0]
         status = self.supervisor.view(model_id).status
         if status != "loaded":
-            raise SupervisorError("MODEL_NOT_READY", f"Model {model_id} is not ready", f"its status is {status}",
-                                  model_type=model_id, status=status, retry_after_s=5)
+            raise SupervisorError(ErrorCode.MODEL_NOT_READY, f"Model {model_id} is not ready",
+                                  f"its status is {status}", model_type=model_id, status=status, retry_after_s=5)
         resp.media = ModelReadyResponse(success=True, model_type=model_id, ready=True, status=status)
 
 

@@ -11,6 +11,7 @@ import msgspec
 
 from api.common.auth import needs_admin
 from api.common.errors import HTTP_STATUS
+from wire.errors import error_code
 
 if TYPE_CHECKING:   # the table's rows are made from resources, this one among them
     from api.common.deps import Deps
@@ -81,7 +82,7 @@ def operation(path: str, op: Op, error_schema: dict, schemas: dict, models: tupl
         described["requestBody"] = body
     by_status: dict[int, list[str]] = {}
     for code in ("UNAUTHORIZED", *(("FORBIDDEN",) if needs_admin(op.method.upper(), path) else ()), *op.errors):
-        by_status.setdefault(HTTP_STATUS[code], []).append(code)
+        by_status.setdefault(error_code(code).status, []).append(code)   # a code that is not one fails here
     for status, codes in by_status.items():
         described["responses"][str(status)] = {"description": "error: " + ", ".join(codes),
                                                "content": {JSON: {"schema": error_schema}}}

@@ -30,7 +30,7 @@ from api.common.decode import LiveAudio, decode_audio
 from api.common.live_pump import CLOSE_IDLE, CLOSE_UNSUPPORTED, LivePump
 from api.common.replies import best_text
 from api.common.deps import Deps
-from wire.errors import SupervisorError
+from wire.errors import ErrorCode, SupervisorError
 from flows.live import LiveOptions, LiveSession, PartialText, SegmentClosed, SegmentText
 from flows.sentences import MARKS
 
@@ -127,7 +127,7 @@ def chunk_step_ms(chunk_size: list[int] | str) -> int:
 
 
 def bad_message(details: str) -> SupervisorError:
-    return SupervisorError("INVALID_REQUEST", "Bad session message", details)
+    return SupervisorError(ErrorCode.INVALID_REQUEST, "Bad session message", details)
 
 
 def merged(settings: SessionSettings, message: ClientMessage) -> SessionSettings:
@@ -161,7 +161,7 @@ class FunasrSession(LivePump):
     def __init__(self, ws, deps: Deps) -> None:
         super().__init__(ws, deps)
         self.session = SessionSettings()
-        self.audio: LiveAudio | None = None
+        self.audio = LiveAudio("pcm16", self.session.audio_fs)   # each session's own is made at its start
         self.file: bytearray | None = None    # a named file format, kept whole until the end
         self.started = False
 
@@ -195,11 +195,11 @@ class FunasrSession(LivePump):
             self.start(riff=data[:4] == b"RIFF")
         if self.file is not None:
             if len(self.file) + len(data) > self.limits.audio_bytes:
-                raise SupervisorError("PAYLOAD_TOO_LARGE", "Audio file too large",
+                raise SupervisorError(ErrorCode.PAYLOAD_TOO_LARGE, "Audio file too large",
                                       f"a file is limited to max_audio_mb={self.settings.max_audio_mb:g}")
             self.file += data
             return
-        await self.heard(await self.live.push(await self.pcm16k(self.audio, data)))
+        await self.heard(await self.current.push(await self.pcm16k(self.audio, data)))
 
     def start(self, riff: bool) -> None:
         """The session's first audio: its settings are fixed from here to its end. Audio that starts with a WAV
@@ -221,11 +221,11 @@ class FunasrSession(LivePump):
         if self.file is not None:
             pcm = await asyncio.to_thread(decode_audio, bytes(self.file), self.limits.audio_s, self.limits.decodes)
             self.file = None
-            await self.heard(await self.live.push(pcm))
+            await self.heard(await self.current.push(pcm))
         else:
-            await self.heard(await self.live.push(self.audio.flush()))
+            await self.heard(await self.current.push(self.audio.flush()))
         # the online model's last call is not sent in 2pass (as FunASR's servers do): the offline pass answers it
-        events = await self.live.cut(self.session.mode == "online")
+        events = await self.current.cut(self.session.mode == "online")
         last = next((e for e in reversed(events) if isinstance(e, SegmentClosed) and e.answer), None)
         await self.heard([e for e in events if e is not last])
         await self.finish_later(last, ("final", self.session))

@@ -12,6 +12,7 @@ import msgspec
 
 from api.oip.signatures import TensorSpec
 
+RepositoryState = Literal["READY", "UNAVAILABLE", "LOADING", "UNLOADING"]
 Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16",
                    "FP32", "FP64", "BYTES", "BF16"]
 Parameters = dict[str, str | int | float | bool]
@@ -140,7 +141,7 @@ class RepositoryIndexRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=
 class RepositoryModel(msgspec.Struct, frozen=True):
     name: str
     version: str
-    state: Literal["READY", "UNAVAILABLE", "LOADING", "UNLOADING"]
+    state: RepositoryState
     reason: str
 
 

@@ -18,19 +18,19 @@ from api.common.replies import mark_cold_start, server_timing
 from api.common.media import MAX_JSON_BYTES, read_body
 from api.oip.bodies import (ConfigTensor, DynamicBatching, InferRequest, InferResponse, InstanceGroup, ModelMetadata,
                             ModelReady, OldestSequences, RepositoryIndexRequest, RepositoryLoaded, RepositoryModel,
-                            RepositoryRequest, RepositoryUnloaded, ResponseOutput, SequenceBatching, ServerLive,
-                            ServerMetadata, ServerReady, TritonModelConfig)
+                            RepositoryRequest, RepositoryState, RepositoryUnloaded, ResponseOutput, SequenceBatching,
+                            ServerLive, ServerMetadata, ServerReady, TritonModelConfig)
 from api.oip.runners import RUNNERS, Output, only_input
 from api.oip.tensors import HEADER_LENGTH, bytes_element, int32_bytes, invalid, read_infer_request
 from flows.ports import SupervisorAPI
-from wire.errors import SupervisorError, shown
+from wire.errors import ErrorCode, SupervisorError, shown
 from api.oip.signatures import SIGNATURES, TensorSpec
 from supervisor.kinds import KINDS
 from wire.views import ModelView
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "sequence", "parameters"]
 PLATFORM = "funasr"
-REPOSITORY_STATES = {"loaded": "READY", "loading": "LOADING", "unloading": "UNLOADING"}
+REPOSITORY_STATES: dict[str, RepositoryState] = {"loaded": "READY", "loading": "LOADING", "unloading": "UNLOADING"}
 _encode = msgspec.json.Encoder().encode
 
 
@@ -43,7 +43,8 @@ class V2:
     def model(self, name: str, model_version: str | None = None) -> ModelView:
         view = self.supervisor.view(self.supervisor.resolve(name, allow_all=False)[0])
         if model_version not in (None, "", view.version):
-            raise SupervisorError("MODEL_NOT_FOUND", f"Model {view.model_id} has no version '{shown(model_version)}'",
+            raise SupervisorError(ErrorCode.MODEL_NOT_FOUND,
+                                  f"Model {view.model_id} has no version '{shown(model_version)}'",
                                   f"it serves version {view.version}")
         return view
 
@@ -83,7 +84,7 @@ class ModelConfigResource(V2):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, model_name: str, model_version: str = "") -> None:
         view = self.model(model_name, model_version)
-        kind, config = KINDS[view.kind], view.details.config
+        kind, config = KINDS[view.kind], view.config
         delay_us = int(config.max_batch_delay_ms * 1000)
         batches = config.max_batch > 1
         streams = kind.streams
@@ -91,7 +92,7 @@ class ModelConfigResource(V2):
             name=view.model_id, platform=PLATFORM, backend=PLATFORM, max_batch_size=0,
             input=[config_tensor(t) for t in SIGNATURES[kind.name].inputs],
             output=[config_tensor(t) for t in SIGNATURES[kind.name].outputs],
-            instance_group=[InstanceGroup(count=config.max_replicas,
+            instance_group=[InstanceGroup(count=config.replica_limit,
                                           kind="KIND_GPU" if config.device.startswith("cuda") else "KIND_CPU")],
             dynamic_batching=DynamicBatching([config.max_batch], delay_us) if batches and not streams else None,
             sequence_batching=SequenceBatching(int(self.supervisor.settings.stream_expiry_s * 1e6),
@@ -107,7 +108,7 @@ class ModelReadyResource(V2):
     def on_get(self, req: falcon.Request, resp: falcon.Response, model_name: str, model_version: str = "") -> None:
         view = self.model(model_name, model_version)
         if view.status != "loaded":
-            raise SupervisorError("MODEL_NOT_READY", f"Model {view.model_id} is not ready",
+            raise SupervisorError(ErrorCode.MODEL_NOT_READY, f"Model {view.model_id} is not ready",
                                   f"its status is {view.status}", retry_after_s=5)
         resp.media = ModelReady(name=view.model_id, ready=True)
 

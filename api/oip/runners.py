@@ -17,10 +17,10 @@ from typing import Any, Callable
 import msgspec
 
 from api.common.decode import decode_audio
-from api.oip.bodies import Parameters
+from api.oip.bodies import Datatype, Parameters
 from api.oip.tensors import Tensor, invalid
 from api.common.deps import ModelWork
-from wire.errors import SupervisorError, shown
+from wire.errors import ErrorCode, SupervisorError, shown
 from api.oip.signatures import SIGNATURES
 from supervisor.kinds import Kind
 
@@ -29,7 +29,7 @@ MAX_TEXTS = 64
 
 class Output(msgspec.Struct, frozen=True):
     name: str
-    datatype: str
+    datatype: Datatype
     shape: list[int]
     values: list[Any]   # flat, row-major: str for BYTES, int for INT32
 
@@ -68,7 +68,7 @@ def flag(parameters: Parameters, name: str, default: bool = False) -> bool:
 def within(size: int, limit: int, what: str, setting: str) -> None:
     """The same limits as the seed's routes (the v2 body itself may be larger: JSON samples take more room)."""
     if size > limit:
-        raise SupervisorError("PAYLOAD_TOO_LARGE", f"{what} too large",
+        raise SupervisorError(ErrorCode.PAYLOAD_TOO_LARGE, f"{what} too large",
                               f"{what} is limited to {limit} bytes by [server] {setting} in the config")
 
 
@@ -150,7 +150,7 @@ RUNNERS: dict[str, Runner] = {"text": punctuation, "transcript": speech_to_text,
 def only_input(kind: Kind, model_id: str, given: list[Tensor]) -> Tensor:
     expected = SIGNATURES[kind.name].inputs[0].name
     if len(given) != 1 or given[0].name != expected:
-        raise SupervisorError("INVALID_REQUEST", "Wrong inputs",
+        raise SupervisorError(ErrorCode.INVALID_REQUEST, "Wrong inputs",
                               f"{model_id} takes one input, '{expected}'; got "
                               f"{[shown(t.name) for t in given] or 'none'}")
     return given[0]

@@ -19,14 +19,14 @@ import msgspec
 
 from api.common.audio import read_limited
 from api.oip.bodies import InferRequest, RequestInput
-from wire.errors import SupervisorError, shown
+from wire.errors import ErrorCode, SupervisorError, shown
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _decode_request = msgspec.json.Decoder(InferRequest).decode
 
 
 def invalid(message: str, details: str) -> SupervisorError:
-    return SupervisorError("INVALID_REQUEST", message, details)
+    return SupervisorError(ErrorCode.INVALID_REQUEST, message, details)
 
 
 class Tensor(msgspec.Struct, frozen=True):

@@ -20,7 +20,7 @@ from api.common.replies import best_text, mark_cold_start, server_timing
 from api.openai.formats import (FORMATS, ModelCard, ModelList, Transcription, Usage, delta_event,
                                 done_event, event, seconds, subtitles, verbose)
 from flows.transcription import TRANSCRIBERS
-from wire.errors import SupervisorError, shown
+from wire.errors import ErrorCode, SupervisorError, shown
 
 DEFAULT_MODELS = ("", "whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")  # the default transcriber
 FORM_SLACK = 1024 * 1024  # the multipart framing and the other fields, beyond the audio itself
@@ -38,16 +38,16 @@ class TranscriptionForm(msgspec.Struct):
 
 
 def invalid(message: str, details: str) -> SupervisorError:
-    return SupervisorError("INVALID_REQUEST", message, details)
+    return SupervisorError(ErrorCode.INVALID_REQUEST, message, details)
 
 
 def read_form(req: falcon.Request, limit: int) -> TranscriptionForm:
     """The multipart form, each field checked; the file is held in memory up to `max_audio_mb`."""
     if not (req.content_type or "").lower().startswith("multipart/form-data"):
-        raise SupervisorError("UNSUPPORTED_MEDIA", "Expected a multipart form",
+        raise SupervisorError(ErrorCode.UNSUPPORTED_MEDIA, "Expected a multipart form",
                               "send multipart/form-data with the audio in `file` (as the openai SDK does)")
     if req.content_length is not None and req.content_length > limit + FORM_SLACK:
-        raise SupervisorError("PAYLOAD_TOO_LARGE", "Audio too large",
+        raise SupervisorError(ErrorCode.PAYLOAD_TOO_LARGE, "Audio too large",
                               f"audio is limited to {limit} bytes by [server] max_audio_mb in the config")
     form = TranscriptionForm()
     try:
@@ -64,7 +64,8 @@ def read_form(req: falcon.Request, limit: int) -> TranscriptionForm:
     except falcon.MediaMalformedError as exc:
         raise invalid("Malformed multipart form", str(exc.description or exc)) from None
     except falcon.HTTPError as exc:  # a part over the buffer limit
-        raise SupervisorError("PAYLOAD_TOO_LARGE", "Audio too large", str(exc.description or exc.title)) from None
+        raise SupervisorError(ErrorCode.PAYLOAD_TOO_LARGE, "Audio too large",
+                              str(exc.description or exc.title)) from None
     if not form.file:
         raise invalid("No audio file", "send the audio as the multipart field `file`")
     if form.response_format not in FORMATS:

@@ -7,6 +7,7 @@ import msgspec
 
 from api.common.replies import best_text
 from wire.views import Transcript, TranscriptSegment
+from wire.errors import ErrorCode
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 _encode = msgspec.json.Encoder().encode
@@ -28,7 +29,8 @@ class OpenAIError(msgspec.Struct, frozen=True):
 def openai_error(status: int, code: str, message: str, details: str) -> OpenAIError:
     return OpenAIError(OpenAIErrorDetail(message=f"{message}: {details}" if details else message,
                                          type="invalid_request_error" if status < 500 else "server_error",
-                                         param="model" if code == "MODEL_NOT_FOUND" else None, code=code.lower()))
+                                         param="model" if code == ErrorCode.MODEL_NOT_FOUND else None,
+                                         code=code.lower()))
 
 
 class Usage(msgspec.Struct, frozen=True):

@@ -25,7 +25,7 @@ from api.common.live_pump import LivePump
 from api.openai.audio import DEFAULT_MODELS
 from api.common.replies import best_text
 from api.common.deps import Deps
-from wire.errors import SupervisorError
+from wire.errors import ErrorCode, SupervisorError
 from flows.live import (LiveOptions, LiveSession, PartialText, SegmentClosed, SegmentText, SpeechStarted,
                              stage_models)
 
@@ -40,6 +40,15 @@ def wire_error(exc: SupervisorError, event_id: str | None = None) -> ev.ErrorDet
     server_side = HTTP_STATUS.get(exc.code, 500) >= 500
     return ev.ErrorDetail(type="server_error" if server_side else "invalid_request_error", code=exc.code.lower(),
                           message=f"{exc.message}: {exc.details}" if exc.details else exc.message, event_id=event_id)
+
+
+def audio_input(session: ev.Session) -> tuple[ev.AudioInput, ev.AudioFormat]:
+    """A session this server keeps is whole (`settings_of` makes it so), where a client's update may leave parts
+    out: its audio input and that input's format."""
+    audio = session.audio.input if session.audio else None
+    if audio is None or audio.format is None:
+        raise ValueError("a kept session always has its audio input and format")
+    return audio, audio.format
 
 
 class RealtimeTranscription(LivePump):
@@ -65,7 +74,7 @@ class RealtimeTranscription(LivePump):
             try:
                 event = ev.client_events.decode(message)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await self.send_error(SupervisorError("INVALID_REQUEST", "Unknown or malformed event",
+                await self.send_error(SupervisorError(ErrorCode.INVALID_REQUEST, "Unknown or malformed event",
                                                       f"{exc}; this server takes session.update, "
                                                       "transcription_session.update and input_audio_buffer.*"))
                 continue
@@ -77,7 +86,7 @@ class RealtimeTranscription(LivePump):
                 try:
                     await self.todo.put(await self.pcm16k(self.audio, base64.b64decode(event.audio, validate=True)))
                 except (binascii.Error, ValueError) as exc:
-                    await self.send_error(SupervisorError("INVALID_REQUEST", "Audio is not base64", str(exc)),
+                    await self.send_error(SupervisorError(ErrorCode.INVALID_REQUEST, "Audio is not base64", str(exc)),
                                           event.event_id)
             case ev.SessionUpdate() | ev.TranscriptionSessionUpdate():
                 await self.todo.put(event)
@@ -92,7 +101,7 @@ class RealtimeTranscription(LivePump):
             case ev.Commit():
                 events = await self.session_now().cut() if self.live else []
                 if not any(isinstance(e, SegmentClosed) and e.audio for e in events):
-                    await self.send_error(SupervisorError("INVALID_REQUEST", "Nothing to commit",
+                    await self.send_error(SupervisorError(ErrorCode.INVALID_REQUEST, "Nothing to commit",
                                                           "the input audio buffer holds no speech"), item.event_id)
                 await self.heard(events)
             case ev.Clear():
@@ -116,7 +125,7 @@ class RealtimeTranscription(LivePump):
             self.offset_ms += self.live.heard_ms
             await self.retire()
         self.session, self.beta = session, beta
-        audio_format = session.audio.input.format
+        _, audio_format = audio_input(session)
         encoding = FORMATS[audio_format.type]
         self.audio = LiveAudio(encoding, audio_format.rate if encoding == "pcm16" else G711_RATE)
         shown = self.session_shown()
@@ -125,43 +134,42 @@ class RealtimeTranscription(LivePump):
 
     def settings_of(self, event) -> tuple[ev.Session, bool]:
         """The session as GA settings, whichever dialect set it; unset fields keep their values."""
-        old = self.session.audio.input
+        old, old_format = audio_input(self.session)
         if isinstance(event, ev.TranscriptionSessionUpdate):
             beta = event.session
             audio_format = ev.AudioFormat(type=beta.input_audio_format, rate=24000) if beta.input_audio_format \
-                else old.format
+                else old_format
             new = ev.AudioInput(format=audio_format, transcription=beta.input_audio_transcription,
                                 turn_detection=beta.turn_detection)
         else:
             new = event.session.audio.input if event.session.audio and event.session.audio.input else ev.AudioInput()
+        chosen = new.format or old_format
         merged = ev.AudioInput(
-            format=new.format or old.format, transcription=new.transcription or old.transcription,
+            format=chosen, transcription=new.transcription or old.transcription,
             turn_detection=old.turn_detection if new.turn_detection is msgspec.UNSET else new.turn_detection,
             noise_reduction=new.noise_reduction)
-        if merged.format.type not in FORMATS:
-            raise SupervisorError("INVALID_REQUEST", f"Unsupported audio format '{merged.format.type}'",
+        if chosen.type not in FORMATS:
+            raise SupervisorError(ErrorCode.INVALID_REQUEST, f"Unsupported audio format '{chosen.type}'",
                                   "use audio/pcm (pcm16), audio/pcmu (g711_ulaw) or audio/pcma (g711_alaw)")
-        if not 8000 <= merged.format.rate <= 192000:
-            raise SupervisorError("INVALID_REQUEST", "Unsupported sample rate", f"{merged.format.rate} Hz")
+        if not 8000 <= chosen.rate <= 192000:
+            raise SupervisorError(ErrorCode.INVALID_REQUEST, "Unsupported sample rate", f"{chosen.rate} Hz")
         return ev.Session(audio=ev.Audio(input=merged)), isinstance(event, ev.TranscriptionSessionUpdate)
 
     def options_of(self, session: ev.Session) -> LiveOptions:
-        audio = session.audio.input
+        audio, _ = audio_input(session)
         model = audio.transcription.model if audio.transcription else None
         options = LiveOptions(online=self.flows.sup.has_model("streaming_asr"), vad=audio.turn_detection is not None,
                               hotwords=(audio.transcription.prompt or "") if audio.transcription else "",
                               offline_model=None if model in (None, *DEFAULT_MODELS) else model,
                               max_audio_s=self.settings.ws_session_max_s)
         if options.vad and not self.flows.sup.has_model("vad"):
-            raise SupervisorError("INVALID_REQUEST", "No VAD model for server_vad",
+            raise SupervisorError(ErrorCode.INVALID_REQUEST, "No VAD model for server_vad",
                                   "configure a model of kind vad, or set turn_detection to null and commit")
         stage_models(self.flows, options)  # names the models now: a wrong one is this update's error
         return options
 
     def session_now(self) -> LiveSession:
-        if self.live is None:
-            self.begin(LiveSession(self.flows, self.options_of(self.session)))
-        return self.live
+        return self.live or self.begin(LiveSession(self.flows, self.options_of(self.session)))
 
     async def heard(self, events) -> None:
         vad = self.live is not None and self.live.vad_model is not None
@@ -186,7 +194,9 @@ class RealtimeTranscription(LivePump):
                     await self.finish_later(event, item)
 
     # -- the completer -----------------------------------------------------------------------------------------
-    async def completed(self, item: str, text: SegmentText) -> None:
+    async def completed(self, item: str, text: SegmentText | None) -> None:
+        if text is None:   # a marker: this protocol queues none
+            return
         await self.send(ev.Completed(event_id=self.event_id(), item_id=item, content_index=0,
                                      transcript=best_text(text.text, text.punctuated_text),
                                      usage=ev.Usage(seconds=round((text.end_ms - text.start_ms) / 1000, 3))))

@@ -59,7 +59,9 @@ class ModelManagerClient:
     def load(self, model_type: str, sync: bool = False, force: bool = False,
              timeout_s: float = 300.0) -> LoadAccepted | LoadCompleted:
         body = {"model_type": model_type, "async_load": not sync, "force_reload": force, "timeout": timeout_s}
-        return self._call("POST", "/model/load", body, LoadCompleted if sync else LoadAccepted)
+        if sync:
+            return self._call("POST", "/model/load", body, LoadCompleted)
+        return self._call("POST", "/model/load", body, LoadAccepted)
 
     def job(self, load_id: str) -> JobView:
         return self._call("GET", f"/model/load/{load_id}", None, JobResponse).job

@@ -20,7 +20,7 @@ from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -32,6 +32,7 @@ from api.openai.realtime import RealtimeTranscription
 from flows.ports import SupervisorAPI
 from api.common.deps import Deps
 from flows.transcription import TRANSCRIBERS
+from wire.errors import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ class QuietHandshakes(logging.Filter):
     handshake inside asyncio, which logs it only in debug mode.)"""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == "opening handshake failed" and record.exc_info:
-            exc = record.exc_info[1]
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.msg == "opening handshake failed" and exc is not None:
             peer = getattr(getattr(record, "websocket", None), "remote_address", None)
             record.levelno, record.levelname = logging.INFO, "INFO"
             why = f"{exc} ({exc.__cause__})" if exc.__cause__ else f"{exc}"
@@ -79,7 +80,7 @@ class WebSocketServer:
         self.host, self.port = host, port
         self.active = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._failed: OSError | None = None
 
@@ -100,8 +101,8 @@ class WebSocketServer:
         loop.set_default_executor(ThreadPoolExecutor(max_workers=2 * self.settings.ws_max_sessions + 4,
                                                      thread_name_prefix="ws-work"))
         try:
-            self._server = loop.run_until_complete(self._listen())
-            self.port = self._server.sockets[0].getsockname()[1]
+            server = self._server = loop.run_until_complete(self._listen())
+            self.port = server.sockets[0].getsockname()[1]
         except OSError as exc:
             self._failed = exc
             loop.close()  # now, on its own thread: left to the garbage collector at exit, it printed a traceback
@@ -120,29 +121,30 @@ class WebSocketServer:
 
     def close(self) -> None:
         """Close every connection (1001), wait for their sessions to free their streams, stop the loop."""
-        if self._loop is None or self._failed is not None or not self._loop.is_running():
+        loop, server, thread = self._loop, self._server, self._thread
+        if loop is None or server is None or thread is None or self._failed is not None or not loop.is_running():
             return
 
         async def stop() -> None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._loop.stop()
-        asyncio.run_coroutine_threadsafe(stop(), self._loop)
-        self._thread.join(timeout=30)
+            server.close()
+            await server.wait_closed()
+            loop.stop()
+        asyncio.run_coroutine_threadsafe(stop(), loop)
+        thread.join(timeout=30)
 
     # -- the handshake -----------------------------------------------------------------------------------------
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
         query = parse_qs(url.query)
         if self.keys is not None and self.keys.role_of(self._token(request, query)) is None:
-            return refusal("UNAUTHORIZED", "Missing or wrong API key",
+            return refusal(ErrorCode.UNAUTHORIZED, "Missing or wrong API key",
                            "send `Authorization: Bearer <key>` (or ?token=<key>) with one of the server's API keys")
         intent = query.get("intent", ["transcription"])[0]
         if url.path.rstrip("/") == REALTIME and intent != "transcription":
-            return refusal("INVALID_REQUEST", f"Unsupported intent '{intent[:40]}'",
+            return refusal(ErrorCode.INVALID_REQUEST, f"Unsupported intent '{intent[:40]}'",
                            "this server transcribes: connect with ?intent=transcription")
         if self.active >= self.settings.ws_max_sessions:
-            return refusal("OVERLOADED", "Too many WebSocket sessions",
+            return refusal(ErrorCode.OVERLOADED, "Too many WebSocket sessions",
                            f"at most ws_max_sessions={self.settings.ws_max_sessions} ([server] in the config)")
         return None
 
@@ -163,8 +165,9 @@ class WebSocketServer:
     # -- a connection ----------------------------------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
         self.active += 1
+        path = ws.request.path if ws.request else "/"
         try:
-            url = urlsplit(ws.request.path)
+            url = urlsplit(path)
             if url.path.rstrip("/") != REALTIME:  # any other path: FunASR's runtime protocol, as its servers do
                 await FunasrSession(ws, self.deps).run()
                 return
@@ -175,7 +178,7 @@ class WebSocketServer:
         except ConnectionClosed:
             pass
         except Exception:
-            log.exception("websocket %s: session failed", ws.request.path)
+            log.exception("websocket %s: session failed", path)
             await ws.close(1011, "internal error")
         finally:
             self.active -= 1

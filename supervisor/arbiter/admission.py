@@ -26,7 +26,7 @@ from supervisor import cgroup
 from supervisor.config import ServerSettings
 from supervisor.replica import Model
 from supervisor.states import ModelStatus
-from wire.errors import SupervisorError
+from wire.errors import ErrorCode, SupervisorError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Admission:
             if free + gain >= need:
                 return victims
         raise SupervisorError(
-            "INSUFFICIENT_MEMORY", f"Not enough memory to load {model.model_id}",
+            ErrorCode.INSUFFICIENT_MEMORY, f"Not enough memory to load {model.model_id}",
             f"needs {need:.0f} MB ({need - self._settings.memory_margin_mb:.0f} MB model + "
             f"{self._settings.memory_margin_mb:.0f} MB margin), {max(free, 0):.0f} MB free; unload a model "
             "or raise [server] memory_budget_mb", model_type=model.model_id, needed_mb=round(need),

@@ -88,7 +88,7 @@ class Arbiter:
 
     def start(self) -> None:
         self.loop.start()
-        self.loop.post(lambda: self.loop.call_later(TICK_S, self._tick))
+        self.loop.post(self._tick_later)
 
     # -- what happens, routed ----------------------------------------------------------------------------
     def route(self, event: Event) -> None:
@@ -162,6 +162,9 @@ class Arbiter:
         self.lifecycle.fail_hard(model, error)
 
     # -- every tick --------------------------------------------------------------------------------------
+    def _tick_later(self) -> None:
+        self.loop.call_later(TICK_S, self._tick)
+
     def _tick(self) -> None:
         try:
             now = self.loop.now()
@@ -177,7 +180,7 @@ class Arbiter:
             if now - self._cache_read_at >= (IDLE_READ_EVERY_S if idle else CACHE_SIZE_EVERY_S):
                 self._refresh_cache_size()
         finally:
-            self.loop.call_later(TICK_S, self._tick)
+            self._tick_later()
 
     def _idle(self, now: float) -> bool:
         """For two memory reads' time no request ran, no process came or went, and nothing loads, queues or

@@ -25,15 +25,15 @@ from supervisor.metrics import SupervisorMetrics
 from supervisor.replica import Model, Replica
 from supervisor.streams import StreamRegistry, stream_lost
 from supervisor.work import AudioWork, OpenStreamWork, Work
-from wire.errors import SupervisorError
+from wire.errors import ErrorCode, SupervisorError
 from wire.protocol import Batch, Reply, RequestFailed, StreamDrop
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = {"INFERENCE_TIMEOUT": "timeout", "MODEL_CRASHED": "crashed", "STREAM_LOST": "lost",
-            "INVALID_REQUEST": "invalid", "OVERLOADED": "overloaded", "MODEL_NOT_READY": "unavailable",
-            "LOAD_FAILED": "unavailable", "LOAD_TIMEOUT": "unavailable", "CONFLICT": "unavailable",
-            "INSUFFICIENT_MEMORY": "unavailable"}
+OUTCOMES = {ErrorCode.INFERENCE_TIMEOUT: "timeout", ErrorCode.MODEL_CRASHED: "crashed",
+            ErrorCode.STREAM_LOST: "lost", ErrorCode.INVALID_REQUEST: "invalid", ErrorCode.OVERLOADED: "overloaded",
+            **dict.fromkeys((ErrorCode.MODEL_NOT_READY, ErrorCode.LOAD_FAILED, ErrorCode.LOAD_TIMEOUT,
+                             ErrorCode.CONFLICT, ErrorCode.INSUFFICIENT_MEMORY), "unavailable")}
 
 
 class Dispatcher:
@@ -48,10 +48,10 @@ class Dispatcher:
     def check_room(self, model: Model) -> None:
         """Raise what refuses new work for `model` before anything else is done for it."""
         if self.board.closing:
-            raise SupervisorError("MODEL_NOT_READY", "Server is shutting down", "retry against another instance",
-                                  model_type=model.model_id, retry_after_s=5)
+            raise SupervisorError(ErrorCode.MODEL_NOT_READY, "Server is shutting down",
+                                  "retry against another instance", model_type=model.model_id, retry_after_s=5)
         if len(model.queue) >= model.config.max_queue:
-            raise SupervisorError("OVERLOADED", f"Model {model.model_id} is overloaded",
+            raise SupervisorError(ErrorCode.OVERLOADED, f"Model {model.model_id} is overloaded",
                                   f"its queue is full ({model.config.max_queue} requests); retry shortly, or raise "
                                   "max_queue / max_replicas", model_type=model.model_id, retry_after_s=1)
 
@@ -143,10 +143,10 @@ class Dispatcher:
         if target is not None:
             model.queue.remove(work)
             self._open(model, work, target)
-        elif model.serving() and len(model.current()) >= model.config.max_replicas:
+        elif model.serving() and len(model.current()) >= model.config.replica_limit:
             model.queue.remove(work)
             self.finish(model, work, SupervisorError(
-                "OVERLOADED", f"Model {model.model_id} holds as many streams as it may",
+                ErrorCode.OVERLOADED, f"Model {model.model_id} holds as many streams as it may",
                 f"each of its {len(model.current())} processes holds max_streams_per_replica={limit} streams; "
                 "finish some, or raise max_replicas or [server] max_streams_per_replica",
                 model_type=model.model_id, retry_after_s=1))
@@ -195,7 +195,7 @@ class Dispatcher:
     def _answered(self, model: Model, replica: Replica, work: Work, reply: Reply | RequestFailed) -> None:
         if isinstance(reply, RequestFailed):
             self.finish(model, work, SupervisorError(
-                "INTERNAL", f"Model {model.model_id} could not process the request", reply.message))
+                ErrorCode.INTERNAL, f"Model {model.model_id} could not process the request", reply.message))
             return
         model.usage.worked(reply.cpu_ms, work.piece_audio_ms())
         if work.absorb(reply):
@@ -206,10 +206,10 @@ class Dispatcher:
             self._requeue(model, work)
 
     @staticmethod
-    def _requeue(model: Model, work: AudioWork) -> None:
+    def _requeue(model: Model, work: Work) -> None:
         """At the tail, but ahead of later feeds of the same stream, so its audio stays in order."""
         for index, queued in enumerate(model.queue):
-            if isinstance(queued, AudioWork) and queued.stream_id == work.stream_id:
+            if queued.stream_key is not None and queued.stream_key == work.stream_key:
                 model.queue.insert(index, work)
                 return
         model.queue.append(work)
@@ -222,7 +222,7 @@ class Dispatcher:
         self.report(RequestStuck(model, replica, timeout))
         for work in batch:
             self.finish(model, work, SupervisorError(
-                "INFERENCE_TIMEOUT", f"Model {model.model_id} did not answer within {timeout:g} s",
+                ErrorCode.INFERENCE_TIMEOUT, f"Model {model.model_id} did not answer within {timeout:g} s",
                 "its process made no progress and is being replaced; retry shortly, or raise [server] "
                 "request_timeout_s"))
 
@@ -272,9 +272,10 @@ class Dispatcher:
         if work.stream is not None and isinstance(work, AudioWork):
             return stream_lost(work.stream.stream_id, reason)
         if replica.stopping and not replica.kill_reason:
-            return SupervisorError("MODEL_NOT_READY", f"Model {replica.model_id} was stopped before the request "
-                                   "finished", "retry the request", model_type=replica.model_id, retry_after_s=1)
-        return SupervisorError("MODEL_CRASHED", f"Model {replica.model_id} process went away: {reason}",
+            return SupervisorError(ErrorCode.MODEL_NOT_READY,
+                                   f"Model {replica.model_id} was stopped before the request finished",
+                                   "retry the request", model_type=replica.model_id, retry_after_s=1)
+        return SupervisorError(ErrorCode.MODEL_CRASHED, f"Model {replica.model_id} process went away: {reason}",
                                "retry: a required model is restarted; see /model/info last_error")
 
     def fail_queue(self, model: Model, error: Callable[[], SupervisorError]) -> None:
@@ -290,7 +291,7 @@ class Dispatcher:
         for work in [w for w in model.queue if now > w.queue_deadline]:
             model.queue.remove(work)
             self.finish(model, work, SupervisorError(
-                "INFERENCE_TIMEOUT", f"Model {model.model_id} was busy for {work.wait_s:g} s",
+                ErrorCode.INFERENCE_TIMEOUT, f"Model {model.model_id} was busy for {work.wait_s:g} s",
                 "the request waited in the queue behind others; the model is healthy: retry, raise max_replicas, "
                 "or raise [server] request_timeout_s"))
 

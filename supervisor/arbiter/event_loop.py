@@ -85,7 +85,7 @@ class EventLoop:
 
     def where(self) -> str:
         """The loop thread's current stack: logged when a caller gave up waiting on it."""
-        frame = sys._current_frames().get(self._thread.ident)
+        frame = sys._current_frames().get(self._thread.ident or 0)
         return "".join(traceback.format_stack(frame)) if frame else "(not running)"
 
     def post(self, fn: Callable[[], None]) -> None:
@@ -159,7 +159,7 @@ class EventLoop:
         while self._running:
             wait_s = self._next_wait()
             asked_at = time.monotonic()
-            ready = dict(self._poller.poll(wait_s * 1000))
+            ready = dict(self._poller.poll(int(wait_s * 1000)))
             now = time.monotonic()
             if now - asked_at - wait_s > STALL_S:
                 log.warning("supervisor loop resumed %.1f s late: heartbeat silence counts from now",

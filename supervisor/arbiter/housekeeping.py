@@ -63,7 +63,7 @@ class Housekeeping:
         starting = any(not r.ready for r in current)
         waited_ms = (now - model.queue[0].enqueued_at) * 1000 if model.queue else 0.0
         wanted = len(current) < config.min_replicas or (waited_ms > config.scale_up_after_ms and not starting)
-        if wanted and len(current) < config.max_replicas and now >= model.scale_blocked_until \
+        if wanted and len(current) < config.replica_limit and now >= model.scale_blocked_until \
                 and self.admission.fits(model):
             return [ScaleUp(model, waited_ms)]
         return self._idle(model, now)

@@ -29,7 +29,7 @@ from supervisor.replica import Model, Replica
 from supervisor.restarts import RestartPolicy
 from supervisor.states import ModelStatus
 from supervisor.work import Work
-from wire.errors import SupervisorError
+from wire.errors import ErrorCode, SupervisorError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class UnloadWaiter:
 
 
 def job_error(job: LoadJob) -> SupervisorError:
-    return SupervisorError(job.error_code or "LOAD_FAILED", f"Loading {job.model_id} failed: {job.error}",
+    return SupervisorError(job.error_code or ErrorCode.LOAD_FAILED, f"Loading {job.model_id} failed: {job.error}",
                            job.details or "", **{"model_type": job.model_id, "load_id": job.load_id, **job.context})
 
 
@@ -60,7 +60,7 @@ class Lifecycle:
     def load(self, model: Model, force_reload: bool, timeout_s: float) -> LoadJob:
         """Start a load, or join the one in flight; a loaded model (without force) gets a completed job."""
         if self.board.closing:
-            raise SupervisorError("CONFLICT", "Server is shutting down", "retry against a running server")
+            raise SupervisorError(ErrorCode.CONFLICT, "Server is shutting down", "retry against a running server")
         if model.job is not None:
             return model.job
         job = LoadJob(model.model_id, timeout_s, force_reload)
@@ -75,6 +75,7 @@ class Lifecycle:
 
     def _begin(self, model: Model) -> None:
         job = model.job
+        assert job is not None   # a model is begun only for its load in flight
         self.awaiting_memory.discard(model)
         if model.status is ModelStatus.UNLOADING:
             job.phase = "waiting for an unload to finish"
@@ -103,7 +104,7 @@ class Lifecycle:
         """A request found the model not serving: load it (autoload), and the request waits in the queue."""
         if not model.config.autoload and model.job is None:
             estimate = model.estimated_load_ms() // 1000
-            raise SupervisorError("MODEL_NOT_READY", f"Model {model.model_id} is not loaded",
+            raise SupervisorError(ErrorCode.MODEL_NOT_READY, f"Model {model.model_id} is not loaded",
                                   f"load it first (POST /model/load), or set autoload for {model.model_id}",
                                   model_type=model.model_id, retry_after_s=max(1, estimate))
         self._load_for_request(model)
@@ -117,7 +118,7 @@ class Lifecycle:
         if model.status is ModelStatus.FAILED:
             if self.restart_policy.next_delay(model.model_id) is None:
                 wait_s = self.restart_policy.seconds_until_allowed(model.model_id)
-                raise SupervisorError("MODEL_NOT_READY", f"Model {model.model_id} failed: {model.last_error}",
+                raise SupervisorError(ErrorCode.MODEL_NOT_READY, f"Model {model.model_id} failed: {model.last_error}",
                                       f"its restart budget is spent; retry in {wait_s:.0f} s, or load it "
                                       "explicitly (POST /model/load)", model_type=model.model_id,
                                       retry_after_s=max(1, int(wait_s)))
@@ -162,9 +163,9 @@ class Lifecycle:
             replica.stopping = True
             replica.kill(reason)
         if model.job is not None:
-            self._end_job(model, model.job, JobStatus.FAILED, "INTERNAL", reason, "see the server log")
+            self._end_job(model, model.job, JobStatus.FAILED, ErrorCode.INTERNAL, reason, "see the server log")
         self.dispatch.fail_queue(model, lambda: SupervisorError(
-            "INTERNAL", f"Model {model.model_id} failed: {reason}", "see the server log; load it again"))
+            ErrorCode.INTERNAL, f"Model {model.model_id} failed: {reason}", "see the server log; load it again"))
         self.board.changed()
 
     def _switch(self, model: Model, job: LoadJob) -> None:
@@ -172,7 +173,8 @@ class Lifecycle:
         replaced = [r for r in model.replicas if r.generation != job.generation and not r.stopping]
         model.generation = job.generation
         model.transition(ModelStatus.LOADED, f"ready in {model.load_time_ms:.0f} ms")
-        job.deadline.cancel()
+        if job.deadline is not None:
+            job.deadline.cancel()
         if not replaced:
             self._end_job(model, job, JobStatus.COMPLETED)
             return
@@ -191,11 +193,11 @@ class Lifecycle:
         for replica in [r for r in model.replicas if r.generation == job.generation]:
             self.kill(LoadTimedOut(model, replica, job.timeout_s))
             self.replicas.stop(replica, "load timed out")
-        self._fail(model, job, "LOAD_TIMEOUT",
+        self._fail(model, job, ErrorCode.LOAD_TIMEOUT,
                    f"model not ready within its {job.timeout_s:g} s timeout; its process was killed",
                    "raise `timeout`, or check that the model source is reachable and the right size")
 
-    def _fail(self, model: Model, job: LoadJob, code: str, message: str, details: str,
+    def _fail(self, model: Model, job: LoadJob, code: ErrorCode, message: str, details: str,
               status: JobStatus = JobStatus.FAILED, **context) -> None:
         if status is JobStatus.FAILED:
             model.last_error = message
@@ -239,7 +241,7 @@ class Lifecycle:
                 message, hint = replica.load_failure or (
                     f"{reason} while loading", "see the server log; a process killed while loading may have "
                                                "run out of memory")
-                self._fail(model, job, "LOAD_FAILED", message, hint)
+                self._fail(model, job, ErrorCode.LOAD_FAILED, message, hint)
             else:
                 model.last_error = f"a new replica did not start: {(replica.load_failure or (reason,))[0]}"
                 model.scale_blocked_until = self.loop.now() + SCALE_RETRY_S
@@ -285,7 +287,7 @@ class Lifecycle:
         if model.status is ModelStatus.LOADED:
             model.transition(ModelStatus.UNLOADING, reason)
             self.dispatch.fail_queue(model, lambda: SupervisorError(
-                "MODEL_NOT_READY", f"Model {model.model_id} was unloaded", "load it again, or retry (autoload)",
+                ErrorCode.MODEL_NOT_READY, f"Model {model.model_id} was unloaded", "load it again, or retry (autoload)",
                 model_type=model.model_id, retry_after_s=1))
         model.unload_waiters.append(UnloadWaiter(done, model.status is ModelStatus.UNLOADING, set(model.replicas)))
         for replica in [r for r in model.replicas if not r.stopping]:
@@ -299,13 +301,13 @@ class Lifecycle:
         if job.status is JobStatus.LOADING:
             for replica in [r for r in model.replicas if r.generation == job.generation]:
                 self.replicas.stop(replica, "load cancelled")
-        self._fail(model, job, "CONFLICT", "load cancelled by an unload request",
+        self._fail(model, job, ErrorCode.CONFLICT, "load cancelled by an unload request",
                    "the model was unloaded while it loaded; load it again if it is still needed",
                    status=JobStatus.CANCELLED)
 
     def _check_unloaded(self, model: Model, gone: Replica | None = None) -> None:
         for waiter in model.unload_waiters:
-            if gone in waiter.pending:
+            if gone is not None and gone in waiter.pending:
                 waiter.pending.discard(gone)
                 waiter.freed_mb += gone.unique_mb
         if model.status is ModelStatus.UNLOADING and not model.replicas:

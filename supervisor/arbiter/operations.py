@@ -3,6 +3,7 @@ returns at once: a job, or a Future the caller waits on with its deadline."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import time
@@ -21,7 +22,7 @@ from supervisor.replica import Model, Replica
 from supervisor.states import ModelStatus
 from supervisor.streams import Stream, StreamRegistry, stream_lost
 from supervisor.work import AudioWork, OpenStreamWork, PunctuateWork, Work
-from wire.errors import SupervisorError, model_not_found, shown
+from wire.errors import ErrorCode, SupervisorError, model_not_found, shown
 from wire.model_config import ModelConfig
 from wire.views import UnloadView
 from wire.audio import BYTES_PER_MS
@@ -64,7 +65,7 @@ class Operations:
 
     def unload(self, model_type: str) -> Future:
         """The Future gets the UnloadView once every process of the model(s) is gone."""
-        began, future = time.monotonic(), Future()
+        began, future = time.monotonic(), Future[UnloadView]()
         model_ids = resolve(model_type, list(self.models))
         outcomes: dict[str, tuple[float, bool]] = {}
 
@@ -77,8 +78,7 @@ class Operations:
                     unload_time_ms=round((time.monotonic() - began) * 1000, 1), models_remaining=remaining,
                     was_loaded=any(w for _, w in outcomes.values())))
         for model_id in model_ids:
-            self.lifecycle.unload(self.models[model_id], "unload requested",
-                                      lambda freed, was, m=model_id: one_done(m, freed, was))
+            self.lifecycle.unload(self.models[model_id], "unload requested", functools.partial(one_done, model_id))
         return future
 
     def close(self) -> Future:
@@ -87,7 +87,8 @@ class Operations:
         self.board.changed()
         for model in self.models.values():
             self.dispatch.fail_queue(model, lambda: SupervisorError(
-                "MODEL_NOT_READY", "Server is shutting down", "retry against another instance", retry_after_s=5))
+                ErrorCode.MODEL_NOT_READY, "Server is shutting down", "retry against another instance",
+                retry_after_s=5))
         return self.unload(ALL)
 
     # -- the registry -------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ class Operations:
         """Add a model, or replace one that is stopped; kept on disk for the next start. True: it replaced one."""
         existing = self.models.get(name)
         if existing is not None and (existing.replicas or existing.status not in STOPPED or existing.busy()):
-            raise SupervisorError("CONFLICT", f"Model {name} is {existing.status.value}",
+            raise SupervisorError(ErrorCode.CONFLICT, f"Model {name} is {existing.status.value}",
                                   "unload it before registering another model under its name")
         self._persist(lambda: self.registry.put(name, config))
         self.models[name] = Model(catalog_entry(name, config), config)
@@ -108,10 +109,10 @@ class Operations:
         """Remove a registered model that is stopped, here and on disk."""
         model = self.model(name)
         if name not in self.registry:
-            raise SupervisorError("CONFLICT", f"Model {name} comes from the server's config",
+            raise SupervisorError(ErrorCode.CONFLICT, f"Model {name} comes from the server's config",
                                   "only models registered at run time can be forgotten; remove it from [models]")
         if model.replicas or model.status not in STOPPED or model.busy():
-            raise SupervisorError("CONFLICT", f"Model {name} is {model.status.value}", "unload it first")
+            raise SupervisorError(ErrorCode.CONFLICT, f"Model {name} is {model.status.value}", "unload it first")
         self._persist(lambda: self.registry.remove(name))
         del self.models[name]
         log.info("model %s: forgotten", name)
@@ -122,7 +123,7 @@ class Operations:
         try:
             write()
         except OSError as exc:
-            raise SupervisorError("INTERNAL", "The model registry could not be written",
+            raise SupervisorError(ErrorCode.INTERNAL, "The model registry could not be written",
                                   f"{exc.filename or 'the cache directory'}: {exc.strerror}; free space there or "
                                   "make it writable") from None
 
@@ -148,12 +149,14 @@ class Operations:
             case SequenceStream(model_id, sequence_id):
                 return self.sequence_stream(model_id, sequence_id)
             case Abort(model_id, stream_id):
-                return self.abort(model_id, stream_id)
+                self.abort(model_id, stream_id)
             case LiveSessions(model_ids, change):
-                return self.live_sessions(model_ids, change)
+                self.live_sessions(model_ids, change)
             case Refused(model_id):
-                return self.record_refused(model_id)
-        raise TypeError(f"not an order: {order!r}")
+                self.record_refused(model_id)
+            case _:
+                raise TypeError(f"not an order: {order!r}")
+        return None
 
     def _queue(self, model_id: str, work: Work) -> Future:
         model = self.model(model_id)
@@ -173,7 +176,7 @@ class Operations:
         """A new stream; under a client's sequence id, one already open under it is aborted (a restart)."""
         previous = self.streams.restart_sequence(model_id, sequence_id) if sequence_id is not None else None
         if previous is not None:
-            log.info("%s: sequence %s restarted; its previous stream %s is aborted", model_id, shown(sequence_id),
+            log.info("%s: sequence %s restarted; its previous stream %s is aborted", model_id, shown(sequence_id or ""),
                      previous)
             self.abort(model_id, previous)
         stream = Stream(model_id, punctuate, self.settings.stream_expiry_s, sequence_id)
@@ -181,13 +184,13 @@ class Operations:
 
     def feed(self, model_id: str, stream_id: str, pcm: bytes, is_final: bool) -> Future:
         stream = self.streams.get(stream_id, self.model(model_id).model_id)
-        replica = self.replicas.get(stream.identity)
+        replica = self.replicas.get(stream.identity or b"")
         if replica is None or replica.stopping:
             self.streams.lose(stream_id, "its model process was stopped since the stream opened")
             raise stream_lost(stream_id, "its model process was stopped since the stream opened")
         limit_bytes = int(self.settings.max_stream_s * 1000 * BYTES_PER_MS)
         if stream.audio_bytes + len(pcm) > limit_bytes:
-            raise SupervisorError("PAYLOAD_TOO_LARGE", "Stream too long",
+            raise SupervisorError(ErrorCode.PAYLOAD_TOO_LARGE, "Stream too long",
                                   f"a stream takes at most max_stream_s={self.settings.max_stream_s:g} s of audio "
                                   "(its per-chunk cost grows with its length); finish this one and open a new one",
                                   stream_id=stream_id)

@@ -52,7 +52,7 @@ class Replicas:
         config = model.config
         spec = WorkerSpec(model_id=model.model_id, kind=config.kind,
                           engine=model.entry.kind.engine, source=config.source, device=config.device,
-                          threads=config.threads, endpoint=self.loop.endpoint, identity=identity,
+                          threads=config.thread_count, endpoint=self.loop.endpoint, identity=identity,
                           supervisor_pid=os.getpid(), cache_dir=str(self.settings.cache_dir),
                           spawned_at=time.monotonic(), log_format=self.settings.log_format, loader=config.loader,
                           runtime=config.engine, quantize=config.quantize)
@@ -67,6 +67,7 @@ class Replicas:
             replica.load_failure = (f"could not start a model process: {error}", "see the server log")
             self._gone(model, replica)
             return
+        assert started is not None   # the executor gave either a result or an error
         replica.oom_kills_at_spawn, child = started
         replica.child, replica.pid = child, child.pid
         log.info("model %s: process %d spawned (source %s)", model.model_id, child.pid, model.config.source)
@@ -150,6 +151,8 @@ class Replicas:
             replica.unique_mb = memory[1]  # what the stop gives back
         self.loop.send(replica.identity, Shutdown())
         grace, child = self.settings.stop_grace_s, replica.child
+        if child is None:   # never started: nothing to signal
+            return
         self.loop.call_later(grace, lambda: child.signal(signal.SIGTERM), replica.model_id)
         self.loop.call_later(2 * grace, lambda: child.signal(signal.SIGKILL), replica.model_id)
 
