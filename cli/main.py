@@ -35,6 +35,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      parents=[shared])
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API and the model supervisor")
+    add_serving_options(serve)
+    fleet = commands.add_parser("fleet", help="run the HTTP API over a Ray cluster: one supervisor per node")
+    add_serving_options(fleet)
+    fleet.add_argument("--ray-address", default=os.environ.get("FUNASR_SUPERVISOR_RAY_ADDRESS"), required=not
+                       os.environ.get("FUNASR_SUPERVISOR_RAY_ADDRESS"),
+                       help="the Ray cluster's head, host:port ($FUNASR_SUPERVISOR_RAY_ADDRESS)")
+    add_parsers(commands, shared)
+    return with_shared_defaults(parser.parse_args(argv))
+
+
+def add_serving_options(serve: argparse.ArgumentParser) -> None:
     env = os.environ.get
     serve.add_argument("--host", default=env("FUNASR_SUPERVISOR_HOST", "127.0.0.1"),
                        help="address to bind (default: $FUNASR_SUPERVISOR_HOST or 127.0.0.1)")
@@ -62,8 +73,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve.add_argument("--allow-unauthenticated", action="store_true",
                        default=env("FUNASR_SUPERVISOR_ALLOW_UNAUTHENTICATED", "") == "1",
                        help="allow binding a non-loopback address without an API key")
-    add_parsers(commands, shared)
-    return with_shared_defaults(parser.parse_args(argv))
 
 
 def is_loopback(host: str) -> bool:
@@ -110,7 +119,8 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     ws_port = config.server.ws_port if args.ws_port is None else args.ws_port
     try:
-        serving = Serving(config, args.cache_dir, args.host, args.port, ws_port, args.api_key, args.log_format)
+        serving = Serving(config, args.cache_dir, args.host, args.port, ws_port, args.api_key, args.log_format,
+                          fleet_address=args.ray_address if args.command == "fleet" else None)
     except CannotListen as exc:
         log.error("%s", exc)
         return 2
@@ -129,7 +139,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.command != "serve":
+    if args.command not in ("serve", "fleet"):
         return run(args)
     configure(args.log_level, args.log_format)
     return serve(args)

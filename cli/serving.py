@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from waitress import create_server
 
@@ -16,6 +17,9 @@ from api.common.tls import TlsUnusable, server_context
 from api.ws.server import WebSocketServer
 from supervisor.config import Config, ServerSettings
 from supervisor.core import Supervisor
+
+if TYPE_CHECKING:
+    from supervisor.fleet.gateway import FleetSupervisor
 
 
 class CannotListen(Exception):
@@ -38,13 +42,20 @@ class Serving:
     the supervisor and answers requests; `close` ends WebSocket sessions, unloads every model, stops listening."""
 
     def __init__(self, config: Config, cache_dir: Path, host: str, port: int, ws_port: int,
-                 api_key: str | None = None, log_format: str = "text") -> None:
-        """`ws_port` 0: no WebSocket listener; `port` 0: any free port (`http.effective_port` says which)."""
+                 api_key: str | None = None, log_format: str = "text", fleet_address: str | None = None) -> None:
+        """`ws_port` 0: no WebSocket listener; `port` 0: any free port (`http.effective_port` says which);
+        `fleet_address`: serve a Ray cluster's nodes (`supervisor.fleet`) instead of this machine."""
         try:
             tls = server_context(config.server.tls_cert, config.server.tls_key)
         except TlsUnusable as exc:
             raise CannotListen(str(exc)) from None
-        self.supervisor = Supervisor(config, cache_dir, log_format=log_format)
+        self.supervisor: Supervisor | FleetSupervisor
+        if fleet_address is not None:
+            from supervisor.fleet.gateway import FleetSupervisor
+
+            self.supervisor = FleetSupervisor(config, cache_dir, fleet_address)
+        else:
+            self.supervisor = Supervisor(config, cache_dir, log_format=log_format)
         try:
             self.http = create_server(create_app(self.supervisor, api_key), host=host, port=port,
                                       **waitress_options(config.server))

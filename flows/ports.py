@@ -11,7 +11,7 @@ from supervisor.core import LoadTicket
 from supervisor.metrics import SupervisorMetrics
 from supervisor.orders import Order
 from supervisor.snapshot import Snapshot
-from wire.views import JobView, ModelView, UnloadView
+from wire.views import JobView, ModelView, SystemInfo, UnloadView
 
 
 class SupervisorAPI(Protocol):
@@ -50,3 +50,7 @@ class SupervisorAPI(Protocol):
     def submit(self, *orders: Order) -> list[Future]: ...
 
     def where(self) -> str: ...
+
+    def system_info(self) -> SystemInfo: ...
+
+    def nodes(self) -> dict[str, SystemInfo]: ...

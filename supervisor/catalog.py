@@ -58,3 +58,15 @@ def pick_model(kinds: dict[str, str], wanted: tuple[str, ...], requested: str | 
     raise SupervisorError(ErrorCode.MODEL_NOT_FOUND, "No model for this route",
                           f"no {' or '.join(wanted)} model is configured; add one under [models.<name>]",
                           available_models=[])
+
+
+ALL = "all"
+
+
+def resolve(model_type: str, known: list[str], allow_all: bool = True) -> list[str]:
+    """The models a lifecycle call names: one, or `all` of them."""
+    if model_type == ALL and allow_all:
+        return list(known)
+    if model_type not in known:
+        raise model_not_found(model_type, list(known))
+    return [model_type]

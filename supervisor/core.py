@@ -18,24 +18,30 @@ import msgspec
 
 from model_procs.sources import sweep_abandoned_generations
 from supervisor.arbiter.arbiter import Arbiter
-from supervisor.catalog import pick_model
+from supervisor.catalog import pick_model, resolve
 from supervisor.kinds import funasr_version
 from supervisor.config import Config, ConfigError
 from wire.errors import ErrorCode, SupervisorError, shown
 from supervisor.arbiter.housekeeping import preload_order
-from supervisor.jobs import LoadGroup
-from supervisor.arbiter.lifecycle import job_error
+from supervisor.jobs import LoadGroup, job_error
 from supervisor.arbiter.loop import resolve as resolve_future
-from supervisor.arbiter.operations import resolve
 from supervisor.registry import decode_model_config
-from supervisor.snapshot import Snapshot
+from supervisor.snapshot import Snapshot, system_info
 from supervisor.spawner import ForkserverSpawner, Spawner
 from supervisor.orders import Order
-from wire.views import JobView, ModelView, UnloadView
+from wire.views import JobView, ModelView, SystemInfo, UnloadView
 
 log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT_S = 30.0   # an operation itself returns at once; this only catches a wedged arbiter
+
+
+class Capacity(msgspec.Struct, frozen=True):
+    """What the admission rules say now: memory free for models, and what one more process of each would need
+    (a fleet places loads by it)."""
+
+    free_mb: float
+    need_mb: dict[str, float]
 
 
 class LoadTicket(msgspec.Struct, frozen=True):
@@ -154,6 +160,18 @@ class Supervisor:
     def unload(self, model_type: str) -> UnloadView:
         """Stop the model's processes (drain, ask → SIGTERM → SIGKILL) and report what that returned."""
         return self._wait(self._call(lambda: self._ops.unload(model_type)), self._unload_backstop_s())
+
+    def system_info(self) -> SystemInfo:
+        return system_info(self.started_at)
+
+    def nodes(self) -> dict[str, SystemInfo]:
+        """One box: no nodes of its own (a fleet's facade answers each of its machines)."""
+        return {}
+
+    def capacity(self) -> Capacity:
+        admission = self.arbiter.admission
+        return self._call(lambda: Capacity(free_mb=round(admission.free_mb(), 1), need_mb={
+            m: round(admission.need_mb(model), 1) for m, model in self.arbiter.models.items()}))
 
     # -- the registry -----------------------------------------------------------------------------------
     def register(self, name: str, config_json: str | bytes) -> bool:

@@ -12,7 +12,7 @@ from concurrent.futures import Future
 from datetime import datetime, timezone
 
 from supervisor.timer import Timer
-from wire.errors import ErrorCode
+from wire.errors import ErrorCode, SupervisorError
 
 
 class JobStatus(str, enum.Enum):
@@ -101,3 +101,8 @@ class LoadGroup:
         if statuses == {JobStatus.COMPLETED}:
             return JobStatus.COMPLETED
         return JobStatus.LOADING if JobStatus.LOADING in statuses else JobStatus.PENDING
+
+
+def job_error(job: LoadJob) -> SupervisorError:
+    return SupervisorError(job.error_code or ErrorCode.LOAD_FAILED, f"Loading {job.model_id} failed: {job.error}",
+                           job.details or "", **{"model_type": job.model_id, "load_id": job.load_id, **job.context})

@@ -27,10 +27,10 @@ from wire.audio import BYTES_PER_MS
 from supervisor.jobs import JobStatus, LoadJob
 from supervisor.metrics import SupervisorMetrics
 from supervisor.replica import Model
-from supervisor.snapshot import Snapshot, job_view, model_view
+from supervisor.snapshot import Snapshot, job_view, model_view, system_info
 from supervisor.states import ModelStatus
 from wire.errors import SupervisorError, model_not_found
-from wire.views import CacheInfo, JobView, UnloadView
+from wire.views import CacheInfo, JobView, SystemInfo, UnloadView
 
 
 class FakeSupervisor:
@@ -132,6 +132,12 @@ class FakeSupervisor:
     def forget(self, name: str) -> None:
         self._called("forget")
         raise SupervisorError("CONFLICT", "Not on the fake", "the fake facade keeps its demo models")
+
+    def system_info(self) -> SystemInfo:
+        return system_info(self.started_at)   # the machine's own: the real facade's answer
+
+    def nodes(self) -> dict[str, SystemInfo]:
+        return {}
 
     def where(self) -> str:
         return "(fake: no arbiter)"

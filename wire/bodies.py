@@ -27,12 +27,13 @@ class LoadRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 # -- responses --------------------------------------------------------------------------------------
-class InfoResponse(msgspec.Struct, frozen=True):
+class InfoResponse(msgspec.Struct, frozen=True, omit_defaults=True):
     success: bool
     timestamp: datetime
     available_models: dict[str, ModelView]
     system_info: SystemInfo
     model_cache: CacheInfo
+    nodes: dict[str, SystemInfo] | None = None   # a fleet: each Ray node's own; system_info is their totals
 
 
 class LoadAccepted(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -38,6 +38,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     keep_warm: bool = False          # after the last unload, leave the weights' pages in the page cache
     engine: Literal["torch", "onnx"] = "torch"    # onnx: exported once into the cache, run in ONNX Runtime
     quantize: Literal["none", "int8"] = "none"    # onnx: int8 weights (faster, text may differ from torch's)
+    nodes: list[str] = []            # a fleet: only these Ray nodes (ids, id prefixes or label key=value)
 
     @property
     def thread_count(self) -> int:

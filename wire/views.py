@@ -41,6 +41,7 @@ class ReplicaView(msgspec.Struct, frozen=True, omit_defaults=True):
     weights_files: tuple[str, ...] = ()  # every file its weights are mapped from: checkpoint, ONNX parts
     memory_shared_weights_mb: float | None = None  # its model's mapped weights: the same pages in every replica
     gpu_memory_mb: float | None = None             # NVML; only where a GPU is present
+    node: str | None = None                        # a fleet: the Ray node it runs on
 
 
 class ModelMetrics(msgspec.Struct, frozen=True):

@@ -12,7 +12,6 @@ from api.common.media import MAX_JSON_BYTES, read_body, read_limited
 from flows.ports import SupervisorAPI
 from supervisor.core import LoadTicket
 from supervisor.jobs import utc_now
-from supervisor.snapshot import system_info
 from wire.views import ModelView
 
 
@@ -46,8 +45,8 @@ class ModelInfoResource:
             success=True, timestamp=utc_now(),
             available_models={m: msgspec.structs.replace(view, **drop) if drop else view
                               for m, view in snapshot.models.items()},
-            system_info=system_info(self.supervisor.started_at), model_cache=snapshot.cache,
-        )
+            system_info=self.supervisor.system_info(), model_cache=snapshot.cache,
+            nodes=self.supervisor.nodes() or None)
 
 
 class ModelLoadResource:

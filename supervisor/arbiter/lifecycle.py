@@ -24,7 +24,7 @@ from supervisor.arbiter.kills import kill_reason
 from supervisor.arbiter.loop import Loop
 from supervisor.arbiter.replicas import Replicas
 from supervisor.config import ServerSettings
-from supervisor.jobs import JobStatus, LoadJob
+from supervisor.jobs import JobStatus, LoadJob, job_error
 from supervisor.replica import Model, Replica
 from supervisor.restarts import RestartPolicy
 from supervisor.states import ModelStatus
@@ -42,11 +42,6 @@ class UnloadWaiter:
 
     def __init__(self, done: UnloadDone, was_loaded: bool, pending: set[Replica]) -> None:
         self.done, self.was_loaded, self.pending, self.freed_mb = done, was_loaded, pending, 0.0
-
-
-def job_error(job: LoadJob) -> SupervisorError:
-    return SupervisorError(job.error_code or ErrorCode.LOAD_FAILED, f"Loading {job.model_id} failed: {job.error}",
-                           job.details or "", **{"model_type": job.model_id, "load_id": job.load_id, **job.context})
 
 
 class Lifecycle:

@@ -11,10 +11,10 @@ from concurrent.futures import Future
 
 from supervisor.arbiter.board import Board
 from supervisor.arbiter.dispatch import Dispatcher
-from supervisor.arbiter.lifecycle import Lifecycle, job_error
-from supervisor.catalog import catalog_entry
+from supervisor.arbiter.lifecycle import Lifecycle
+from supervisor.catalog import ALL, catalog_entry, resolve
 from supervisor.config import ServerSettings
-from supervisor.jobs import LoadGroup, LoadJob
+from supervisor.jobs import LoadGroup, LoadJob, job_error
 from supervisor.orders import (Abort, Feed, LiveSessions, OpenStream, Order, Punctuation, Recording, Refused,
                                SequenceStream)
 from supervisor.registry import Registry
@@ -29,17 +29,7 @@ from wire.audio import BYTES_PER_MS
 
 log = logging.getLogger(__name__)
 
-ALL = "all"
 STOPPED = (ModelStatus.UNLOADED, ModelStatus.FAILED)
-
-
-def resolve(model_type: str, known: list[str], allow_all: bool = True) -> list[str]:
-    """The models a lifecycle call names: one, or `all` of them."""
-    if model_type == ALL and allow_all:
-        return list(known)
-    if model_type not in known:
-        raise model_not_found(model_type, list(known))
-    return [model_type]
 
 
 class Operations:
