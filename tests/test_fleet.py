@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import falcon.testing
 import psutil
@@ -119,10 +120,9 @@ def test_requests_go_to_the_node_that_serves_the_model(fleet):
 
 
 def test_placement_takes_the_node_that_holds_the_files_before_the_emptiest():
-    def node(name, free, loads):
-        from wire.views import ModelMetrics  # noqa: F401 (only the shape of a view matters here)
-        return Candidate(name, {}, free, 1300.0, 0.0, None if not loads else type("View", (), {
-            "loaded": False, "warm_mb": None, "metrics": type("M", (), {"loads": loads})()})())
+    def node(name, free, loads):   # a node that loaded the model before has its files in its cache
+        view = SimpleNamespace(loaded=False, warm_mb=None, metrics=SimpleNamespace(loads=loads))
+        return Candidate(name, {}, free, 1300.0, 0.0, view if loads else None)
     assert place("m", [node("a", 4000, 0), node("b", 2000, 1)], []) == "b"        # files: b, though a is emptier
     assert place("m", [node("a", 4000, 0), node("b", 1000, 1)], []) == "a"        # b holds them but cannot fit
     assert place("m", [node("a", 4000, 0), node("b", 2000, 0)], ["b"]) == "b"     # pinned
@@ -147,6 +147,7 @@ def test_the_seed_client_drives_the_fleet_unchanged(fleet):
         assert manager.unload_model("punc-b") is True
         assert manager.get_model_status()["available_models"]["punc-b"]["loaded"] is False
     finally:
+        wait_for(lambda: not server.active_channels, timeout=10)   # the last answer written before closing
         server.close()
 
 

@@ -63,8 +63,10 @@ class FleetSupervisor:
         self.sequences: dict[tuple[str, str], str] = {}   # (model, client sequence id) -> node id
         self.jobs: dict[str, LoadJob] = {}
         self.placing: dict[str, LoadJob] = {}     # model -> the load in flight
+        self.loading_on: dict[str, str] = {}      # model -> the node its load in flight was placed on
         self.restarts: dict[str, list[float]] = {}
         self._lock = threading.RLock()
+        self._published: Snapshot | None = None
         self._refreshing = threading.Lock()   # one refresh at a time: the watcher's, or after a load
         self._closed = threading.Event()
         self._work = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fleet")
@@ -132,7 +134,13 @@ class FleetSupervisor:
             except self.ray.exceptions.RayError as exc:
                 self._node_lost(node_id, f"its agent died ({type(exc).__name__})")
         with self._lock:
-            self.states = states
+            self.states, self._published = states, None
+
+    def _refresh_node(self, node_id: str) -> None:
+        """One node's state now (after a load there), so what a client reads next is at least as new."""
+        state = self.ray.get(self.agents[node_id].state.remote(), timeout=STATE_TIMEOUT_S)
+        with self._lock:
+            self.states[node_id], self._published = state, None
 
     def _agent(self, node_id: str, node: dict) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -154,6 +162,7 @@ class FleetSupervisor:
             held = [m for m, view in (state.snapshot_models.items() if state else ()) if view.replicas]
             for model_id in held:
                 self.lost[model_id] = f"node {node_id[:12]} was lost ({why}); its processes are gone"
+            self._published = None
         log.error("fleet: node %s lost (%s); it held %s", node_id[:12], why, ", ".join(held) or "no model")
         for model_id in held:
             config = self.config.models.get(model_id)
@@ -170,8 +179,18 @@ class FleetSupervisor:
 
     @property
     def snapshot(self) -> Snapshot:
+        """The merged view, made when something changed (a refresh, a load's progress, a node lost), not per read."""
         with self._lock:
-            states, jobs = dict(self.states), dict(self.jobs)
+            if self._published is None:
+                self._published = self._merge()
+            return self._published
+
+    def _changed(self) -> None:
+        with self._lock:
+            self._published = None
+
+    def _merge(self) -> Snapshot:
+        states, jobs = dict(self.states), dict(self.jobs)
         merged = {model_id: self._merged(model_id, states) for model_id in self._model_ids(states)}
         return Snapshot(models=merged, jobs={i: job_view(j) for i, j in jobs.items()},
                         cache=CacheInfo(cache_enabled=True, cache_directory=str(self.cache_dir), cache_size_mb=0.0,
@@ -268,6 +287,7 @@ class FleetSupervisor:
                 return running
             job = LoadJob(model_id, timeout_s, force_reload)
             self.jobs[job.load_id], self.placing[model_id] = job, job
+            self._published = None
         if self._serving(model_id) and not force_reload:
             job.start(0)
             job.finish(JobStatus.COMPLETED)
@@ -282,12 +302,14 @@ class FleetSupervisor:
             node_id = self._serving(job.model_id)[0] if job.force_reload and self._serving(job.model_id) \
                 else self._place(job.model_id)
             job.phase = f"loading on node {node_id[:12]}"
+            with self._lock:
+                self.loading_on[job.model_id] = node_id
             outcome = self.ray.get(self.agents[node_id].load.remote(job.model_id, job.force_reload, job.timeout_s),
                                    timeout=job.timeout_s + 60)
             if isinstance(outcome, AgentRefusal):
                 raise outcome.error()
             self.lost.pop(job.model_id, None)
-            self.refresh()
+            self._refresh_node(node_id)
             job.finish(JobStatus.COMPLETED)
             log.info("fleet: %s loaded on node %s in %.0f ms", job.model_id, node_id[:12], outcome)
         except SupervisorError as exc:
@@ -295,6 +317,7 @@ class FleetSupervisor:
         except Exception as exc:  # noqa: BLE001 (Ray's own failures: the node or its agent went away)
             job.finish(JobStatus.FAILED, ErrorCode.LOAD_FAILED, f"the node failed during the load: {exc}",
                        "retry: the load is placed again on the nodes left")
+        self._changed()
         job.future.set_result(None)
 
     def _quietly(self, model_id: str) -> None:
@@ -367,28 +390,47 @@ class FleetSupervisor:
 
     # -- work -----------------------------------------------------------------------------------------------
     def submit(self, *orders: Order) -> list[Future]:
-        return [self._work.submit(self._answer, order) for order in orders]
+        """Each order sent to its node's agent at once; its Future gets the agent's answer, or the refusal."""
+        return [self._send(order) for order in orders]
 
-    def _answer(self, order: Order) -> Any:
-        node_id, model_id = self._node_for(order), order_model(order)
+    def _send(self, order: Order) -> Future:
+        answer: Future = Future()
         try:
-            outcome = self.ray.get(self.agents[node_id].order.remote(order))
-        except (self.ray.exceptions.RayError, KeyError) as exc:
-            raise SupervisorError(ErrorCode.MODEL_CRASHED, f"The node serving {model_id} went away",
-                                  f"node {node_id[:12]}: {type(exc).__name__}; retry: the model is placed again "
-                                  "where it is required", model_type=model_id) from None
-        if isinstance(outcome, AgentRefusal):
-            raise outcome.error()
-        if isinstance(order, OpenStream) and outcome.stream is not None:
-            with self._lock:
-                self.streams[outcome.stream.stream_id] = node_id
-                if order.sequence_id is not None:
-                    self.sequences[(order.model_id, order.sequence_id)] = node_id
-        return outcome
+            node_id = self._node_for(order)
+            sent = self.agents[node_id].order.remote(order).future()
+        except SupervisorError as exc:
+            answer.set_exception(exc)
+            return answer
+        except KeyError:   # the node left between the choice and the call
+            answer.set_exception(self._crashed(order, "its node left the fleet"))
+            return answer
+        sent.add_done_callback(lambda done: self._answered(order, node_id, done, answer))
+        return answer
+
+    def _answered(self, order: Order, node_id: str, done: Future, answer: Future) -> None:
+        error = done.exception()
+        outcome: Any = None if error is not None else done.result()
+        if error is not None:
+            answer.set_exception(self._crashed(order, f"node {node_id[:12]}: {type(error).__name__}"))
+        elif isinstance(outcome, AgentRefusal):
+            answer.set_exception(outcome.error())
+        else:
+            if isinstance(order, OpenStream) and outcome.stream is not None:
+                with self._lock:
+                    self.streams[outcome.stream.stream_id] = node_id
+                    if order.sequence_id is not None:
+                        self.sequences[(order.model_id, order.sequence_id)] = node_id
+            answer.set_result(outcome)
+
+    @staticmethod
+    def _crashed(order: Order, why: str) -> SupervisorError:
+        model_id = order_model(order)
+        return SupervisorError(ErrorCode.MODEL_CRASHED, f"The node serving {model_id} went away",
+                               f"{why}; retry: the model is placed again where it is required", model_type=model_id)
 
     def _node_for(self, order: Order) -> str:
-        """A stream's node; else a node serving the model, least queued first; else where placement puts it
-        (the node's supervisor then cold-starts it, with its own admission rules)."""
+        """A stream's node; else a node serving the model, least queued first; else the node its load in flight
+        goes to; else where placement puts it (that node's supervisor cold-starts it, by its own admission)."""
         match order:
             case Feed(stream_id=stream_id) | Abort(stream_id=stream_id):
                 node_id = self.streams.get(stream_id)
@@ -404,8 +446,14 @@ class FleetSupervisor:
                                           f"No sequence '{shown(sequence_id)}' is open for {model_id}")
                 return node_id
             case Punctuation() | Recording() | OpenStream() | LiveSessions() | Refused():
-                serving = self._serving(order_model(order))
-                return serving[0] if serving else self._place(order_model(order))
+                model_id = order_model(order)
+                serving = self._serving(model_id)
+                if serving:
+                    return serving[0]
+                job, node_id = self.placing.get(model_id), self.loading_on.get(model_id)
+                if job is not None and not job.done and node_id in self.agents:
+                    return node_id   # it queues there while the load placed on that node finishes
+                return self._place(model_id)
         raise TypeError(f"not an order: {order!r}")
 
 
