@@ -8,6 +8,9 @@ and booting three forkservers (torch and funasr imported) is most of its time.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -15,12 +18,13 @@ from types import SimpleNamespace
 import falcon.testing
 import psutil
 import pytest
+import requests
 
 from api.app import create_app
 from supervisor.config import load_config
 from supervisor.fleet.placement import Candidate, place
 from tests.conftest import shared_helpers
-from tests.helpers import alive, descendants, wait_for
+from tests.helpers import REPO, alive, descendants, free_port, wait_for
 from tests.reference_client import ModelManager
 from wire.errors import SupervisorError
 
@@ -55,9 +59,9 @@ class Fleet:
         self.big = self.cluster.add_node(num_cpus=1, memory=2000 * MB)
         self.small = self.cluster.add_node(num_cpus=1, memory=1500 * MB)
         self.cluster.wait_for_nodes()
-        config_file = tmp_path / "fleet.toml"
-        config_file.write_text(CONFIG)
-        self.config = load_config(str(config_file))
+        self.config_file = tmp_path / "fleet.toml"
+        self.config_file.write_text(CONFIG)
+        self.config = load_config(str(self.config_file))
         self.cache = tmp_path / "cache"
         self.gateway = FleetSupervisor(self.config, self.cache, self.cluster.address)
         self.gateway.start()
@@ -152,13 +156,28 @@ def test_the_seed_client_drives_the_fleet_unchanged(fleet):
 
 
 def test_a_restarted_gateway_rebuilds_its_view_from_the_agents(fleet):
-    again = FleetSupervisor(fleet.config, fleet.cache, fleet.cluster.address)
-    again.refresh()
+    """`funasr-supervisor fleet` as a second gateway process: it finds the agents and what they serve, loads
+    nothing, and exits 0 on SIGTERM leaving the models where they are."""
+    port = free_port()
+    gateway = subprocess.Popen([sys.executable, "-m", "cli.main", "fleet", "--ray-address", fleet.cluster.address,
+                                "--models", str(fleet.config_file), "--cache-dir", str(fleet.cache), "--port",
+                                str(port), "--ws-port", "0"], cwd=REPO, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert [r.node for r in again.view("punctuation").replicas] == fleet.node_of("punctuation")
-        assert again.view("punctuation").loaded and again.view("punc-b").loaded is False
+        def info():
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/model/info", timeout=5).json()
+            except requests.ConnectionError:
+                return None
+        seen = wait_for(lambda: (i := info()) and i["available_models"]["punctuation"]["loaded"] and i, timeout=120)
+        assert [r["node"] for r in seen["available_models"]["punctuation"]["replicas"]] == fleet.node_of(
+            "punctuation")
+        assert seen["available_models"]["punc-b"]["loaded"] is False and len(seen["nodes"]) == 3
     finally:
-        again.close()
+        gateway.send_signal(signal.SIGTERM)
+        output = gateway.communicate(timeout=60)[0]
+    assert gateway.returncode == 0, output[-2000:]
+    assert fleet.gateway.view("punctuation").loaded   # the first gateway's view is unchanged
 
 
 def test_a_node_removed_under_load_and_its_required_model_back_elsewhere(fleet):
@@ -186,6 +205,12 @@ def test_a_node_removed_under_load_and_its_required_model_back_elsewhere(fleet):
     assert 500 not in statuses and set(statuses) <= {200, 502, 503, 504}, sorted(set(statuses))
     assert fleet.big.node_id not in fleet.gateway.node_free_mb()
     print(f"fleet: node lost, its required model serving again on another node after {healed_s:.1f} s")
+
+
+def test_a_node_that_joins_later_gets_an_agent(fleet):
+    joined = fleet.cluster.add_node(num_cpus=1, memory=1200 * MB)
+    wait_for(lambda: joined.node_id in fleet.gateway.node_free_mb(), timeout=120, interval=0.5)
+    assert fleet.gateway.node_free_mb()[joined.node_id] > 0
 
 
 def test_nothing_is_left_running_after_the_cluster_shuts_down(fleet):
