@@ -29,7 +29,7 @@ def test_fleet_benchmark_reports_its_ratios(tmp_path):
     result = json.loads(out.read_text())
     p50 = result["request_p50_ms"]
     assert p50["fleet"] > 0 and p50["one_box"] > 0 and 0 < p50["bare_ray_call"] < p50["fleet"]
-    assert result["request_p50_ratio"] == round(p50["fleet"] / p50["one_box"], 3)
+    assert abs(result["request_p50_ratio"] - p50["fleet"] / p50["one_box"]) < 0.01   # from unrounded medians
     assert len(result["load_ms"]["fleet"]) == len(result["load_ms"]["one_box"]) == 1
     assert result["load_p50_ratio"] > 0 and result["heal_s"] > 0
     assert "healing: node lost" in run.stdout

@@ -22,7 +22,7 @@ import msgspec
 
 from supervisor.catalog import pick_model, resolve as resolve_models
 from supervisor.config import Config
-from supervisor.core import LoadTicket
+from supervisor.core import LoadTicket, copy_outcome
 from supervisor.fleet.agent import AgentRefusal, NodeAgent, NodeState
 from supervisor.fleet.placement import Candidate, place
 from supervisor.jobs import JobStatus, LoadJob, job_error
@@ -339,9 +339,10 @@ class FleetSupervisor:
                                         idle if self.settings.evict_idle else 0.0, views.get(model_id)))
         return candidates
 
-    def _place(self, model_id: str) -> str:
+    def _place(self, model_id: str, avoid: str | None = None) -> str:
         config = self.config.models.get(model_id)
-        return place(model_id, self._candidates(model_id), config.nodes if config else [])
+        candidates = [c for c in self._candidates(model_id) if c.node_id != avoid]
+        return place(model_id, candidates, config.nodes if config else [])
 
     def _serving(self, model_id: str) -> list[str]:
         """Nodes where the model is loaded, least queued first."""
@@ -393,10 +394,10 @@ class FleetSupervisor:
         """Each order sent to its node's agent at once; its Future gets the agent's answer, or the refusal."""
         return [self._send(order) for order in orders]
 
-    def _send(self, order: Order) -> Future:
+    def _send(self, order: Order, avoid: str | None = None) -> Future:
         answer: Future = Future()
         try:
-            node_id = self._node_for(order)
+            node_id = self._node_for(order, avoid)
             sent = self.agents[node_id].order.remote(order).future()
         except SupervisorError as exc:
             answer.set_exception(exc)
@@ -404,13 +405,18 @@ class FleetSupervisor:
         except KeyError:   # the node left between the choice and the call
             answer.set_exception(self._crashed(order, "its node left the fleet"))
             return answer
-        sent.add_done_callback(lambda done: self._answered(order, node_id, done, answer))
+        sent.add_done_callback(lambda done: self._answered(order, node_id, done, answer, retried=avoid is not None))
         return answer
 
-    def _answered(self, order: Order, node_id: str, done: Future, answer: Future) -> None:
+    def _answered(self, order: Order, node_id: str, done: Future, answer: Future, retried: bool) -> None:
         error = done.exception()
         outcome: Any = None if error is not None else done.result()
-        if error is not None:
+        if error is not None and not retried and not isinstance(order, (Feed, Abort, SequenceStream)):
+            # its node went away: a request that holds no state there is asked once more, of another node
+            log.warning("fleet: node %s failed a %s request (%s); asking another node", node_id[:12],
+                        order_model(order), type(error).__name__)
+            self._send(order, avoid=node_id).add_done_callback(lambda again: copy_outcome(again, answer))
+        elif error is not None:
             answer.set_exception(self._crashed(order, f"node {node_id[:12]}: {type(error).__name__}"))
         elif isinstance(outcome, AgentRefusal):
             answer.set_exception(outcome.error())
@@ -428,7 +434,7 @@ class FleetSupervisor:
         return SupervisorError(ErrorCode.MODEL_CRASHED, f"The node serving {model_id} went away",
                                f"{why}; retry: the model is placed again where it is required", model_type=model_id)
 
-    def _node_for(self, order: Order) -> str:
+    def _node_for(self, order: Order, avoid: str | None = None) -> str:
         """A stream's node; else a node serving the model, least queued first; else the node its load in flight
         goes to; else where placement puts it (that node's supervisor cold-starts it, by its own admission)."""
         match order:
@@ -447,13 +453,13 @@ class FleetSupervisor:
                 return node_id
             case Punctuation() | Recording() | OpenStream() | LiveSessions() | Refused():
                 model_id = order_model(order)
-                serving = self._serving(model_id)
+                serving = [n for n in self._serving(model_id) if n != avoid]
                 if serving:
                     return serving[0]
                 job, node_id = self.placing.get(model_id), self.loading_on.get(model_id)
-                if job is not None and not job.done and node_id in self.agents:
+                if job is not None and not job.done and node_id in self.agents and node_id != avoid:
                     return node_id   # it queues there while the load placed on that node finishes
-                return self._place(model_id)
+                return self._place(model_id, avoid)
         raise TypeError(f"not an order: {order!r}")
 
 
