@@ -47,6 +47,11 @@ required = true
 [models.punc-b]
 kind = "punctuation"
 source = "generated:tiny"
+[models.punc-wide]
+kind = "punctuation"
+source = "generated:tiny"
+max_replicas = 2
+scale_up_after_ms = 60000   # a node would wait a minute before adding a process of its own
 [models.streaming_asr]
 kind = "streaming_asr"
 source = "generated:tiny"
@@ -208,9 +213,35 @@ def test_a_node_removed_under_load_and_its_required_model_back_elsewhere(fleet):
 
 
 def test_a_node_that_joins_later_gets_an_agent(fleet):
-    joined = fleet.cluster.add_node(num_cpus=1, memory=1200 * MB)
+    joined = fleet.cluster.add_node(num_cpus=1, memory=1600 * MB)   # room for a model of its own later
     wait_for(lambda: joined.node_id in fleet.gateway.node_free_mb(), timeout=120, interval=0.5)
     assert fleet.gateway.node_free_mb()[joined.node_id] > 0
+
+
+def test_max_replicas_spans_nodes_when_every_node_serving_it_has_requests_queued(fleet):
+    assert fleet.client.simulate_post("/model/load", json={"model_type": "punc-wide", "async_load": False}
+                                      ).status_code == 200
+    first = fleet.node_of("punc-wide")
+    assert len(first) == 1
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def busy() -> None:
+        while not stop.is_set():
+            statuses.append(fleet.client.simulate_post("/punctuation?model=punc-wide",
+                                                       json={"text": "今天天气很好" * 300}).status_code)
+    threads = [threading.Thread(target=busy) for _ in range(24)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(set(fleet.node_of("punc-wide"))) == 2, timeout=120, interval=0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert first[0] in fleet.node_of("punc-wide") and set(statuses) == {200}
+    assert fleet.client.simulate_delete("/model/unload/punc-wide").json["memory_freed_mb"] > 0
+    assert fleet.node_of("punc-wide") == []
 
 
 def test_nothing_is_left_running_after_the_cluster_shuts_down(fleet):

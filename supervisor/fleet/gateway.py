@@ -58,13 +58,14 @@ class FleetSupervisor:
         self.agents: dict[str, Any] = {}          # node id -> actor handle
         self.labels: dict[str, dict[str, str]] = {}
         self.states: dict[str, NodeState] = {}
-        self.lost: dict[str, str] = {}            # model -> why its node's processes are gone
+        self.lost: dict[str, str] = {}            # model -> why its node's processes went (its last_error)
         self.streams: dict[str, str] = {}         # stream id -> node id
         self.sequences: dict[tuple[str, str], str] = {}   # (model, client sequence id) -> node id
         self.jobs: dict[str, LoadJob] = {}
         self.placing: dict[str, LoadJob] = {}     # model -> the load in flight
         self.loading_on: dict[str, str] = {}      # model -> the node its load in flight was placed on
         self.restarts: dict[str, list[float]] = {}
+        self._waited: set[str] = set()            # models queued on every serving node at the last refresh
         self._lock = threading.RLock()
         self._published: Snapshot | None = None
         self._refreshing = threading.Lock()   # one refresh at a time: the watcher's, or after a load
@@ -135,6 +136,39 @@ class FleetSupervisor:
                 self._node_lost(node_id, f"its agent died ({type(exc).__name__})")
         with self._lock:
             self.states, self._published = states, None
+        self._spread(states)
+
+    def _spread(self, states: dict[str, NodeState]) -> None:
+        """`max_replicas` spans nodes: a model with requests queued on every node that serves it, in two rounds
+        running, and fewer processes than its `max_replicas` in all, is loaded on one more node (placed as any
+        load, away from those). Each node still scales within itself by its own rules."""
+        waiting = set()
+        for model_id in self._model_ids(states):
+            views = [s.snapshot_models[model_id] for s in states.values()
+                     if model_id in s.snapshot_models and s.snapshot_models[model_id].loaded]
+            if views and all(v.metrics and v.metrics.queued for v in views) and \
+                    sum(len(v.replicas) for v in views) < views[0].config.replica_limit:
+                waiting.add(model_id)
+        for model_id in waiting & self._waited:
+            job = self.placing.get(model_id)
+            if job is None or job.done:
+                log.info("fleet: %s has requests queued on every node that serves it; adding a node", model_id)
+                self._work.submit(self._spread_to_another_node, model_id)
+        self._waited = waiting
+
+    def _spread_to_another_node(self, model_id: str) -> None:
+        serving = set(self._serving(model_id))
+        try:
+            config = self.config.models.get(model_id)
+            node_id = place(model_id, [c for c in self._candidates(model_id) if c.node_id not in serving],
+                            config.nodes if config else [])
+        except SupervisorError as exc:
+            log.info("fleet: %s cannot spread: %s", model_id, exc.details)
+            return
+        with self._lock:
+            job = LoadJob(model_id, self.settings.load_timeout_s, force_reload=False)
+            self.jobs[job.load_id], self.placing[model_id], self._published = job, job, None
+        self._run_load(job, node_id)
 
     def _refresh_node(self, node_id: str) -> None:
         """One node's state now (after a load there), so what a client reads next is at least as new."""
@@ -211,9 +245,8 @@ class FleetSupervisor:
             or views[0][1]
         replicas = [msgspec.structs.replace(r, node=n) for n, v in running for r in v.replicas]
         job = self.placing.get(model_id)
-        last_error = (base.last_error if base.loaded else None) or self.lost.get(model_id) or base.last_error
-        if job is not None and job.error:
-            last_error = job.error
+        # the last error stays after recovery, as on one box: a failed placement, else the node lost, else the node's
+        last_error = (job.error if job is not None else None) or self.lost.get(model_id) or base.last_error
         return msgspec.structs.replace(
             base, replicas=replicas, pid=replicas[0].pid if replicas else None,
             memory_usage_mb=round(sum(v.memory_usage_mb for _, v in running), 1),
@@ -296,11 +329,13 @@ class FleetSupervisor:
         self._work.submit(self._run_load, job)
         return job
 
-    def _run_load(self, job: LoadJob) -> None:
+    def _run_load(self, job: LoadJob, node_id: str | None = None) -> None:
+        """Load where `node_id` says, or where a reload must happen, or where placement puts it."""
         job.start(0)
         try:
-            node_id = self._serving(job.model_id)[0] if job.force_reload and self._serving(job.model_id) \
-                else self._place(job.model_id)
+            if node_id is None:
+                node_id = self._serving(job.model_id)[0] if job.force_reload and self._serving(job.model_id) \
+                    else self._place(job.model_id)
             job.phase = f"loading on node {node_id[:12]}"
             with self._lock:
                 self.loading_on[job.model_id] = node_id
@@ -308,7 +343,6 @@ class FleetSupervisor:
                                    timeout=job.timeout_s + 60)
             if isinstance(outcome, AgentRefusal):
                 raise outcome.error()
-            self.lost.pop(job.model_id, None)
             self._refresh_node(node_id)
             job.finish(JobStatus.COMPLETED)
             log.info("fleet: %s loaded on node %s in %.0f ms", job.model_id, node_id[:12], outcome)
@@ -363,7 +397,6 @@ class FleetSupervisor:
                     raise outcome.error()
                 freed += outcome.memory_freed_mb
                 was_loaded = was_loaded or outcome.was_loaded
-            self.lost.pop(model_id, None)
         self.refresh()
         return UnloadView(model_type=model_type, memory_freed_mb=round(freed, 1),
                           unload_time_ms=round((time.monotonic() - began) * 1000, 1),
