@@ -18,19 +18,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from supervisor.catalog import pick_model, resolve as resolve_models
 from supervisor.config import Config
-from supervisor.core import LoadTicket, copy_outcome
+from supervisor.core import LoadTicket
 from supervisor.fleet.agent import AgentRefusal, NodeAgent, NodeState
+from supervisor.fleet.metrics import NodeMetrics
 from supervisor.fleet.placement import Candidate, place
+from supervisor.fleet.routing import OrderRouter
+from supervisor.fleet.view import candidates, fleet_totals, merged_view, model_ids, serving_nodes
 from supervisor.jobs import JobStatus, LoadJob, job_error
 from supervisor.kinds import funasr_version
 from supervisor.metrics import SupervisorMetrics
-from supervisor.orders import Abort, Feed, LiveSessions, OpenStream, Order, Punctuation, Recording, Refused, \
-    SequenceStream
-from supervisor.snapshot import Snapshot, job_view, system_info
+from supervisor.orders import Order
+from supervisor.snapshot import Snapshot, job_view
 from wire.errors import ErrorCode, SupervisorError, shown
 from wire.views import CacheInfo, JobView, ModelView, SystemInfo, UnloadView
 
@@ -59,8 +59,6 @@ class FleetSupervisor:
         self.labels: dict[str, dict[str, str]] = {}
         self.states: dict[str, NodeState] = {}
         self.lost: dict[str, str] = {}            # model -> why its node's processes went (its last_error)
-        self.streams: dict[str, str] = {}         # stream id -> node id
-        self.sequences: dict[tuple[str, str], str] = {}   # (model, client sequence id) -> node id
         self.jobs: dict[str, LoadJob] = {}
         self.placing: dict[str, LoadJob] = {}     # model -> the load in flight
         self.loading_on: dict[str, str] = {}      # model -> the node its load in flight was placed on
@@ -72,15 +70,16 @@ class FleetSupervisor:
         self._closed = threading.Event()
         self._work = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fleet")
         self._watcher = threading.Thread(target=self._watch, name="fleet-watcher", daemon=True)
+        self.router = OrderRouter(self)
         self.metrics = SupervisorMetrics(lambda: self.snapshot)
-        self.metrics.registry.register(NodeMetrics(self))
+        self.metrics.registry.register(NodeMetrics(self.node_states))
 
     # -- life ------------------------------------------------------------------------------------------
     def start(self) -> None:
         self.refresh()
         self._watcher.start()
         for model_id, config in self.config.models.items():
-            if (config.required or config.preload) and not self._serving(model_id):
+            if (config.required or config.preload) and not self.serving(model_id):
                 self._work.submit(self._quietly, model_id)
 
     def close(self) -> None:
@@ -143,7 +142,7 @@ class FleetSupervisor:
         running, and fewer processes than its `max_replicas` in all, is loaded on one more node (placed as any
         load, away from those). Each node still scales within itself by its own rules."""
         waiting = set()
-        for model_id in self._model_ids(states):
+        for model_id in model_ids(states):
             views = [s.snapshot_models[model_id] for s in states.values()
                      if model_id in s.snapshot_models and s.snapshot_models[model_id].loaded]
             if views and all(v.metrics and v.metrics.queued for v in views) and \
@@ -157,7 +156,7 @@ class FleetSupervisor:
         self._waited = waiting
 
     def _spread_to_another_node(self, model_id: str) -> None:
-        serving = set(self._serving(model_id))
+        serving = set(self.serving(model_id))
         try:
             config = self.config.models.get(model_id)
             node_id = place(model_id, [c for c in self._candidates(model_id) if c.node_id not in serving],
@@ -191,8 +190,7 @@ class FleetSupervisor:
         with self._lock:
             self.agents.pop(node_id, None)
             state = self.states.pop(node_id, None)
-            self.streams = {s: n for s, n in self.streams.items() if n != node_id}
-            self.sequences = {k: n for k, n in self.sequences.items() if n != node_id}
+            self.router.forget_node(node_id)
             held = [m for m, view in (state.snapshot_models.items() if state else ()) if view.replicas]
             for model_id in held:
                 self.lost[model_id] = f"node {node_id[:12]} was lost ({why}); its processes are gone"
@@ -225,35 +223,12 @@ class FleetSupervisor:
 
     def _merge(self) -> Snapshot:
         states, jobs = dict(self.states), dict(self.jobs)
-        merged = {model_id: self._merged(model_id, states) for model_id in self._model_ids(states)}
+        merged = {model_id: merged_view(model_id, states, self.placing.get(model_id), self.lost.get(model_id))
+                  for model_id in model_ids(states)}
         return Snapshot(models=merged, jobs={i: job_view(j) for i, j in jobs.items()},
                         cache=CacheInfo(cache_enabled=True, cache_directory=str(self.cache_dir), cache_size_mb=0.0,
                                         cache_hit_rate=0.0), closing=self._closed.is_set(),
                         loop_alive_at=time.monotonic())
-
-    @staticmethod
-    def _model_ids(states: dict[str, NodeState]) -> list[str]:
-        """The models the nodes answer for (every node has the same table: the config and the registry)."""
-        return list(dict.fromkeys(m for state in states.values() for m in state.snapshot_models))
-
-    def _merged(self, model_id: str, states: dict[str, NodeState]) -> ModelView:
-        """One model across the nodes: its replicas from every node that runs it, each with its `node`."""
-        views = [(node_id, s.snapshot_models[model_id]) for node_id, s in states.items()
-                 if model_id in s.snapshot_models]
-        running = [(n, v) for n, v in views if v.replicas]
-        base = next((v for _, v in views if v.loaded), None) or next((v for _, v in views if v.loading), None) \
-            or views[0][1]
-        replicas = [msgspec.structs.replace(r, node=n) for n, v in running for r in v.replicas]
-        job = self.placing.get(model_id)
-        # the last error stays after recovery, as on one box: a failed placement, else the node lost, else the node's
-        last_error = (job.error if job is not None else None) or self.lost.get(model_id) or base.last_error
-        return msgspec.structs.replace(
-            base, replicas=replicas, pid=replicas[0].pid if replicas else None,
-            memory_usage_mb=round(sum(v.memory_usage_mb for _, v in running), 1),
-            total_requests=sum(v.total_requests for _, v in views), restarts=sum(v.restarts for _, v in views),
-            live_sessions=sum(v.live_sessions for _, v in views), last_error=last_error,
-            loading=base.loading or (job is not None and not job.done),
-            status="loading" if not base.loaded and job is not None and not job.done else base.status)
 
     def view(self, model_id: str) -> ModelView:
         return self.snapshot.models[model_id]
@@ -263,13 +238,7 @@ class FleetSupervisor:
             return {node_id: state.system for node_id, state in self.states.items()}
 
     def system_info(self) -> SystemInfo:
-        """The fleet's totals. Nodes that share a machine (a one-machine test cluster) each count its memory."""
-        nodes = list(self.nodes().values())
-        local = system_info(self.started_at)
-        return msgspec.structs.replace(
-            local, total_memory_gb=round(sum(n.total_memory_gb for n in nodes), 2),
-            available_memory_gb=round(sum(n.available_memory_gb for n in nodes), 2),
-            cpu_cores=sum(n.cpu_cores for n in nodes), memory_limit=None)
+        return fleet_totals(list(self.nodes().values()), self.started_at)
 
     def node_states(self) -> dict[str, NodeState]:
         with self._lock:
@@ -321,7 +290,7 @@ class FleetSupervisor:
             job = LoadJob(model_id, timeout_s, force_reload)
             self.jobs[job.load_id], self.placing[model_id] = job, job
             self._published = None
-        if self._serving(model_id) and not force_reload:
+        if self.serving(model_id) and not force_reload:
             job.start(0)
             job.finish(JobStatus.COMPLETED)
             job.future.set_result(None)
@@ -334,8 +303,8 @@ class FleetSupervisor:
         job.start(0)
         try:
             if node_id is None:
-                node_id = self._serving(job.model_id)[0] if job.force_reload and self._serving(job.model_id) \
-                    else self._place(job.model_id)
+                node_id = self.serving(job.model_id)[0] if job.force_reload and self.serving(job.model_id) \
+                    else self.place_for(job.model_id)
             job.phase = f"loading on node {node_id[:12]}"
             with self._lock:
                 self.loading_on[job.model_id] = node_id
@@ -361,31 +330,15 @@ class FleetSupervisor:
             log.error("fleet: %s could not be placed: %s (%s)", model_id, job.error, job.details)
 
     def _candidates(self, model_id: str) -> list[Candidate]:
-        with self._lock:
-            states = dict(self.states)
-        candidates = []
-        for node_id, state in states.items():
-            views = state.snapshot_models
-            idle = sum(r.memory_unique_mb for m, v in views.items() if m != model_id and v.loaded and not v.required
-                       for r in v.replicas if r.in_flight == 0)
-            candidates.append(Candidate(node_id, self.labels.get(node_id, {}), state.capacity.free_mb,
-                                        state.capacity.need_mb.get(model_id, 0.0),
-                                        idle if self.settings.evict_idle else 0.0, views.get(model_id)))
-        return candidates
+        return candidates(model_id, self.node_states(), self.labels, self.settings.evict_idle)
 
-    def _place(self, model_id: str, avoid: str | None = None) -> str:
+    def place_for(self, model_id: str, avoid: str | None = None) -> str:
         config = self.config.models.get(model_id)
-        candidates = [c for c in self._candidates(model_id) if c.node_id != avoid]
-        return place(model_id, candidates, config.nodes if config else [])
+        allowed = [c for c in self._candidates(model_id) if c.node_id != avoid]
+        return place(model_id, allowed, config.nodes if config else [])
 
-    def _serving(self, model_id: str) -> list[str]:
-        """Nodes where the model is loaded, least queued first."""
-        with self._lock:
-            states = dict(self.states)
-        serving = [(sum(r.in_flight for r in s.snapshot_models[model_id].replicas), node_id)
-                   for node_id, s in states.items()
-                   if model_id in s.snapshot_models and s.snapshot_models[model_id].loaded]
-        return [node_id for _, node_id in sorted(serving)]
+    def serving(self, model_id: str) -> list[str]:
+        return serving_nodes(model_id, self.node_states())
 
     def unload(self, model_type: str) -> UnloadView:
         began = time.monotonic()
@@ -425,102 +378,9 @@ class FleetSupervisor:
     # -- work -----------------------------------------------------------------------------------------------
     def submit(self, *orders: Order) -> list[Future]:
         """Each order sent to its node's agent at once; its Future gets the agent's answer, or the refusal."""
-        return [self._send(order) for order in orders]
+        return self.router.submit(*orders)
 
-    def _send(self, order: Order, avoid: str | None = None) -> Future:
-        answer: Future = Future()
-        try:
-            node_id = self._node_for(order, avoid)
-            sent = self.agents[node_id].order.remote(order).future()
-        except SupervisorError as exc:
-            answer.set_exception(exc)
-            return answer
-        except KeyError:   # the node left between the choice and the call
-            answer.set_exception(self._crashed(order, "its node left the fleet"))
-            return answer
-        sent.add_done_callback(lambda done: self._answered(order, node_id, done, answer, retried=avoid is not None))
-        return answer
-
-    def _answered(self, order: Order, node_id: str, done: Future, answer: Future, retried: bool) -> None:
-        error = done.exception()
-        outcome: Any = None if error is not None else done.result()
-        if error is not None and not retried and not isinstance(order, (Feed, Abort, SequenceStream)):
-            # its node went away: a request that holds no state there is asked once more, of another node
-            log.warning("fleet: node %s failed a %s request (%s); asking another node", node_id[:12],
-                        order_model(order), type(error).__name__)
-            self._send(order, avoid=node_id).add_done_callback(lambda again: copy_outcome(again, answer))
-        elif error is not None:
-            answer.set_exception(self._crashed(order, f"node {node_id[:12]}: {type(error).__name__}"))
-        elif isinstance(outcome, AgentRefusal):
-            answer.set_exception(outcome.error())
-        else:
-            if isinstance(order, OpenStream) and outcome.stream is not None:
-                with self._lock:
-                    self.streams[outcome.stream.stream_id] = node_id
-                    if order.sequence_id is not None:
-                        self.sequences[(order.model_id, order.sequence_id)] = node_id
-            answer.set_result(outcome)
-
-    @staticmethod
-    def _crashed(order: Order, why: str) -> SupervisorError:
-        model_id = order_model(order)
-        return SupervisorError(ErrorCode.MODEL_CRASHED, f"The node serving {model_id} went away",
-                               f"{why}; retry: the model is placed again where it is required", model_type=model_id)
-
-    def _node_for(self, order: Order, avoid: str | None = None) -> str:
-        """A stream's node; else a node serving the model, least queued first; else the node its load in flight
-        goes to; else where placement puts it (that node's supervisor cold-starts it, by its own admission)."""
-        match order:
-            case Feed(stream_id=stream_id) | Abort(stream_id=stream_id):
-                node_id = self.streams.get(stream_id)
-                if node_id is None:
-                    raise SupervisorError(ErrorCode.STREAM_NOT_FOUND, "Stream not found",
-                                          f"No open stream '{shown(stream_id)}' in the fleet: it was finished, "
-                                          "aborted, expired, or its node was lost", stream_id=stream_id)
-                return node_id
-            case SequenceStream(model_id=model_id, sequence_id=sequence_id):
-                node_id = self.sequences.get((model_id, sequence_id))
-                if node_id is None:
-                    raise SupervisorError(ErrorCode.STREAM_NOT_FOUND, "Sequence not found",
-                                          f"No sequence '{shown(sequence_id)}' is open for {model_id}")
-                return node_id
-            case Punctuation() | Recording() | OpenStream() | LiveSessions() | Refused():
-                model_id = order_model(order)
-                serving = [n for n in self._serving(model_id) if n != avoid]
-                if serving:
-                    return serving[0]
-                job, node_id = self.placing.get(model_id), self.loading_on.get(model_id)
-                if job is not None and not job.done and node_id in self.agents and node_id != avoid:
-                    return node_id   # it queues there while the load placed on that node finishes
-                return self._place(model_id, avoid)
-        raise TypeError(f"not an order: {order!r}")
-
-
-def order_model(order: Order) -> str:
-    return order.model_ids[0] if isinstance(order, LiveSessions) else order.model_id
-
-
-class NodeMetrics:
-    """The fleet's own families, labelled by node: each node's free memory, and each model's processes and RSS
-    on it (the per-model families of one box stay, summed over the nodes)."""
-
-    def __init__(self, fleet: FleetSupervisor) -> None:
-        self.fleet = fleet
-
-    def collect(self):
-        from prometheus_client.core import GaugeMetricFamily
-
-        free = GaugeMetricFamily("funasr_node_memory_free_bytes", "Memory a node may still give models",
-                                 labels=["node"])
-        replicas = GaugeMetricFamily("funasr_node_model_replicas", "A model's processes on a node",
-                                     labels=["node", "model"])
-        rss = GaugeMetricFamily("funasr_node_model_memory_rss_bytes", "RSS of a model's processes on a node",
-                                labels=["node", "model"])
-        for node_id, state in self.fleet.node_states().items():
-            free.add_metric([node_id], state.capacity.free_mb * 2**20)
-            for model_id, view in state.snapshot_models.items():
-                if view.replicas:
-                    replicas.add_metric([node_id, model_id], len(view.replicas))
-                    rss.add_metric([node_id, model_id], view.memory_usage_mb * 2**20)
-        yield from (free, replicas, rss)
-
+    def load_target(self, model_id: str) -> str | None:
+        """The node a load of the model in flight goes to (its requests queue there meanwhile)."""
+        job = self.placing.get(model_id)
+        return self.loading_on.get(model_id) if job is not None and not job.done else None
