@@ -35,6 +35,7 @@ class OrderRouter:
         self.fleet = fleet
         self.streams: dict[str, str] = {}                  # stream id -> node id
         self.sequences: dict[tuple[str, str], str] = {}    # (model, client sequence id) -> node id
+        self.sequence_of: dict[str, tuple[str, str]] = {}  # stream id -> its sequence's key
         self._lock = threading.Lock()
 
     def submit(self, *orders: Order) -> list[Future]:
@@ -45,6 +46,7 @@ class OrderRouter:
         with self._lock:
             self.streams = {s: n for s, n in self.streams.items() if n != node_id}
             self.sequences = {k: n for k, n in self.sequences.items() if n != node_id}
+            self.sequence_of = {s: k for s, k in self.sequence_of.items() if s in self.streams}
 
     def _send(self, order: Order, avoid: str | None = None) -> Future:
         answer: Future = Future()
@@ -71,14 +73,29 @@ class OrderRouter:
         elif error is not None:
             answer.set_exception(self._crashed(order, f"node {node_id[:12]}: {type(error).__name__}"))
         elif isinstance(outcome, AgentRefusal):
+            if isinstance(order, (Feed, Abort)) and outcome.code in ("STREAM_NOT_FOUND", "STREAM_LOST"):
+                self._ended(order.stream_id)   # expired or lost on its node: forgotten here too
             answer.set_exception(outcome.error())
         else:
             if isinstance(order, OpenStream) and outcome.stream is not None:
                 with self._lock:
                     self.streams[outcome.stream.stream_id] = node_id
-                    if order.sequence_id is not None:
-                        self.sequences[(order.model_id, order.sequence_id)] = node_id
+                    if order.sequence_id is not None:   # a restart: the node aborted the sequence's old stream
+                        key = (order.model_id, order.sequence_id)
+                        for old in [s for s, k in self.sequence_of.items() if k == key]:
+                            self.streams.pop(old, None)
+                            self.sequence_of.pop(old)
+                        self.sequences[key] = node_id
+                        self.sequence_of[outcome.stream.stream_id] = key
+            elif isinstance(order, Abort) or isinstance(order, Feed) and order.is_final:
+                self._ended(order.stream_id)
             answer.set_result(outcome)
+
+    def _ended(self, stream_id: str) -> None:
+        """A stream that finished, was aborted or is gone on its node: the gateway keeps no entry for it."""
+        with self._lock:
+            self.streams.pop(stream_id, None)
+            self.sequences.pop(self.sequence_of.pop(stream_id, ("", "")), None)
 
     @staticmethod
     def _crashed(order: Order, why: str) -> SupervisorError:
